@@ -1,0 +1,326 @@
+use std::path::Path;
+
+use elab_tasks::TaskSpec;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::SpecError;
+
+/// One training run, fully resolved. Every field changes the result; nothing else is here.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSpec {
+    /// Seeds the data split, the batch order and the initial weights.
+    #[serde(default)]
+    pub seed: u64,
+    pub task: TaskSpec,
+    #[serde(default)]
+    pub model: ModelSpec,
+    #[serde(default)]
+    pub train: TrainSpec,
+    #[serde(default)]
+    pub eval: EvalSpec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    Relu,
+    Gelu,
+}
+
+/// Shape of the GPT-style decoder (see `elab-model`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSpec {
+    pub n_layer: usize,
+    pub d_model: usize,
+    pub n_head: usize,
+    pub d_mlp: usize,
+    pub activation: Activation,
+    /// Pre-LN blocks and a final norm; `false` drops every LayerNorm (Nanda et al. 2023).
+    pub layer_norm: bool,
+    /// Unembedding shares the token-embedding matrix.
+    pub tied_embeddings: bool,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        Self {
+            n_layer: 1,
+            d_model: 128,
+            n_head: 4,
+            d_mlp: 512,
+            activation: Activation::Relu,
+            layer_norm: true,
+            tied_embeddings: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Linear warmup, then constant.
+    Constant,
+    /// Linear warmup, then cosine decay to `min_lr_ratio * lr` at the last step.
+    Cosine,
+}
+
+/// AdamW and the learning-rate schedule. Defaults follow Power et al. 2022.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    /// Optimizer updates.
+    pub steps: u64,
+    /// Examples per update; 0 means the whole training set (full batch).
+    pub batch_size: usize,
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: u64,
+    pub schedule: Schedule,
+    pub min_lr_ratio: f64,
+    /// Global gradient-norm clip; 0 disables it.
+    pub grad_clip: f64,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        Self {
+            steps: 1000,
+            batch_size: 512,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.98,
+            eps: 1e-8,
+            weight_decay: 1.0,
+            warmup_steps: 10,
+            schedule: Schedule::Constant,
+            min_lr_ratio: 0.1,
+            grad_clip: 0.0,
+        }
+    }
+}
+
+impl TrainSpec {
+    /// Learning rate for update number `step` (1-based): linear warmup, then the schedule.
+    pub fn lr_at(&self, step: u64) -> f64 {
+        if step <= self.warmup_steps {
+            return self.lr * step as f64 / self.warmup_steps as f64;
+        }
+        match self.schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Cosine => {
+                let span = self.steps.saturating_sub(self.warmup_steps).max(1) as f64;
+                let progress = (step - self.warmup_steps) as f64 / span;
+                let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos());
+                self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+            }
+        }
+    }
+}
+
+/// When and on what the run is evaluated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EvalSpec {
+    /// Evaluate every `every` steps, besides steps 0, 1, 2, 4, 8, ... and the last.
+    pub every: u64,
+    /// Training examples scored at each eval (the first N of the training set); 0 = all.
+    pub max_train_examples: usize,
+    /// Validation examples scored at each eval; 0 = all.
+    pub max_val_examples: usize,
+}
+
+impl Default for EvalSpec {
+    fn default() -> Self {
+        Self {
+            every: 500,
+            max_train_examples: 2000,
+            max_val_examples: 0,
+        }
+    }
+}
+
+/// Steps at which a run of `steps` updates is evaluated: 0, powers of two, every `every`, last.
+pub fn eval_steps(steps: u64, every: u64) -> Vec<u64> {
+    let mut out: Vec<u64> = std::iter::once(0)
+        .chain(std::iter::successors(Some(1u64), |s| s.checked_mul(2)).take_while(|&s| s <= steps))
+        .chain((every..=steps).step_by(every.max(1) as usize))
+        .chain(std::iter::once(steps))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl JobSpec {
+    /// Parses and validates a job file; errors name the file, line and field.
+    pub fn from_file(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecError::new("", format!("cannot read job file: {e}")).in_file(path)
+        })?;
+        Self::from_toml(&text).map_err(|e| e.in_file(path))
+    }
+
+    pub fn from_toml(text: &str) -> Result<Self, SpecError> {
+        let spec: JobSpec = toml::from_str(text).map_err(|e| SpecError::from_toml(&e, text))?;
+        spec.validate()?;
+        Ok(spec)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a job spec always serializes")
+    }
+
+    /// Rejects impossible shapes and settings before any training starts.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        self.task
+            .validate()
+            .map_err(|(field, allowed)| SpecError::new(field, format!("must be {allowed}")))?;
+        let m = &self.model;
+        let positive = [
+            ("model.n_layer", m.n_layer),
+            ("model.d_model", m.d_model),
+            ("model.n_head", m.n_head),
+            ("model.d_mlp", m.d_mlp),
+        ];
+        for (field, v) in positive {
+            if v == 0 {
+                return Err(SpecError::new(field, "must be a positive integer, got 0"));
+            }
+        }
+        if m.d_model % m.n_head != 0 {
+            return Err(SpecError::new(
+                "model.n_head",
+                format!(
+                    "must divide model.d_model = {} (got n_head = {})",
+                    m.d_model, m.n_head
+                ),
+            ));
+        }
+        let t = &self.train;
+        if t.steps == 0 {
+            return Err(SpecError::new("train.steps", "must be at least 1, got 0"));
+        }
+        let ranges: [(&str, f64, bool); 6] = [
+            ("train.lr", t.lr, t.lr > 0.0 && t.lr < 10.0),
+            ("train.beta1", t.beta1, (0.0..1.0).contains(&t.beta1)),
+            ("train.beta2", t.beta2, (0.0..1.0).contains(&t.beta2)),
+            ("train.eps", t.eps, t.eps > 0.0 && t.eps < 1.0),
+            ("train.weight_decay", t.weight_decay, (0.0..=100.0).contains(&t.weight_decay)),
+            ("train.grad_clip", t.grad_clip, t.grad_clip >= 0.0 && t.grad_clip.is_finite()),
+        ];
+        let allowed = |field: &str| match field {
+            "train.lr" => "a number in (0, 10)",
+            "train.beta1" | "train.beta2" => "a number in [0, 1)",
+            "train.eps" => "a number in (0, 1)",
+            "train.weight_decay" => "a number in [0, 100]",
+            _ => "a finite number >= 0 (0 disables clipping)",
+        };
+        for (field, v, ok) in ranges {
+            if !ok {
+                return Err(SpecError::new(field, format!("must be {}, got {v}", allowed(field))));
+            }
+        }
+        if !(0.0..=1.0).contains(&t.min_lr_ratio) {
+            return Err(SpecError::new(
+                "train.min_lr_ratio",
+                format!("must be a number in [0, 1], got {}", t.min_lr_ratio),
+            ));
+        }
+        if self.eval.every == 0 {
+            return Err(SpecError::new("eval.every", "must be at least 1, got 0"));
+        }
+        Ok(())
+    }
+
+    /// The job id: a hash of the canonical resolved spec (12 hex digits).
+    pub fn id(&self) -> String {
+        let canonical = serde_json::to_string(self).expect("a job spec always serializes");
+        let digest = Sha256::digest(canonical.as_bytes());
+        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The model's context length: every token but the last is read.
+    pub fn n_ctx(&self) -> usize {
+        let (_, prompt, answer) = self.task.shape();
+        prompt + answer - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const JOB: &str = r#"
+seed = 3
+[task]
+kind = "modular"
+p = 97
+op = "add"
+train_fraction = 0.3
+[model]
+d_model = 64
+n_head = 4
+"#;
+
+    #[test]
+    fn parses_with_defaults_and_round_trips() {
+        let spec = JobSpec::from_toml(JOB).unwrap();
+        assert_eq!(spec.model.d_model, 64);
+        assert_eq!(spec.model.n_layer, 1);
+        assert_eq!(spec.train.weight_decay, 1.0);
+        assert_eq!(JobSpec::from_toml(&spec.to_toml()).unwrap(), spec);
+        assert_eq!(spec.n_ctx(), 4);
+    }
+
+    #[test]
+    fn id_depends_on_every_result_field_only() {
+        let a = JobSpec::from_toml(JOB).unwrap();
+        let mut b = a.clone();
+        assert_eq!(a.id(), b.id());
+        b.train.weight_decay = 0.5;
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.id().len(), 12);
+    }
+
+    #[test]
+    fn unknown_field_names_line_and_suggestion() {
+        let err = JobSpec::from_toml(&format!("{JOB}[train]\nlrr = 0.1\n")).unwrap_err();
+        assert_eq!(err.line, Some(12));
+        assert!(err.message.contains("did you mean `lr`?"), "{err}");
+    }
+
+    #[test]
+    fn impossible_shape_is_rejected() {
+        let err = JobSpec::from_toml(&JOB.replace("n_head = 4", "n_head = 5")).unwrap_err();
+        assert_eq!(err.field, "model.n_head");
+        assert!(err.message.contains("divide"));
+    }
+
+    #[test]
+    fn warmup_then_cosine() {
+        let t = TrainSpec {
+            steps: 110,
+            warmup_steps: 10,
+            schedule: Schedule::Cosine,
+            min_lr_ratio: 0.0,
+            lr: 1.0,
+            ..TrainSpec::default()
+        };
+        assert_eq!(t.lr_at(5), 0.5);
+        assert_eq!(t.lr_at(10), 1.0);
+        assert!((t.lr_at(60) - 0.5).abs() < 1e-12);
+        assert!(t.lr_at(110).abs() < 1e-12);
+    }
+
+    #[test]
+    fn eval_steps_are_log_spaced_plus_every_k() {
+        assert_eq!(eval_steps(20, 8), vec![0, 1, 2, 4, 8, 16, 20]);
+        assert_eq!(eval_steps(10, 3), vec![0, 1, 2, 3, 4, 6, 8, 9, 10]);
+    }
+}

@@ -1,0 +1,222 @@
+//! The lab's model: a GPT-style decoder-only transformer, written to be read top to bottom
+//! like nanoGPT's model.py. Config in, `Module` out, `forward` from tokens to logits.
+//! It knows nothing of files, schedules or tasks.
+
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{gelu, relu, softmax};
+use elab_job::{Activation, ModelSpec};
+
+/// Everything needed to build a [`Gpt`]: the job's model section plus the task's vocabulary
+/// and context length.
+#[derive(Config, Debug)]
+pub struct GptConfig {
+    pub vocab_size: usize,
+    pub n_ctx: usize,
+    pub n_layer: usize,
+    pub d_model: usize,
+    pub n_head: usize,
+    pub d_mlp: usize,
+    pub gelu: bool,
+    pub layer_norm: bool,
+    pub tied_embeddings: bool,
+}
+
+impl GptConfig {
+    pub fn from_spec(m: &ModelSpec, vocab_size: usize, n_ctx: usize) -> Self {
+        Self {
+            vocab_size,
+            n_ctx,
+            n_layer: m.n_layer,
+            d_model: m.d_model,
+            n_head: m.n_head,
+            d_mlp: m.d_mlp,
+            gelu: m.activation == Activation::Gelu,
+            layer_norm: m.layer_norm,
+            tied_embeddings: m.tied_embeddings,
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> Gpt {
+        let norm = || self.layer_norm.then(|| LayerNormConfig::new(self.d_model).init(device));
+        let blocks = (0..self.n_layer)
+            .map(|_| Block {
+                ln_1: norm(),
+                attn: CausalSelfAttention {
+                    c_attn: LinearConfig::new(self.d_model, 3 * self.d_model).init(device),
+                    c_proj: LinearConfig::new(self.d_model, self.d_model).init(device),
+                    n_head: self.n_head,
+                },
+                ln_2: norm(),
+                mlp: Mlp {
+                    c_fc: LinearConfig::new(self.d_model, self.d_mlp).init(device),
+                    c_proj: LinearConfig::new(self.d_mlp, self.d_model).init(device),
+                    gelu: self.gelu,
+                },
+            })
+            .collect();
+        // Embeddings start small (std 0.02, as GPT-2) rather than burn's default N(0, 1).
+        let embedding = |n| {
+            EmbeddingConfig::new(n, self.d_model)
+                .with_initializer(burn::nn::Initializer::Normal {
+                    mean: 0.0,
+                    std: 0.02,
+                })
+                .init(device)
+        };
+        Gpt {
+            wte: embedding(self.vocab_size),
+            wpe: embedding(self.n_ctx),
+            blocks,
+            ln_f: norm(),
+            lm_head: (!self.tied_embeddings).then(|| {
+                LinearConfig::new(self.d_model, self.vocab_size)
+                    .with_bias(false)
+                    .init(device)
+            }),
+        }
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct CausalSelfAttention {
+    /// Query, key and value projections for all heads, in one matrix.
+    c_attn: Linear,
+    c_proj: Linear,
+    n_head: usize,
+}
+
+impl CausalSelfAttention {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d] = x.dims();
+        let hd = d / self.n_head;
+        let heads = |x: Tensor<3>| x.reshape([b, t, self.n_head, hd]).swap_dims(1, 2);
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2);
+        let v = heads(qkv.pop().unwrap());
+        let k = heads(qkv.pop().unwrap());
+        let q = heads(qkv.pop().unwrap());
+        let att = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
+        let future = generate_autoregressive_mask(b, t, &att.device()).reshape([b, 1, t, t]);
+        let att = softmax(att.mask_fill(future, -1e9), 3);
+        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        self.c_proj.forward(y)
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Mlp {
+    c_fc: Linear,
+    c_proj: Linear,
+    gelu: bool,
+}
+
+impl Mlp {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let h = self.c_fc.forward(x);
+        let h = if self.gelu { gelu(h) } else { relu(h) };
+        self.c_proj.forward(h)
+    }
+}
+
+/// A pre-LN block: x + attn(ln(x)), then x + mlp(ln(x)). Without LayerNorm, plain residuals.
+#[derive(Module, Debug)]
+pub struct Block {
+    ln_1: Option<LayerNorm>,
+    attn: CausalSelfAttention,
+    ln_2: Option<LayerNorm>,
+    mlp: Mlp,
+}
+
+fn norm(ln: &Option<LayerNorm>, x: Tensor<3>) -> Tensor<3> {
+    match ln {
+        Some(ln) => ln.forward(x),
+        None => x,
+    }
+}
+
+impl Block {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let x = x.clone() + self.attn.forward(norm(&self.ln_1, x));
+        x.clone() + self.mlp.forward(norm(&self.ln_2, x))
+    }
+}
+
+#[derive(Module, Debug)]
+pub struct Gpt {
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: Option<LayerNorm>,
+    /// `None` when the unembedding is tied to `wte`.
+    lm_head: Option<Linear>,
+}
+
+impl Gpt {
+    /// Token ids `[batch, time]` to logits `[batch, time, vocab]`.
+    pub fn forward(&self, idx: Tensor<2, Int>) -> Tensor<3> {
+        let [b, t] = idx.dims();
+        let pos = Tensor::<1, Int>::arange(0..t as i64, &idx.device())
+            .reshape([1, t])
+            .expand([b, t]);
+        let mut x = self.wte.forward(idx) + self.wpe.forward(pos);
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        let x = norm(&self.ln_f, x);
+        match &self.lm_head {
+            Some(head) => head.forward(x),
+            None => x.matmul(self.wte.weight.val().transpose().unsqueeze()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use elab_job::param_counts;
+
+    fn spec(n_layer: usize, d: usize, h: usize, f: usize, ln: bool, tied: bool) -> ModelSpec {
+        ModelSpec {
+            n_layer,
+            d_model: d,
+            n_head: h,
+            d_mlp: f,
+            activation: Activation::Gelu,
+            layer_norm: ln,
+            tied_embeddings: tied,
+        }
+    }
+
+    #[test]
+    fn parameter_count_matches_closed_form() {
+        let device = Device::flex();
+        for m in [
+            spec(1, 128, 4, 512, false, false),
+            spec(2, 64, 2, 256, true, true),
+            spec(3, 48, 6, 100, true, false),
+        ] {
+            let model = GptConfig::from_spec(&m, 13, 11).init(&device);
+            assert_eq!(
+                model.num_params() as u64,
+                param_counts(&m, 13, 11).total,
+                "{m:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn forward_shape_and_causality() {
+        let device = Device::flex();
+        device.seed(0);
+        let model = GptConfig::from_spec(&spec(2, 32, 4, 64, true, false), 10, 6).init(&device);
+        let a = Tensor::<2, Int>::from_data([[1, 2, 3, 4, 5, 6]], &device);
+        let b = Tensor::<2, Int>::from_data([[1, 2, 3, 9, 9, 9]], &device);
+        let (la, lb) = (model.forward(a), model.forward(b));
+        assert_eq!(la.dims(), [1, 6, 10]);
+        // Changing tokens 3.. must not change the logits at positions 0..3.
+        let first = |l: Tensor<3>| l.narrow(1, 0, 3).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(first(la.clone()), first(lb.clone()));
+        assert_ne!(la.into_data().to_vec::<f32>().unwrap(), lb.into_data().to_vec::<f32>().unwrap());
+    }
+}

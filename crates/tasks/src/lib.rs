@@ -1,0 +1,85 @@
+//! Synthetic tasks, deterministic from a seed.
+//!
+//! Every task produces fixed-length token sequences `prompt ++ answer`. A model reads the
+//! sequence left to right; loss and accuracy count only the answer tokens. Each task lives in
+//! its own module and is reached through [`TaskSpec`], so a new task (sparse parity, copy,
+//! induction) is one more file and one more enum variant.
+
+mod digits;
+mod modular;
+mod rng;
+
+pub use digits::{DigitOp, DigitsTask};
+pub use modular::{ModOp, ModularTask};
+pub use rng::SplitMix64;
+
+use serde::{Deserialize, Serialize};
+
+/// The task section of a job: which task, with its parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskSpec {
+    /// `x op y = c (mod p)`, all equations enumerated and split by `train_fraction`.
+    Modular(ModularTask),
+    /// n-digit addition or multiplication with a zero-padded (optionally reversed) answer.
+    Digits(DigitsTask),
+}
+
+/// A generated dataset: every example is `prompt_len + answer_len` tokens long.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    pub vocab_size: usize,
+    pub prompt_len: usize,
+    pub answer_len: usize,
+    pub train: Vec<Vec<u32>>,
+    pub val: Vec<Vec<u32>>,
+}
+
+impl Dataset {
+    /// Tokens per example (the model's context length is one less: it never reads the last).
+    pub fn seq_len(&self) -> usize {
+        self.prompt_len + self.answer_len
+    }
+}
+
+impl TaskSpec {
+    /// Checks the parameters, returning `(field, what is allowed)` on the first bad one.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        match self {
+            TaskSpec::Modular(t) => t.validate(),
+            TaskSpec::Digits(t) => t.validate(),
+        }
+    }
+
+    /// Builds the train and validation sets. The split depends only on the task and `seed`.
+    pub fn generate(&self, seed: u64) -> Dataset {
+        match self {
+            TaskSpec::Modular(t) => t.generate(seed),
+            TaskSpec::Digits(t) => t.generate(seed),
+        }
+    }
+
+    /// Vocabulary size, prompt and answer lengths, known without generating the data.
+    pub fn shape(&self) -> (usize, usize, usize) {
+        match self {
+            TaskSpec::Modular(t) => t.shape(),
+            TaskSpec::Digits(t) => t.shape(),
+        }
+    }
+
+    /// A short human name: `mod97_add`, `add3r`.
+    pub fn label(&self) -> String {
+        match self {
+            TaskSpec::Modular(t) => t.label(),
+            TaskSpec::Digits(t) => t.label(),
+        }
+    }
+}
+
+/// Fisher–Yates shuffle driven by [`SplitMix64`].
+pub fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..items.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        items.swap(i, j);
+    }
+}

@@ -1,0 +1,86 @@
+//! Which device a run trains on, and why.
+
+use anyhow::{Context, bail};
+use burn::prelude::Device;
+
+/// What the user asked for with `--backend`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// wgpu if a real GPU adapter exists, else the CPU.
+    Auto,
+    Wgpu,
+    Cpu,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> anyhow::Result<Self> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "wgpu" => Ok(Backend::Wgpu),
+            "cpu" => Ok(Backend::Cpu),
+            other => bail!("unknown backend `{other}`: expected auto, wgpu or cpu"),
+        }
+    }
+}
+
+/// The device a run uses, its backend name ("wgpu" or "cpu"), the adapter's name, and why.
+#[derive(Debug, Clone)]
+pub struct ChosenDevice {
+    pub device: Device,
+    pub backend: &'static str,
+    pub name: String,
+    pub reason: String,
+}
+
+/// Picks the device. `Auto` takes wgpu only for a real GPU: a software adapter (Mesa's
+/// llvmpipe) trains ~30x slower than burn's Flex CPU backend, so it is never chosen silently.
+///
+/// Call before any other thread starts: it sets `BURN_DEVICE`, which burn reads when it builds
+/// optimizer state on the default device while loading a checkpoint.
+pub fn choose_device(backend: Backend) -> anyhow::Result<ChosenDevice> {
+    let chosen = match backend {
+        Backend::Cpu => cpu("--backend cpu".into()),
+        Backend::Wgpu => {
+            let device = Device::wgpu_options()
+                .init()
+                .context("--backend wgpu: no wgpu adapter could be opened")?;
+            let name = device.identity().map(|i| i.name).unwrap_or_default();
+            ChosenDevice {
+                device,
+                backend: "wgpu",
+                reason: "--backend wgpu".into(),
+                name,
+            }
+        }
+        Backend::Auto => match Device::wgpu_options().init() {
+            Ok(device) => match device.identity() {
+                Some(id) if id.physical.is_some() => ChosenDevice {
+                    device,
+                    backend: "wgpu",
+                    reason: format!("found GPU `{}`", id.name),
+                    name: id.name,
+                },
+                Some(id) => cpu(format!(
+                    "wgpu adapter `{}` is a software rasterizer, not a GPU",
+                    id.name
+                )),
+                None => cpu("the wgpu adapter does not identify itself".into()),
+            },
+            Err(e) => cpu(format!("no wgpu adapter ({e})")),
+        },
+    };
+    let env = if chosen.backend == "wgpu" { "wgpu" } else { "flex" };
+    // SAFETY: called at start-up, before the run spawns threads that could read the environment.
+    unsafe { std::env::set_var("BURN_DEVICE", env) };
+    Ok(chosen)
+}
+
+fn cpu(reason: String) -> ChosenDevice {
+    ChosenDevice {
+        device: Device::flex(),
+        backend: "cpu",
+        name: "flex".into(),
+        reason,
+    }
+}

@@ -1,0 +1,9 @@
+//! One training run of the lab: choose a device, train a [`elab_model::Gpt`] on a task,
+//! evaluate it along the way, checkpoint it, resume it exactly.
+
+mod backend;
+pub mod metrics;
+mod trainer;
+
+pub use backend::{Backend, ChosenDevice, choose_device};
+pub use trainer::{Outcome, Progress, RunOptions, train};
