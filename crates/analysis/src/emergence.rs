@@ -228,6 +228,7 @@ fn finite_pairs(xs: &[f64], ys: &[f64]) -> bool {
 ///
 /// A coarse grid over x0 in [min x - 1, max x + 1] and log-spaced k, each with (y0, y1) solved
 /// exactly, then Nelder-Mead on (x0, ln k) from the best grid point, kept inside the same box.
+/// Only rising curves are fitted: falling data (e.g. loss) give a constant (y1 = y0), so negate them.
 pub fn fit_logistic(xs: &[f64], ys: &[f64]) -> Option<LogisticFit> {
     if !finite_pairs(xs, ys) || stats::distinct_count(xs) < 4 {
         return None;
@@ -402,6 +403,10 @@ pub fn mean_by_scale(points: &[(f64, f64, u64)]) -> Vec<(f64, f64, usize)> {
 /// Analyse `(scale, score, seed)` points: average seeds per scale, fit on log10(scale), classify,
 /// and bootstrap x0 by resampling seeds within each scale (`bootstrap` resamples, reproducible
 /// from `rng_seed`; no interval when `bootstrap` is 0 or every scale has a single seed).
+///
+/// Each resampled per-scale mean's deviation is inflated by sqrt(n/(n-1)) so its variance is
+/// unbiased. Even so, with few seeds the nominal 95% interval is too narrow: in simulation it
+/// covered the true x0 in ~86% of draws with 3 seeds, ~88% with 5, ~94% with 10.
 pub fn analyze_threshold(
     points: &[(f64, f64, u64)],
     criteria: &Criteria,
