@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use elab_job::{JobSpec, RunDir, RunStatus, SpecError};
+use elab_sweep::{LocalSettings, PrepareError, SweepConfig, SweepDir, print_plan, sweep_dir};
 use elab_train::{Backend, Outcome, RunOptions};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
@@ -26,6 +27,44 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Show the jobs a sweep file expands to (size, parameters, FLOPs), without running them.
+    Plan {
+        config: PathBuf,
+    },
+    /// Run a sweep: every job not yet done, resuming interrupted ones from their checkpoints.
+    Sweep {
+        config: PathBuf,
+        #[command(flatten)]
+        run: SweepRunArgs,
+        /// Accept a change to the sweep's fixed defaults (old jobs become orphaned).
+        #[arg(long)]
+        allow_changed_config: bool,
+    },
+    /// Continue a sweep from its frozen config: `elab resume sweeps/<name>`.
+    Resume {
+        sweep_dir: PathBuf,
+        #[command(flatten)]
+        run: SweepRunArgs,
+    },
+    /// Jobs by state, per size, with their latest metrics.
+    Status {
+        sweep_dir: PathBuf,
+    },
+    /// Training speed for a ladder of sizes (~10k to ~10M parameters), as markdown.
+    Bench {
+        /// cpu, wgpu or auto (wgpu only on a real GPU).
+        #[arg(long, default_value = "cpu", value_parser = ["auto", "wgpu", "cpu"])]
+        backend: String,
+        /// Timed steps per size (after 3 warmup steps).
+        #[arg(long, default_value_t = 10)]
+        steps: u64,
+        /// Skip sizes above this many parameters.
+        #[arg(long, default_value_t = 20_000_000)]
+        max_params: u64,
+        /// Append the results to this markdown file (e.g. docs/performance.md).
+        #[arg(long)]
+        append_to: Option<PathBuf>,
+    },
     /// Train one job (the unit the sweep engine and Slurm run), resuming it if interrupted.
     Train {
         /// A job file: task, model, train, eval, seed.
@@ -42,9 +81,43 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct SweepRunArgs {
+    /// Where sweep directories live.
+    #[arg(long, default_value = "sweeps")]
+    sweeps_dir: PathBuf,
+    /// Jobs run side by side [default: [sweep] slots, else the number of CPU cores].
+    #[arg(long)]
+    slots: Option<usize>,
+    /// Overrides [sweep] backend: auto, wgpu or cpu.
+    #[arg(long, value_parser = ["auto", "wgpu", "cpu"])]
+    backend: Option<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Plan { config } => plan(&config),
+        Command::Sweep {
+            config,
+            run,
+            allow_changed_config,
+        } => SweepConfig::load(&config)
+            .map_err(anyhow::Error::from)
+            .and_then(|c| {
+                let dir = sweep_dir(&run.sweeps_dir, &c.sweep.name);
+                sweep(c, dir, &run, allow_changed_config)
+            }),
+        Command::Resume { sweep_dir, run } => SweepConfig::load(&SweepDir::new(&sweep_dir).config())
+            .map_err(anyhow::Error::from)
+            .and_then(|c| sweep(c, SweepDir::new(&sweep_dir), &run, false)),
+        Command::Status { sweep_dir } => status(&sweep_dir),
+        Command::Bench {
+            backend,
+            steps,
+            max_params,
+            append_to,
+        } => bench(&backend, steps, max_params, append_to),
         Command::Train {
             job,
             out,
@@ -57,6 +130,14 @@ fn main() -> ExitCode {
         Err(err) => {
             if let Some(spec) = err.downcast_ref::<SpecError>() {
                 eprintln!("error: {spec}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            if let Some(PrepareError::Spec(spec)) = err.downcast_ref::<PrepareError>() {
+                eprintln!("error: {spec}");
+                return ExitCode::from(EXIT_BAD_INPUT);
+            }
+            if let Some(e @ PrepareError::ChangedDefaults { .. }) = err.downcast_ref::<PrepareError>() {
+                eprintln!("error: {e}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
             eprintln!("error: {err:#}");
@@ -110,4 +191,90 @@ fn train(job: PathBuf, out: Option<PathBuf>, backend: &str, progress_json: bool)
             ExitCode::from(EXIT_INTERRUPTED)
         }
     })
+}
+
+fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = SweepConfig::load(config)?;
+    print!("{}", print_plan(&config.plan()?));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed: bool) -> anyhow::Result<ExitCode> {
+    std::fs::create_dir_all(&dir.root)?;
+    let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
+        anyhow::bail!("{} is already being run by another `elab sweep`", dir.root.display());
+    };
+    let (plan, r) = elab_sweep::prepare(&dir, &config, allow_changed)?;
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.log())?;
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(log))
+        .init();
+    eprintln!(
+        "sweep {}: {} jobs: {} done, {} to resume from checkpoint, {} new, {} failed before (rerun), {} diverged, {} orphaned (no longer in the config, kept)",
+        config.sweep.name,
+        plan.jobs.len(),
+        r.done.len(),
+        r.resume.len(),
+        r.new.len(),
+        r.failed_before.len(),
+        r.diverged.len(),
+        r.orphaned.len()
+    );
+    let settings = LocalSettings {
+        elab: std::env::current_exe()?,
+        slots: args
+            .slots
+            .or(config.sweep.slots)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        max_retries: config.sweep.max_retries,
+        backend: args.backend.clone().unwrap_or_else(|| config.sweep.backend.clone()),
+    };
+    let report = elab_sweep::run_local(&dir, &plan, &settings)?;
+    eprintln!(
+        "sweep {}: {} done, {} diverged, {} failed of {} jobs",
+        config.sweep.name,
+        report.done,
+        report.diverged,
+        report.failed,
+        plan.jobs.len()
+    );
+    if report.interrupted {
+        eprintln!(
+            "interrupted; every job is safe on disk. Continue with:\n  elab sweep {}\nor\n  elab resume {}",
+            config.path.display(),
+            dir.root.display()
+        );
+        return Ok(ExitCode::from(130));
+    }
+    Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let dir = SweepDir::new(dir);
+    let plan = dir
+        .read_plan()
+        .map_err(|e| anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display()))?;
+    print!("{}", elab_sweep::status_table(&dir, &plan)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn bench(backend: &str, steps: u64, max_params: u64, append_to: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let table = elab_train::bench::bench(backend.parse()?, steps, max_params)?;
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let section = format!(
+        "\n### `elab bench --backend {backend}`: {cpu}, {cores} cores\n\n{table}\nBatch {} examples x 11 tokens (3-digit reversed addition), {steps} timed steps after 3 warmup steps.\n",
+        elab_train::bench::BENCH_BATCH
+    );
+    print!("{section}");
+    if let Some(path) = append_to {
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&section);
+        elab_job::fsio::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

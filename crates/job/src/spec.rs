@@ -207,7 +207,7 @@ impl JobSpec {
             return Err(SpecError::new("train.steps", "must be at least 1, got 0"));
         }
         let ranges: [(&str, f64, bool); 6] = [
-            ("train.lr", t.lr, t.lr > 0.0 && t.lr < 10.0),
+            ("train.lr", t.lr, t.lr > 0.0 && t.lr.is_finite()),
             ("train.beta1", t.beta1, (0.0..1.0).contains(&t.beta1)),
             ("train.beta2", t.beta2, (0.0..1.0).contains(&t.beta2)),
             ("train.eps", t.eps, t.eps > 0.0 && t.eps < 1.0),
@@ -215,7 +215,7 @@ impl JobSpec {
             ("train.grad_clip", t.grad_clip, t.grad_clip >= 0.0 && t.grad_clip.is_finite()),
         ];
         let allowed = |field: &str| match field {
-            "train.lr" => "a number in (0, 10)",
+            "train.lr" => "a positive finite number",
             "train.beta1" | "train.beta2" => "a number in [0, 1)",
             "train.eps" => "a number in (0, 1)",
             "train.weight_decay" => "a number in [0, 100]",

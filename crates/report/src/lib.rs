@@ -1,1 +1,285 @@
-//! stub
+//! Export of a sweep's records: tidy CSV (`runs.csv`, `curves.csv`, `thresholds.csv`, with
+//! `SCHEMA.md` describing every column), figures (`plots/*.svg` and `*.png`) and a
+//! self-contained `report.html`.
+//!
+//! The sweep directory is read once ([`load`]), thresholds are computed once
+//! ([`thresholds`]), and every writer renders from those. Files are first written and fsynced
+//! in a staging directory inside `out_dir`, then renamed into place one by one (`report.html`
+//! last), so a crash never leaves a half-written file under a reported name.
+
+mod html;
+pub mod load;
+mod plots;
+pub mod schema;
+mod tables;
+pub mod thresholds;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use elab_analysis::Verdict;
+use elab_job::fsio;
+
+use crate::load::SweepData;
+
+/// What to write besides the CSV files.
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    /// Render figures (SVG + PNG) and inline them in the report.
+    pub plots: bool,
+}
+
+impl Default for ExportOptions {
+    fn default() -> Self {
+        Self { plots: true }
+    }
+}
+
+/// What an export wrote.
+#[derive(Debug, Clone, Default)]
+pub struct ExportSummary {
+    pub sweep: String,
+    pub out_dir: PathBuf,
+    /// Every file written, relative to `out_dir`, in the order they were published.
+    pub files: Vec<PathBuf>,
+    pub jobs: usize,
+    /// Jobs per status (done, diverged, failed, orphaned, ...).
+    pub by_status: BTreeMap<String, usize>,
+    pub groups: usize,
+    pub runs_rows: usize,
+    pub curve_rows: usize,
+    pub threshold_rows: usize,
+    pub figures: usize,
+    /// One line per emergent (group, score, scale).
+    pub emergent: Vec<String>,
+    /// Orphaned jobs left out because their spec no longer parses, with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl fmt::Display for ExportSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status: Vec<String> = self
+            .by_status
+            .iter()
+            .map(|(s, n)| format!("{n} {s}"))
+            .collect();
+        writeln!(
+            f,
+            "exported sweep {}: {} jobs ({}) -> {}",
+            self.sweep,
+            self.jobs,
+            status.join(", "),
+            self.out_dir.display()
+        )?;
+        if self.runs_rows > 0 || self.curve_rows > 0 {
+            writeln!(f, "  runs.csv        {} rows", self.runs_rows)?;
+            writeln!(f, "  curves.csv      {} rows", self.curve_rows)?;
+            writeln!(
+                f,
+                "  thresholds.csv  {} rows, {} groups, {} emergent",
+                self.threshold_rows,
+                self.groups,
+                self.emergent.len()
+            )?;
+        }
+        if self.figures > 0 {
+            writeln!(f, "  plots/          {} figures (SVG + PNG)", self.figures)?;
+        }
+        writeln!(f, "  report.html")?;
+        for line in &self.emergent {
+            writeln!(f, "  emergent: {line}")?;
+        }
+        for line in &self.skipped {
+            writeln!(f, "  skipped orphan {line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Which outputs to produce; `report.html` is always written.
+#[derive(Debug, Clone, Copy)]
+struct Outputs {
+    csv: bool,
+    plots: bool,
+}
+
+/// Writes CSV files, `SCHEMA.md`, figures (if `opts.plots`) and `report.html` to `out_dir`.
+pub fn export(
+    sweep_dir: &Path,
+    out_dir: &Path,
+    opts: &ExportOptions,
+) -> anyhow::Result<ExportSummary> {
+    run(
+        sweep_dir,
+        out_dir,
+        Outputs {
+            csv: true,
+            plots: opts.plots,
+        },
+    )
+}
+
+/// Figures and `report.html` only (no CSV).
+pub fn plot(sweep_dir: &Path, out_dir: &Path) -> anyhow::Result<ExportSummary> {
+    run(
+        sweep_dir,
+        out_dir,
+        Outputs {
+            csv: false,
+            plots: true,
+        },
+    )
+}
+
+fn run(sweep_dir: &Path, out_dir: &Path, outputs: Outputs) -> anyhow::Result<ExportSummary> {
+    let data = SweepData::load(sweep_dir)?;
+    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let staging = Staging::new(out_dir)?;
+    let result = write_all(&data, &staging, outputs).and_then(|summary| {
+        staging.publish(&summary.files)?;
+        Ok(summary)
+    });
+    staging.remove();
+    let mut summary = result?;
+    summary.out_dir = out_dir.to_path_buf();
+    Ok(summary)
+}
+
+fn write_all(
+    data: &SweepData,
+    staging: &Staging,
+    outputs: Outputs,
+) -> anyhow::Result<ExportSummary> {
+    let groups = load::groups(data);
+    let rows = thresholds::threshold_rows(&groups);
+    let mut summary = ExportSummary {
+        sweep: data.name.clone(),
+        jobs: data.jobs.len(),
+        groups: groups.len(),
+        skipped: data.skipped.clone(),
+        ..Default::default()
+    };
+    for job in &data.jobs {
+        *summary.by_status.entry(job.state.to_string()).or_default() += 1;
+    }
+    for r in rows
+        .iter()
+        .filter(|r| r.report.verdict == Verdict::Emergent)
+    {
+        let ci = match (r.report.x0_ci_low, r.report.x0_ci_high) {
+            (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
+            _ => String::new(),
+        };
+        summary.emergent.push(format!(
+            "{} {} vs {} at {:.3e} (log10 {:.2}{ci})",
+            groups[r.group].label,
+            r.score.label(),
+            r.scale.name(),
+            r.report.threshold.unwrap_or(f64::NAN),
+            r.report.x0.unwrap_or(f64::NAN),
+        ));
+    }
+
+    let mut data_files: Vec<&str> = Vec::new();
+    if outputs.csv {
+        let (bytes, n) = tables::runs_csv(data)?;
+        staging.write("runs.csv", &bytes, &mut summary.files)?;
+        summary.runs_rows = n;
+        let (bytes, n) = tables::curves_csv(data)?;
+        staging.write("curves.csv", &bytes, &mut summary.files)?;
+        summary.curve_rows = n;
+        let (bytes, n) = tables::thresholds_csv(data, &groups, &rows)?;
+        staging.write("thresholds.csv", &bytes, &mut summary.files)?;
+        summary.threshold_rows = n;
+        staging.write(
+            "SCHEMA.md",
+            schema::markdown().as_bytes(),
+            &mut summary.files,
+        )?;
+        data_files = vec!["runs.csv", "curves.csv", "thresholds.csv", "SCHEMA.md"];
+    }
+
+    let mut figures = Vec::new();
+    if outputs.plots {
+        let plots_dir = staging.dir.join("plots");
+        fs::create_dir_all(&plots_dir)?;
+        figures = plots::figures(&groups, &rows, &plots_dir)?;
+        for fig in &figures {
+            let png = format!("plots/{}.png", fig.stem);
+            staging.adopt(&png, &mut summary.files)?;
+            staging.write(
+                &format!("plots/{}.svg", fig.stem),
+                fig.svg.as_bytes(),
+                &mut summary.files,
+            )?;
+        }
+        summary.figures = figures.len();
+    }
+
+    let by_status = summary.by_status.clone();
+    let page = html::report_html(data, &by_status, &groups, &rows, &figures, &data_files);
+    // Last, so that a published report.html implies every file it links was published before it.
+    staging.write("report.html", page.as_bytes(), &mut summary.files)?;
+    Ok(summary)
+}
+
+/// `out_dir/.export-tmp-<pid>/`: files are complete and fsynced here before they are renamed
+/// into place (same file system, so each rename is atomic).
+struct Staging {
+    out: PathBuf,
+    dir: PathBuf,
+}
+
+impl Staging {
+    fn new(out: &Path) -> anyhow::Result<Self> {
+        let dir = out.join(format!(".export-tmp-{}", std::process::id()));
+        // Left over from an earlier process with our pid, which is gone.
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self {
+            out: out.to_path_buf(),
+            dir,
+        })
+    }
+
+    fn write(&self, rel: &str, bytes: &[u8], files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let path = self.dir.join(rel);
+        fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
+        self.adopt(rel, files)
+    }
+
+    /// Fsyncs a file something else wrote into the staging directory and lists it.
+    fn adopt(&self, rel: &str, files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+        let path = self.dir.join(rel);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", path.display()))?;
+        files.push(PathBuf::from(rel));
+        Ok(())
+    }
+
+    /// Renames every staged file into `out`, in order, then makes the renames durable.
+    fn publish(&self, files: &[PathBuf]) -> anyhow::Result<()> {
+        let mut dirs = vec![self.out.clone()];
+        for rel in files {
+            let target = self.out.join(rel);
+            if let Some(parent) = target.parent().filter(|p| !dirs.iter().any(|d| d == p)) {
+                fs::create_dir_all(parent)?;
+                dirs.push(parent.to_path_buf());
+            }
+            fs::rename(self.dir.join(rel), &target)
+                .with_context(|| format!("publishing {}", target.display()))?;
+        }
+        for dir in dirs {
+            fsio::sync_dir(&dir)?;
+        }
+        Ok(())
+    }
+
+    fn remove(&self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}

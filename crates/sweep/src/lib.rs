@@ -1,1 +1,116 @@
-//! stub
+//! Sweeps: a TOML file declares a family of jobs; the plan expands it; the sweep directory
+//! keeps every job's state on disk; an executor runs what is not finished.
+//!
+//! Data flows one way: [`SweepConfig`] -> [`Plan`] -> [`SweepDir`] -> executor -> records.
+//! The executors run `elab train` workers, so this crate never links burn.
+
+mod config;
+mod local;
+mod status;
+mod sweepdir;
+
+pub use config::{Plan, PlannedJob, Size, SweepConfig, SweepSection};
+pub use local::{LocalSettings, SweepReport, run_local};
+pub use status::{PlanRow, plan_rows, print_plan, status_table};
+pub use sweepdir::{Attempt, HEARTBEAT_STALE_SECS, JobState, SweepDir, heartbeat_age, now, sweep_dir};
+
+use std::collections::BTreeMap;
+
+use elab_job::SpecError;
+
+/// What a (re)start of a sweep will do, job by job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resumption {
+    pub done: Vec<String>,
+    pub resume: Vec<String>,
+    pub new: Vec<String>,
+    pub orphaned: Vec<String>,
+    pub failed_before: Vec<String>,
+    pub diverged: Vec<String>,
+}
+
+/// Prepares `dir` to run `config`: freezes the config on first run; on a rerun, checks that
+/// the fixed defaults did not change (refused unless `allow_changed`), adds new jobs, and
+/// reports done / resumable / new / orphaned jobs. Writes nothing if it refuses.
+pub fn prepare(dir: &SweepDir, config: &SweepConfig, allow_changed: bool) -> Result<(Plan, Resumption), PrepareError> {
+    let plan = config.plan()?;
+    let frozen = if dir.exists() {
+        let text = std::fs::read_to_string(dir.config()).map_err(PrepareError::Io)?;
+        Some(SweepConfig::parse(&dir.config(), &text)?)
+    } else {
+        None
+    };
+    let mut config_text = Some(config.text.as_str());
+    if let Some(frozen) = &frozen {
+        if frozen.base != config.base {
+            if !allow_changed {
+                return Err(PrepareError::ChangedDefaults {
+                    dir: dir.root.display().to_string(),
+                    diff: diff_defaults(frozen, config),
+                });
+            }
+            // Keep the previous config beside the new one: the orphans were made from it.
+            let previous = dir.root.join(format!("config.{}.toml", now() as u64));
+            std::fs::write(previous, &frozen.text).map_err(PrepareError::Io)?;
+        } else if frozen.text == config.text {
+            config_text = None;
+        }
+    }
+    dir.write_plan(config_text, &plan).map_err(PrepareError::Io)?;
+    let states = dir.states(&plan).map_err(PrepareError::Io)?;
+    let mut r = Resumption::default();
+    for (id, state) in states {
+        match state {
+            JobState::Done => r.done.push(id),
+            JobState::Diverged => r.diverged.push(id),
+            JobState::Resumable | JobState::Running => r.resume.push(id),
+            JobState::Failed => r.failed_before.push(id),
+            JobState::New => r.new.push(id),
+            JobState::Orphaned => r.orphaned.push(id),
+        }
+    }
+    Ok((plan, r))
+}
+
+/// Lines `model.d_mlp: 512 -> 256` for every default that differs.
+fn diff_defaults(old: &SweepConfig, new: &SweepConfig) -> Vec<String> {
+    let flat = |c: &SweepConfig| {
+        let mut out = BTreeMap::new();
+        let table = toml::Table::try_from(&c.base).expect("a job spec is a table");
+        flatten_table("", &table, &mut out);
+        out
+    };
+    let (a, b) = (flat(old), flat(new));
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
+            format!("{k}: {} -> {}", show(a.get(k)), show(b.get(k)))
+        })
+        .collect()
+}
+
+fn flatten_table(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten_table(&key, t, out),
+            other => {
+                out.insert(key, other.to_string());
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrepareError {
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error("{dir} was started with other fixed defaults; changing them would change jobs already run:\n  {}\nRun with --allow-changed-config to accept: the old jobs are kept and reported as orphaned, the new ones are added.", diff.join("\n  "))]
+    ChangedDefaults { dir: String, diff: Vec<String> },
+    #[error("sweep directory: {0}")]
+    Io(std::io::Error),
+}

@@ -67,6 +67,14 @@ impl TaskSpec {
         }
     }
 
+    /// Number of training examples, known without generating the data.
+    pub fn train_len(&self) -> usize {
+        match self {
+            TaskSpec::Modular(t) => t.train_len(),
+            TaskSpec::Digits(t) => t.train_size,
+        }
+    }
+
     /// A short human name: `mod97_add`, `add3r`.
     pub fn label(&self) -> String {
         match self {

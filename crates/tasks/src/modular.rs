@@ -66,7 +66,7 @@ fn pow_mod(mut base: u64, mut exp: u64, p: u64) -> u64 {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +117,16 @@ impl ModularTask {
         format!("mod{}_{}", self.p, self.op.name())
     }
 
+    fn equations(&self) -> usize {
+        let p = self.p as usize;
+        if self.op == ModOp::Div { p * (p - 1) } else { p * p }
+    }
+
+    pub(crate) fn train_len(&self) -> usize {
+        let n = self.equations();
+        (((n as f64) * self.train_fraction).round() as usize).clamp(1, n - 1)
+    }
+
     pub(crate) fn generate(&self, seed: u64) -> Dataset {
         let p = self.p;
         let (op_token, eq_token) = (p as u32, p as u32 + 1);
@@ -129,9 +139,8 @@ impl ModularTask {
             })
             .collect();
         shuffle(&mut all, &mut SplitMix64::derive(seed, 1));
-        let n_train = ((all.len() as f64) * self.train_fraction).round() as usize;
-        let n_train = n_train.clamp(1, all.len() - 1);
-        let val = all.split_off(n_train);
+        debug_assert_eq!(all.len(), self.equations());
+        let val = all.split_off(self.train_len());
         let (vocab_size, prompt_len, answer_len) = self.shape();
         Dataset {
             vocab_size,

@@ -2,8 +2,9 @@
 //! evaluate it along the way, checkpoint it, resume it exactly.
 
 mod backend;
+pub mod bench;
 pub mod metrics;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};
-pub use trainer::{Outcome, Progress, RunOptions, train};
+pub use trainer::{Outcome, Progress, RunOptions, time_steps, train};

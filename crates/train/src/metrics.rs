@@ -58,7 +58,7 @@ impl Scorer {
         for (target, guess) in targets.chunks(answer_len).zip(greedy.chunks(answer_len)) {
             self.examples += 1;
             self.exact += usize::from(target == guess);
-            self.edits += strsim::generic_levenshtein(target, guess);
+            self.edits += strsim::generic_levenshtein(&target.to_vec(), &guess.to_vec());
         }
     }
 

@@ -77,7 +77,9 @@ pub fn train(spec: &JobSpec, run: &RunDir, opts: RunOptions) -> anyhow::Result<O
     let chosen = choose_device(opts.backend)?;
     tracing::info!(backend = chosen.backend, device = %chosen.name, reason = %chosen.reason, "device chosen");
     let (mut trainer, model) = Trainer::new(spec, run, chosen)?;
-    trainer.run(model, opts)
+    let outcome = trainer.run(model, opts);
+    let _ = std::fs::remove_file(run.heartbeat());
+    outcome
 }
 
 /// Writes the spec into a new run directory, or checks that an existing one holds this job.
@@ -117,10 +119,14 @@ impl<'a> Trainer<'a> {
     /// Builds the trainer and the model, restored from the last checkpoint if there is one.
     fn new(spec: &'a JobSpec, run: &'a RunDir, chosen: ChosenDevice) -> anyhow::Result<(Self, Gpt)> {
         let data = spec.task.generate(spec.seed);
-        let device = chosen.device.clone();
-        device.seed(spec.seed);
+        // Initialize on the CPU whatever the backend, so that a seed means the same initial
+        // weights on Flex and on wgpu (their random generators differ).
+        // burn initializes parameters lazily, on their device, at first use: materialize them
+        // on the CPU before moving.
+        let cpu = Device::flex().autodiff();
+        cpu.seed(spec.seed);
         let config = GptConfig::from_spec(&spec.model, data.vocab_size, spec.n_ctx());
-        let mut model = config.init(&device.clone().autodiff());
+        let mut model = materialize(config.init(&cpu)).fork(&chosen.device.clone().autodiff());
         let t = &spec.train;
         let mut optim = AdamWConfig::new()
             .with_beta_1(t.beta1 as f32)
@@ -315,6 +321,24 @@ impl<'a> Trainer<'a> {
     }
 }
 
+/// Times `steps` training updates of `spec` after `warmup` untimed ones (no evaluation, no
+/// checkpoints, nothing written): seconds per step.
+pub fn time_steps(spec: &JobSpec, chosen: ChosenDevice, warmup: u64, steps: u64) -> anyhow::Result<f64> {
+    let scratch = RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
+    let (mut trainer, mut model) = Trainer::new(spec, &scratch, chosen)?;
+    let mut loss = 0.0;
+    for step in 1..=warmup {
+        (model, loss) = trainer.train_step(model, step);
+    }
+    let start = Instant::now();
+    for step in warmup + 1..=warmup + steps {
+        (model, loss) = trainer.train_step(model, step);
+    }
+    // train_step reads the loss back each step, so the device has finished by now.
+    anyhow::ensure!(loss.is_finite(), "loss diverged while benchmarking");
+    Ok(start.elapsed().as_secs_f64() / steps as f64)
+}
+
 /// Input tokens `[n, n_ctx]` and answer targets `[n, answer_len]` for a batch of examples.
 fn tensors(batch: &[&Vec<u32>], data: &Dataset, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
     let n_ctx = data.seq_len() - 1;
@@ -342,7 +366,7 @@ fn evaluate(model: &Gpt, examples: &[Vec<u32>], data: &Dataset, device: &Device)
     for chunk in examples.chunks(EVAL_BATCH) {
         let batch: Vec<&Vec<u32>> = chunk.iter().collect();
         let (input, _) = tensors(&batch, data, device);
-        let logp = answer_log_probs(model, input, data).into_data().to_vec::<f32>().unwrap();
+        let logp = answer_log_probs(model, input, data).into_data().try_to_vec::<f32>().unwrap();
         let targets: Vec<u32> = chunk.iter().flat_map(|s| s[p..].iter().copied()).collect();
         // Greedy decoding: the first answer token is the teacher-forced argmax; each later one
         // is predicted after writing the earlier guesses into the input. The causal mask makes
@@ -365,7 +389,7 @@ fn evaluate(model: &Gpt, examples: &[Vec<u32>], data: &Dataset, device: &Device)
                 .argmax(2)
                 .into_data()
                 .convert::<i64>()
-                .to_vec::<i64>()
+                .try_to_vec::<i64>()
                 .unwrap();
             for (e, t) in next.into_iter().enumerate() {
                 greedy[e * answer_len + j] = t as u32;
@@ -405,6 +429,18 @@ impl BatchOrder {
         }
         &self.perm[pos * self.batch..(pos + 1) * self.batch]
     }
+}
+
+/// Forces every lazily initialized parameter to take its value now, in visiting order.
+fn materialize(model: Gpt) -> Gpt {
+    struct Touch;
+    impl ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    model.visit(&mut Touch);
+    model
 }
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm` (burn's own

@@ -1,0 +1,74 @@
+//! Helpers shared by the CLI's integration tests: run the real `elab` binary in a scratch
+//! directory and read what it left on disk.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use elab_job::{EvalRow, RunDir, read_evals};
+
+pub fn elab() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_elab"))
+}
+
+pub fn repo_file(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+}
+
+/// The smoke config with `edit` applied to its text, written into `dir` as `name`.
+pub fn smoke_config(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(repo_file("configs/smoke.toml")).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, edit(text)).unwrap();
+    path
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().expect("elab runs")
+}
+
+pub fn sweep_cmd(config: &Path, sweeps: &Path) -> Command {
+    let mut cmd = elab();
+    cmd.arg("sweep").arg(config).arg("--sweeps-dir").arg(sweeps);
+    cmd
+}
+
+pub fn spawn_quiet(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// Polls `cond` every 50 ms until it holds or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// Every job's records, keyed by job id, as raw lines and as parsed rows.
+pub fn records(sweep: &Path) -> BTreeMap<String, (Vec<String>, Vec<EvalRow>)> {
+    let mut out = BTreeMap::new();
+    for entry in std::fs::read_dir(sweep.join("jobs")).unwrap() {
+        let path = entry.unwrap().path();
+        let run = RunDir::new(&path);
+        let raw: Vec<String> = std::fs::read_to_string(run.evals())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        let rows = read_evals(&run.evals()).unwrap();
+        out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), (raw, rows));
+    }
+    out
+}
+
+pub fn kill(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a process this test started.
+    unsafe { libc::kill(pid as i32, signal) };
+}

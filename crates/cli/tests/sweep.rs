@@ -1,0 +1,227 @@
+//! The sweep engine, end to end with real workers: killed and resumed, interrupted,
+//! a worker killed alone, a diverging job, the slot limit, a changed config.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::*;
+use elab_job::eval_steps;
+
+/// A reference run of the smoke sweep, uninterrupted; returns its wall time.
+fn reference(tmp: &Path) -> (std::path::PathBuf, Duration) {
+    let config = smoke_config(tmp, "smoke.toml", |t| t);
+    let sweeps = tmp.join("ref");
+    let start = Instant::now();
+    let out = run(&mut sweep_cmd(&config, &sweeps));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    (sweeps.join("smoke"), start.elapsed())
+}
+
+fn assert_complete_and_equal(reference: &Path, other: &Path) {
+    let (a, b) = (records(reference), records(other));
+    assert_eq!(a.len(), 4);
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "same jobs");
+    let steps = eval_steps(120, 40);
+    for (id, (raw_b, rows_b)) in &b {
+        let (_, rows_a) = &a[id];
+        // Every eval step once per split: no gaps, and no duplicate lines in the file.
+        assert_eq!(raw_b.len(), steps.len() * 2, "{id}: {raw_b:#?}");
+        let got: Vec<u64> = rows_b.iter().map(|r| r.step).step_by(2).collect();
+        assert_eq!(got, steps, "{id}");
+        // Bitwise equal metrics (the CPU backend is deterministic).
+        for (x, y) in rows_a.iter().zip(rows_b) {
+            assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
+            for (name, v) in &x.metrics {
+                assert_eq!(v.to_bits(), y.metrics[name].to_bits(), "{id} step {} {name}", x.step);
+            }
+        }
+        assert!(other.join("jobs").join(id).join("summary.json").exists());
+    }
+}
+
+#[test]
+fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (reference, took) = reference(tmp.path());
+    // Concurrency never exceeded the slots (2) in the reference run.
+    let mut spans = Vec::new();
+    for id in records(&reference).keys() {
+        let attempts = std::fs::read_to_string(reference.join("jobs").join(id).join("attempts.jsonl")).unwrap();
+        for line in attempts.lines() {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            spans.push((v["started"].as_f64().unwrap(), v["ended"].as_f64().unwrap()));
+        }
+    }
+    let max_overlap = spans
+        .iter()
+        .map(|&(s, _)| spans.iter().filter(|&&(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert!(max_overlap <= 2, "{max_overlap} jobs ran at once with 2 slots");
+    assert_eq!(max_overlap, 2, "the two slots were used");
+
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| t);
+    let sweeps = tmp.path().join("killed");
+    let mut rng = 0x2545_F491_4F6C_DD1Du64;
+    let mut kills = 0;
+    for _ in 0..12 {
+        let mut child = spawn_quiet(&mut sweep_cmd(&config, &sweeps));
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let at = Duration::from_millis(300 + rng % (took.as_millis() as u64).max(1000));
+        let exited = wait_for(at, || child.try_wait().unwrap().is_some());
+        if exited {
+            break;
+        }
+        kill(child.id(), libc::SIGKILL);
+        child.wait().unwrap();
+        kills += 1;
+    }
+    assert!(kills >= 5, "only {kills} kills landed before the sweep finished");
+    let out = run(&mut sweep_cmd(&config, &sweeps));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_complete_and_equal(&reference, &sweeps.join("smoke"));
+}
+
+#[test]
+fn interrupt_checkpoints_every_job_and_a_rerun_finishes_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| t.replace("steps = 120", "steps = 2000"));
+    let sweeps = tmp.path().join("sweeps");
+    let mut child = spawn_quiet(&mut sweep_cmd(&config, &sweeps));
+    let jobs = sweeps.join("smoke/jobs");
+    // Wait until two jobs are past their first checkpoints.
+    assert!(wait_for(Duration::from_secs(120), || {
+        std::fs::read_dir(&jobs).map_or(0, |d| {
+            d.filter(|e| {
+                let p = e.as_ref().unwrap().path().join("checkpoint.json");
+                std::fs::read_to_string(p).is_ok_and(|s| !s.contains("\"step\":0"))
+            })
+            .count()
+        }) >= 2
+    }));
+    kill(child.id(), libc::SIGINT);
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    // No job is left looking alive, and each started one is resumable from past step 0.
+    let out = run(elab().arg("status").arg(sweeps.join("smoke")));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("running"), "{table}");
+    assert!(table.matches("resumable").count() >= 2, "{table}");
+    // Rerun: nothing restarts from scratch, everything finishes.
+    let out = run(&mut sweep_cmd(&config, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 to resume from checkpoint"), "{stderr}");
+    for (id, (raw, _)) in records(&sweeps.join("smoke")) {
+        assert_eq!(raw.len(), eval_steps(2000, 40).len() * 2, "{id}");
+    }
+}
+
+#[test]
+fn a_worker_killed_alone_is_rerun_from_its_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 1500").replace("seed = [0, 1]", "seed = [0]")
+    });
+    let sweeps = tmp.path().join("sweeps");
+    let mut child = spawn_quiet(&mut sweep_cmd(&config, &sweeps));
+    let jobs = sweeps.join("smoke/jobs");
+    let mut victim = None;
+    assert!(wait_for(Duration::from_secs(120), || {
+        for e in std::fs::read_dir(&jobs).into_iter().flatten() {
+            let dir = e.unwrap().path();
+            let beat = std::fs::read_to_string(dir.join("heartbeat.json")).unwrap_or_default();
+            let ckpt = std::fs::read_to_string(dir.join("checkpoint.json")).unwrap_or_default();
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&beat)
+                && !ckpt.is_empty()
+                && !ckpt.contains("\"step\":0")
+            {
+                victim = Some((dir, v["pid"].as_u64().unwrap() as u32));
+                return true;
+            }
+        }
+        false
+    }));
+    let (dir, pid) = victim.unwrap();
+    kill(pid, libc::SIGKILL);
+    let status = child.wait().unwrap();
+    assert!(status.success());
+    let attempts = std::fs::read_to_string(dir.join("attempts.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = attempts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{attempts}");
+    assert_eq!(lines[0]["signal"], 9);
+    assert_eq!(lines[1]["exit"], 0);
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["resumes"], 1, "resumed from the checkpoint, not from step 0");
+    let (raw, _) = &records(&sweeps.join("smoke"))[&dir.file_name().unwrap().to_string_lossy().into_owned()];
+    assert_eq!(raw.len(), eval_steps(1500, 40).len() * 2);
+}
+
+#[test]
+fn a_diverging_job_is_recorded_and_does_not_stop_the_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("seed = [0, 1]", "seed = [0]\ntrain.lr = [3e-3, 1e30]")
+    });
+    let sweeps = tmp.path().join("sweeps");
+    let out = run(&mut sweep_cmd(&config, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("2 done, 2 diverged, 0 failed"), "{stderr}");
+    let mut diverged = 0;
+    for entry in std::fs::read_dir(sweeps.join("smoke/jobs")).unwrap() {
+        let dir = entry.unwrap().path();
+        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        if summary["status"] == "diverged" {
+            diverged += 1;
+            assert!(summary["step"].as_u64().unwrap() >= 1);
+            // The last good checkpoint is kept.
+            assert!(dir.join("checkpoint.json").exists());
+            // Diverged jobs are not retried.
+            assert_eq!(std::fs::read_to_string(dir.join("attempts.jsonl")).unwrap().lines().count(), 1);
+        }
+    }
+    assert_eq!(diverged, 2);
+}
+
+#[test]
+fn a_changed_config_adds_jobs_keeps_orphans_and_refuses_changed_defaults() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweeps = tmp.path().join("sweeps");
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| t.replace("steps = 120", "steps = 40"));
+    assert!(run(&mut sweep_cmd(&config, &sweeps)).status.success());
+    let frozen = std::fs::read_to_string(sweeps.join("smoke/config.toml")).unwrap();
+
+    // One more seed, one size fewer: 2 new jobs, 2 orphans, 2 done.
+    let grown = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 40")
+            .replace("seed = [0, 1]", "seed = [0, 1, 2]")
+            .replace("[[sizes]]\nname = \"s\"\nn_layer = 1\nd_model = 32\nn_head = 4\n", "")
+    });
+    let out = run(&mut sweep_cmd(&grown, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("3 jobs: 2 done, 0 to resume from checkpoint, 1 new"), "{stderr}");
+    assert!(stderr.contains("2 orphaned"), "{stderr}");
+    let status = String::from_utf8_lossy(&run(elab().arg("status").arg(sweeps.join("smoke"))).stdout).into_owned();
+    assert_eq!(status.matches(" orphaned ").count(), 2, "{status}");
+
+    // A changed default would alter the jobs already run: refused, nothing written.
+    let changed = smoke_config(tmp.path(), "smoke.toml", |t| t.replace("steps = 120", "steps = 50"));
+    let out = run(&mut sweep_cmd(&changed, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("train.steps: 40 -> 50") && stderr.contains("--allow-changed-config"), "{stderr}");
+    assert_ne!(std::fs::read_to_string(sweeps.join("smoke/config.toml")).unwrap(), std::fs::read_to_string(&changed).unwrap());
+    let _ = frozen;
+
+    // Accepted with the flag: 4 new jobs run, the 5 old ones are orphans.
+    let out = run(sweep_cmd(&changed, &sweeps).arg("--allow-changed-config"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("4 jobs: 0 done, 0 to resume from checkpoint, 4 new") && stderr.contains("5 orphaned"), "{stderr}");
+}

@@ -1,0 +1,76 @@
+//! The wgpu code path (on Mesa's software Vulkan in CI) trains like the CPU backend: the same
+//! initial weights (initialized on the CPU) and the same losses over a few steps, within a
+//! tolerance, since the backends' float reductions differ in order.
+
+use std::path::Path;
+use std::process::Command;
+
+use elab_job::{Split, read_evals};
+
+const JOB: &str = r#"
+seed = 3
+[task]
+kind = "modular"
+p = 23
+train_fraction = 0.5
+[model]
+n_layer = 1
+d_model = 32
+n_head = 4
+d_mlp = 64
+[train]
+steps = 4
+batch_size = 0
+lr = 1e-3
+warmup_steps = 0
+[eval]
+every = 2
+"#;
+
+/// Relative tolerance on losses and log-probabilities between Flex and wgpu (float32; the
+/// backends sum in different orders, and the difference compounds over steps).
+const TOLERANCE: f64 = 1e-3;
+
+fn vulkan_present() -> bool {
+    ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .any(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
+}
+
+fn train(job: &Path, out: &Path, backend: &str) {
+    let status = Command::new(env!("CARGO_BIN_EXE_elab"))
+        .args(["train".as_ref(), job.as_os_str(), "--out".as_ref(), out.as_os_str(), "--backend".as_ref(), backend.as_ref()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "{backend} run failed");
+}
+
+#[test]
+fn a_few_wgpu_steps_match_the_cpu_backend() {
+    if !vulkan_present() {
+        let msg = "SKIPPED: no Vulkan driver (install mesa-vulkan-drivers to test the wgpu path)";
+        assert!(std::env::var_os("ELAB_NO_SKIP").is_none(), "{msg}, and ELAB_NO_SKIP is set");
+        eprintln!("{msg}");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, JOB).unwrap();
+    train(&job, &tmp.path().join("cpu"), "cpu");
+    train(&job, &tmp.path().join("wgpu"), "wgpu");
+    let cpu = read_evals(&tmp.path().join("cpu/evals.jsonl")).unwrap();
+    let gpu = read_evals(&tmp.path().join("wgpu/evals.jsonl")).unwrap();
+    assert_eq!(cpu.len(), gpu.len());
+    assert_eq!(cpu.iter().map(|r| r.step).collect::<Vec<_>>(), vec![0, 0, 1, 1, 2, 2, 4, 4]);
+    for (c, g) in cpu.iter().zip(&gpu) {
+        for metric in ["loss", "answer_logprob"] {
+            let (x, y) = (c.metrics[metric], g.metrics[metric]);
+            assert!((x - y).abs() <= TOLERANCE * x.abs().max(1e-6), "step {} {:?} {metric}: cpu {x} wgpu {y}", c.step, c.split);
+        }
+    }
+    // Training moved the loss, so the comparison is not of two untrained models.
+    let loss = |rows: &[elab_job::EvalRow], step| rows.iter().find(|r| r.step == step && r.split == Split::Train).unwrap().metrics["loss"];
+    assert!(loss(&cpu, 4) < loss(&cpu, 0) - 0.01);
+    let summary = std::fs::read_to_string(tmp.path().join("wgpu/summary.json")).unwrap();
+    assert!(summary.contains("\"backend\": \"wgpu\""), "{summary}");
+}

@@ -1,0 +1,166 @@
+//! `report.html`: one self-contained page. Figures are inlined as SVG so the page reads
+//! offline on its own; links to the PNG/SVG/CSV files next to it are extras, and every link
+//! points at a file written by the same export.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use elab_analysis::Verdict;
+
+use crate::load::{Group, SweepData};
+use crate::plots::Figure;
+use crate::thresholds::ThresholdRow;
+
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    v.filter(|v| v.is_finite())
+        .map(f)
+        .unwrap_or_else(|| "–".into())
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1700px;color:#222}\
+table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
+th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\
+th{background:#f0f0f0}td.l,th.l{text-align:left}\
+tr.emergent td{background:#fff1e6}\
+figure{margin:1.5em 0}figure svg{max-width:100%;height:auto;border:1px solid #eee}\
+figcaption{font-size:0.9em;color:#555}";
+
+/// The page. `files` are the CSV (and other) files written beside it, relative to it.
+pub fn report_html(
+    data: &SweepData,
+    status_counts: &BTreeMap<String, usize>,
+    groups: &[Group<'_>],
+    rows: &[ThresholdRow],
+    figures: &[Figure],
+    files: &[&str],
+) -> String {
+    let mut h = String::new();
+    let title = format!("emergence-lab report: {}", data.name);
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(&title)
+    );
+    let _ = writeln!(h, "<h1>{}</h1>", escape(&title));
+    let _ = writeln!(
+        h,
+        "<p>Sweep <b>{}</b>: {} jobs in {} comparison group(s).</p>",
+        escape(&data.name),
+        data.jobs.len(),
+        groups.len()
+    );
+
+    h.push_str(
+        "<h2>Jobs by status</h2>\n<table><tr><th class=\"l\">status</th><th>jobs</th></tr>\n",
+    );
+    for (status, n) in status_counts {
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td>{n}</td></tr>",
+            escape(status)
+        );
+    }
+    h.push_str("</table>\n");
+
+    h.push_str("<h2>Data files</h2>\n<ul>\n");
+    for f in files {
+        let _ = writeln!(h, "<li><a href=\"{0}\">{0}</a></li>", escape(f));
+    }
+    h.push_str("</ul>\n");
+
+    thresholds_table(&mut h, groups, rows);
+
+    h.push_str("<h2>Figures</h2>\n");
+    for fig in figures {
+        // plotters writes a bare <svg> element; keep only that, in case a prolog is ever added.
+        let svg = fig
+            .svg
+            .find("<svg")
+            .map_or(fig.svg.as_str(), |i| &fig.svg[i..]);
+        let _ = writeln!(
+            h,
+            "<figure id=\"{stem}\">\n{svg}\n<figcaption>{title} (<a href=\"plots/{stem}.png\">PNG</a>, <a href=\"plots/{stem}.svg\">SVG</a>)</figcaption>\n</figure>",
+            stem = escape(&fig.stem),
+            title = escape(&fig.title),
+        );
+    }
+    h.push_str("</body>\n</html>\n");
+    h
+}
+
+fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow]) {
+    h.push_str(
+        "<h2>Thresholds</h2>\n<p>Final validation score of each done job vs scale; seeds averaged per scale; logistic vs \
+         line in log10(scale). Threshold = 10^x0 with its 95% seed-bootstrap interval. \
+         Mirage: sharp under exact match only (Schaeffer et al. 2023). Full columns in thresholds.csv.</p>\n",
+    );
+    h.push_str(
+        "<table><tr><th class=\"l\">group</th><th class=\"l\">score</th><th class=\"l\">scale</th><th class=\"l\">verdict</th>\
+         <th>jobs</th><th>sizes</th><th>min seeds</th><th>threshold</th><th>x0 [95% CI]</th><th>width (decades)</th>\
+         <th>ΔBIC</th><th>breakthroughness</th><th class=\"l\">mirage</th></tr>\n",
+    );
+    for r in rows {
+        let t = &r.report;
+        let class = if t.verdict == Verdict::Emergent {
+            " class=\"emergent\""
+        } else {
+            ""
+        };
+        let ci = match (t.x0_ci_low, t.x0_ci_high) {
+            (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
+            _ => String::new(),
+        };
+        let mirage = match (r.mirage, r.mirage_max_gap) {
+            (Some(flag), gap) => format!(
+                "{}{}",
+                if flag { "yes" } else { "no" },
+                fmt_opt(gap, |g| format!(" (gap {g:.3})"))
+            ),
+            (None, _) => String::new(),
+        };
+        let _ = writeln!(
+            h,
+            "<tr{class}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            escape(&groups[r.group].label),
+            escape(r.score.label()),
+            r.scale.name(),
+            t.verdict,
+            r.n_jobs,
+            t.n_sizes,
+            t.min_seeds,
+            fmt_opt(t.threshold, |v| format!("{v:.3e}")),
+            fmt_opt(t.x0, |v| format!("{v:.2}")),
+            ci,
+            fmt_opt(t.width_decades, |v| format!("{v:.2}")),
+            fmt_opt(t.delta_bic, |v| format!("{v:.1}")),
+            fmt_opt(t.breakthroughness, |v| format!("{v:.1}")),
+            mirage,
+        );
+    }
+    h.push_str("</table>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_markup() {
+        assert_eq!(escape("a<b & \"c\">"), "a&lt;b &amp; &quot;c&quot;&gt;");
+    }
+}

@@ -1,0 +1,252 @@
+//! Reads a sweep directory into plain records: one [`JobRecord`] per job (planned or orphaned),
+//! with its spec, sizes, state, evaluation rows and summary. Everything downstream (CSV, plots,
+//! HTML) works from these records only, so the sweep directory is read exactly once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use elab_job::{
+    EvalRow, JobSpec, ParamCounts, Split, Summary, param_counts, read_evals, train_flops_per_token,
+};
+use elab_sweep::{JobState, SweepDir};
+
+/// Everything the exporters need about one job.
+#[derive(Debug, Clone)]
+pub struct JobRecord {
+    pub id: String,
+    /// Size name from the plan; empty for an orphan (no longer in the plan).
+    pub size: String,
+    /// Swept values from the plan (dotted key -> value), empty for an orphan.
+    pub axes: BTreeMap<String, toml::Value>,
+    pub state: JobState,
+    pub spec: JobSpec,
+    pub counts: ParamCounts,
+    /// Training FLOPs per token (see `elab_job::train_flops_per_token`).
+    pub flops_per_token: f64,
+    /// Answer tokens per example (L in p^L).
+    pub answer_len: usize,
+    /// One row per (step, split), sorted by step then split.
+    pub evals: Vec<EvalRow>,
+    pub summary: Option<Summary>,
+}
+
+impl JobRecord {
+    /// Training tokens read by the last evaluation (0 with no records).
+    pub fn tokens_seen(&self) -> u64 {
+        self.evals.iter().map(|r| r.tokens).max().unwrap_or(0)
+    }
+
+    /// Estimated training compute so far: FLOPs per token x tokens seen.
+    pub fn train_flops(&self) -> f64 {
+        self.flops_per_token * self.tokens_seen() as f64
+    }
+
+    /// `(step, value)` of one metric on one split, sorted by step.
+    pub fn curve(&self, split: Split, metric: &str) -> Vec<(u64, f64)> {
+        self.evals
+            .iter()
+            .filter(|r| r.split == split)
+            .filter_map(|r| r.metrics.get(metric).map(|v| (r.step, *v)))
+            .collect()
+    }
+
+    /// The metric's value at the last evaluation of `split`.
+    pub fn final_value(&self, split: Split, metric: &str) -> Option<f64> {
+        self.evals
+            .iter()
+            .rev()
+            .find(|r| r.split == split)
+            .and_then(|r| r.metrics.get(metric).copied())
+    }
+
+    /// The swept values that define a comparison group: every axis except `seed` (seeds are
+    /// repeats) and the model shape (sizes are the x axis).
+    pub fn group_axes(&self) -> BTreeMap<String, toml::Value> {
+        self.axes
+            .iter()
+            .filter(|(k, _)| !is_size_or_seed_axis(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
+pub fn is_size_or_seed_axis(key: &str) -> bool {
+    matches!(
+        key,
+        "seed" | "model.n_layer" | "model.d_model" | "model.n_head" | "model.d_mlp"
+    )
+}
+
+/// A whole sweep: its name and every job, planned jobs first (in plan order), then orphans.
+#[derive(Debug, Clone)]
+pub struct SweepData {
+    pub name: String,
+    pub jobs: Vec<JobRecord>,
+    /// Every swept key of the plan, sorted (the `axis_<key>` columns).
+    pub axis_keys: Vec<String>,
+    /// Orphans whose spec could not be read, with the reason.
+    pub skipped: Vec<String>,
+}
+
+impl SweepData {
+    pub fn load(sweep_dir: &Path) -> anyhow::Result<Self> {
+        let dir = SweepDir::new(sweep_dir);
+        let plan = dir.read_plan().with_context(|| {
+            format!(
+                "reading {} (is this a sweep directory?)",
+                dir.plan_path().display()
+            )
+        })?;
+        let states = dir
+            .states(&plan)
+            .with_context(|| format!("listing jobs in {}", dir.jobs_dir().display()))?;
+
+        let planned = plan
+            .jobs
+            .iter()
+            .map(|j| (j.id.clone(), j.size.clone(), j.axes.clone()));
+        let orphans = states
+            .iter()
+            .filter(|(_, s)| **s == JobState::Orphaned)
+            .map(|(id, _)| (id.clone(), String::new(), BTreeMap::new()));
+        let mut jobs = Vec::new();
+        let mut skipped = Vec::new();
+        for (id, size, axes) in planned.chain(orphans) {
+            let run = dir.job(&id);
+            // A planned job whose spec was never written has nothing to report.
+            if !run.spec().exists() {
+                continue;
+            }
+            let spec = match JobSpec::from_file(&run.spec()) {
+                Ok(spec) => spec,
+                // An orphan may come from an older version of the job format: report it as
+                // skipped rather than refuse to export the jobs that matter.
+                Err(e) if states.get(&id) == Some(&JobState::Orphaned) => {
+                    skipped.push(format!("{id}: {e}"));
+                    continue;
+                }
+                Err(e) => anyhow::bail!("{e}"),
+            };
+            let (vocab, _, answer_len) = spec.task.shape();
+            let n_ctx = spec.n_ctx();
+            let counts = param_counts(&spec.model, vocab, n_ctx);
+            let evals = read_evals(&run.evals())
+                .with_context(|| format!("reading {}", run.evals().display()))?;
+            jobs.push(JobRecord {
+                state: states.get(&id).copied().unwrap_or(JobState::New),
+                flops_per_token: train_flops_per_token(&spec.model, &counts, n_ctx),
+                summary: run.read_summary(),
+                id,
+                size,
+                axes,
+                spec,
+                counts,
+                answer_len,
+                evals,
+            });
+        }
+        let mut axis_keys: Vec<String> = plan
+            .jobs
+            .iter()
+            .flat_map(|j| j.axes.keys().cloned())
+            .collect();
+        axis_keys.sort();
+        axis_keys.dedup();
+        Ok(Self {
+            name: plan.sweep,
+            jobs,
+            axis_keys,
+            skipped,
+        })
+    }
+
+    /// Axis keys that split jobs into comparison groups (not seed, not shape).
+    pub fn group_axis_keys(&self) -> Vec<String> {
+        self.axis_keys
+            .iter()
+            .filter(|k| !is_size_or_seed_axis(k))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Jobs that are compared over scale: same task, same non-size non-seed axis values.
+#[derive(Debug, Clone)]
+pub struct Group<'a> {
+    /// `add3r` or `add3r train.weight_decay=0.5`.
+    pub label: String,
+    /// File-name-safe form of the label, unique within the sweep.
+    pub slug: String,
+    pub task: String,
+    pub axes: BTreeMap<String, toml::Value>,
+    pub jobs: Vec<&'a JobRecord>,
+}
+
+/// Planned jobs grouped for comparison over scale, in order of first appearance. Orphans are
+/// left out: they were made from another config, so their axis values are unknown.
+pub fn groups(data: &SweepData) -> Vec<Group<'_>> {
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for job in data.jobs.iter().filter(|j| j.state != JobState::Orphaned) {
+        let task = job.spec.task.label();
+        let axes = job.group_axes();
+        match groups.iter_mut().find(|g| g.task == task && g.axes == axes) {
+            Some(g) => g.jobs.push(job),
+            None => {
+                let mut label = task.clone();
+                for (k, v) in &axes {
+                    label.push_str(&format!(" {k}={}", value_text(v)));
+                }
+                let slug = format!("g{:02}_{}", groups.len() + 1, slugify(&label));
+                groups.push(Group {
+                    label,
+                    slug,
+                    task,
+                    axes,
+                    jobs: vec![job],
+                });
+            }
+        }
+    }
+    groups
+}
+
+/// A TOML axis value as CSV text: strings without quotes, everything else as TOML writes it.
+pub fn value_text(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn slugify(label: &str) -> String {
+    let mut out = String::new();
+    for c in label.chars() {
+        if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    out.truncate(60);
+    out.trim_matches('_').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slugs_are_file_safe() {
+        assert_eq!(
+            slugify("add3r train.weight_decay=0.5"),
+            "add3r_train.weight_decay_0.5"
+        );
+        assert_eq!(
+            slugify("mod97_add task.op=\"x/y\""),
+            "mod97_add_task.op_x_y"
+        );
+        assert_eq!(value_text(&toml::Value::String("add".into())), "add");
+        assert_eq!(value_text(&toml::Value::Float(0.5)), "0.5");
+    }
+}

@@ -1,0 +1,216 @@
+//! The three CSV files, rendered to bytes (the caller decides where and how they are written).
+//! Column order comes from `schema.rs`; each writer checks its rows against the header width.
+
+use elab_analysis::GrokkingTimes;
+use elab_job::Split;
+
+use crate::load::{Group, SweepData, value_text};
+use crate::schema::{self, METRICS};
+use crate::thresholds::ThresholdRow;
+
+/// A number as CSV text: shortest round-trip form, `NaN`/`inf` for non-finite values.
+fn num(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == 0.0 {
+        // -0.0 (e.g. -ln 1) reads as a distinct value in some tools; zero is zero.
+        "0".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "inf".into() } else { "-inf".into() }
+    } else {
+        v.to_string()
+    }
+}
+
+fn opt_num(v: Option<f64>) -> String {
+    v.map(num).unwrap_or_default()
+}
+
+fn opt<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_default()
+}
+
+fn write_csv(
+    header: Vec<String>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let width = header.len();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(&header)?;
+    let mut n = 0;
+    for row in rows {
+        // A row that does not match the header is a bug here, not a data problem.
+        anyhow::ensure!(
+            row.len() == width,
+            "internal: row has {} fields, header {}",
+            row.len(),
+            width
+        );
+        w.write_record(&row)?;
+        n += 1;
+    }
+    Ok((w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?, n))
+}
+
+/// Task parameters by name, read from the spec's serialized form so that every task variant
+/// fills the columns it has and leaves the others empty.
+fn task_field(task: &serde_json::Value, name: &str) -> String {
+    match task.get(name) {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => String::new(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// `runs.csv` and its row count.
+pub fn runs_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
+    let header = schema::names(&schema::runs_columns(&data.axis_keys));
+    let rows = data.jobs.iter().map(|job| {
+        let spec = &job.spec;
+        let task = serde_json::to_value(&spec.task).unwrap_or_default();
+        let m = &spec.model;
+        let mut row = vec![job.id.clone(), spec.task.label()];
+        for field in [
+            "kind",
+            "p",
+            "op",
+            "train_fraction",
+            "digits",
+            "reversed",
+            "train_size",
+            "val_size",
+        ] {
+            row.push(task_field(&task, field));
+        }
+        row.extend([
+            job.answer_len.to_string(),
+            job.size.clone(),
+            m.n_layer.to_string(),
+            m.d_model.to_string(),
+            m.n_head.to_string(),
+            m.d_mlp.to_string(),
+            job.counts.total.to_string(),
+            job.counts.non_embedding.to_string(),
+            num(job.flops_per_token),
+            job.tokens_seen().to_string(),
+            num(job.train_flops()),
+            spec.seed.to_string(),
+        ]);
+        for key in &data.axis_keys {
+            row.push(job.axes.get(key).map(value_text).unwrap_or_default());
+        }
+        row.push(job.state.to_string());
+        row.push(opt(job.evals.last().map(|r| r.step)));
+        for split in [Split::Train, Split::Val] {
+            for (metric, _, _) in METRICS {
+                row.push(opt_num(job.final_value(split, metric)));
+            }
+        }
+        let times = GrokkingTimes::from_curves(
+            &job.curve(Split::Train, "exact_match"),
+            &job.curve(Split::Val, "exact_match"),
+        );
+        let after = |c: elab_analysis::Crossing| match c {
+            elab_analysis::Crossing::At { after, .. } => Some(after),
+            elab_analysis::Crossing::Censored { .. } => None,
+        };
+        let summary = job.summary.as_ref();
+        row.extend([
+            opt(after(times.t_train99)),
+            opt(times.t_train99.step()),
+            opt(after(times.t_val99)),
+            opt(times.t_val99.step()),
+            opt(times.delay()),
+            opt_num(times.ratio()),
+            opt_num(summary.map(|s| s.wall_seconds)),
+            summary.map(|s| s.backend.clone()).unwrap_or_default(),
+            summary.map(|s| s.device.clone()).unwrap_or_default(),
+            opt(summary.map(|s| s.resumes)),
+        ]);
+        row
+    });
+    write_csv(header, rows)
+}
+
+/// `curves.csv` and its row count.
+pub fn curves_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
+    let header = schema::names(&schema::curves_columns());
+    let rows = data.jobs.iter().flat_map(|job| {
+        job.evals.iter().flat_map(move |r| {
+            r.metrics.iter().map(move |(metric, value)| {
+                vec![
+                    job.id.clone(),
+                    job.size.clone(),
+                    job.counts.total.to_string(),
+                    job.spec.seed.to_string(),
+                    r.step.to_string(),
+                    r.tokens.to_string(),
+                    num(r.tokens as f64 * job.flops_per_token),
+                    r.split.as_str().to_string(),
+                    metric.clone(),
+                    num(*value),
+                ]
+            })
+        })
+    });
+    write_csv(header, rows)
+}
+
+/// `thresholds.csv` and its row count.
+pub fn thresholds_csv(
+    data: &SweepData,
+    groups: &[Group<'_>],
+    rows: &[ThresholdRow],
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let group_keys = data.group_axis_keys();
+    let header = schema::names(&schema::thresholds_columns(&group_keys));
+    let out = rows.iter().map(|t| {
+        let g = &groups[t.group];
+        let r = &t.report;
+        let mut row = vec![g.label.clone(), g.task.clone()];
+        for key in &group_keys {
+            row.push(g.axes.get(key).map(value_text).unwrap_or_default());
+        }
+        row.extend([
+            t.score.metric().to_string(),
+            t.score.label().to_string(),
+            t.scale.name().to_string(),
+            t.n_jobs.to_string(),
+            r.verdict.to_string(),
+            r.n_sizes.to_string(),
+            r.min_seeds.to_string(),
+            num(r.score_range),
+            opt_num(r.x0),
+            opt_num(r.threshold),
+            opt_num(r.width_decades),
+            opt_num(r.y0),
+            opt_num(r.y1),
+            opt_num(r.r2_logistic),
+            opt_num(r.r2_line),
+            opt_num(r.delta_bic),
+            opt_num(r.breakthroughness),
+            opt_num(r.x0_ci_low),
+            opt_num(r.x0_ci_high),
+            t.answer_len.to_string(),
+            opt(t.mirage),
+            opt_num(t.mirage_max_gap),
+        ]);
+        row
+    });
+    write_csv(header, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_round_trip_and_mark_non_finite() {
+        assert_eq!(num(0.1 + 0.2), "0.30000000000000004");
+        assert_eq!(num(1e22), "10000000000000000000000");
+        assert_eq!(num(f64::NAN), "NaN");
+        assert_eq!(num(-0.0), "0");
+        assert_eq!(num(f64::NEG_INFINITY), "-inf");
+        assert_eq!(opt_num(None), "");
+    }
+}

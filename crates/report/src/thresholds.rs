@@ -1,0 +1,253 @@
+//! Thresholds over scale for every comparison group, metric and scale (params, FLOPs), with the
+//! mirage comparison on the exact-match rows. Pure computation on loaded records.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use elab_analysis::{Criteria, ThresholdReport, analyze_threshold, mean_by_scale, mirage_report};
+use elab_job::Split;
+use elab_sweep::JobState;
+
+use crate::load::{Group, JobRecord};
+
+/// Bootstrap resamples for the x0 interval, and the fixed seed that makes exports reproducible.
+pub const BOOTSTRAP: usize = 1000;
+pub const BOOTSTRAP_SEED: u64 = 0;
+
+/// A score fitted over scale: the metric it comes from and how it is oriented.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Score {
+    ExactMatch,
+    TokenAccuracy,
+    AnswerLogprob,
+    /// 1 - edit_distance / answer_len: the fraction of the answer right up to edits.
+    EditScore,
+    /// -brier, so that bigger is better like every other score.
+    NegBrier,
+}
+
+impl Score {
+    pub const ALL: [Score; 5] = [
+        Score::ExactMatch,
+        Score::TokenAccuracy,
+        Score::AnswerLogprob,
+        Score::EditScore,
+        Score::NegBrier,
+    ];
+
+    /// The recorded metric it is computed from.
+    pub fn metric(self) -> &'static str {
+        match self {
+            Score::ExactMatch => "exact_match",
+            Score::TokenAccuracy => "token_accuracy",
+            Score::AnswerLogprob => "answer_logprob",
+            Score::EditScore => "edit_distance",
+            Score::NegBrier => "brier",
+        }
+    }
+
+    /// What is fitted, as written in the `score` column and on plot axes.
+    pub fn label(self) -> &'static str {
+        match self {
+            Score::ExactMatch => "exact_match",
+            Score::TokenAccuracy => "token_accuracy",
+            Score::AnswerLogprob => "answer_logprob",
+            Score::EditScore => "1 - edit_distance/answer_len",
+            Score::NegBrier => "-brier",
+        }
+    }
+
+    /// The job's final validation score, oriented so that bigger is better.
+    pub fn of(self, job: &JobRecord) -> Option<f64> {
+        let v = job.final_value(Split::Val, self.metric())?;
+        Some(match self {
+            Score::EditScore => 1.0 - v / job.answer_len.max(1) as f64,
+            Score::NegBrier => -v,
+            _ => v,
+        })
+    }
+
+    /// Criteria suited to the score's units: defaults assume [0, 1]; a summed log-probability
+    /// is in nats over L tokens, so "flat" means less than 0.05 nats per answer token.
+    pub fn criteria(self, answer_len: usize) -> Criteria {
+        match self {
+            Score::AnswerLogprob => Criteria {
+                flat_range: 0.05 * answer_len.max(1) as f64,
+                ..Criteria::default()
+            },
+            _ => Criteria::default(),
+        }
+    }
+}
+
+/// The x axis of a threshold fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scale {
+    Params,
+    Flops,
+}
+
+impl Scale {
+    pub const ALL: [Scale; 2] = [Scale::Params, Scale::Flops];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scale::Params => "params",
+            Scale::Flops => "flops",
+        }
+    }
+
+    pub fn of(self, job: &JobRecord) -> f64 {
+        match self {
+            Scale::Params => job.counts.total as f64,
+            Scale::Flops => job.train_flops(),
+        }
+    }
+}
+
+/// Jobs whose final scores enter a fit: finished ones. Running, resumable or failed runs stopped
+/// early and would read as smaller models; diverged runs have no trustworthy final score.
+pub fn fitted_jobs<'a>(group: &Group<'a>) -> Vec<&'a JobRecord> {
+    group
+        .jobs
+        .iter()
+        .copied()
+        .filter(|j| j.state == JobState::Done)
+        .collect()
+}
+
+/// `(scale, score, seed)` of every done job of the group that recorded the metric.
+pub fn points(group: &Group<'_>, score: Score, scale: Scale) -> Vec<(f64, f64, u64)> {
+    fitted_jobs(group)
+        .into_iter()
+        .filter_map(|j| Some((scale.of(j), score.of(j)?, j.spec.seed)))
+        .collect()
+}
+
+/// One row of `thresholds.csv`.
+#[derive(Debug, Clone)]
+pub struct ThresholdRow {
+    pub group: usize,
+    pub score: Score,
+    pub scale: Scale,
+    pub n_jobs: usize,
+    pub answer_len: usize,
+    pub report: ThresholdReport,
+    /// Only on exact-match rows.
+    pub mirage: Option<bool>,
+    pub mirage_max_gap: Option<f64>,
+}
+
+/// Every (group, score, scale) fit, in group order, then scale, then score.
+pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
+    // The seed bootstrap dominates the cost (1000 logistic fits per row): fit rows in parallel.
+    let work: Vec<(usize, Scale, Score)> = (0..groups.len())
+        .flat_map(|gi| {
+            Scale::ALL
+                .into_iter()
+                .flat_map(move |scale| Score::ALL.into_iter().map(move |score| (gi, scale, score)))
+        })
+        .collect();
+    let reports = parallel_map(&work, |&(gi, scale, score)| {
+        let group = &groups[gi];
+        let criteria = score.criteria(answer_len(group));
+        analyze_threshold(
+            &points(group, score, scale),
+            &criteria,
+            BOOTSTRAP,
+            BOOTSTRAP_SEED,
+        )
+    });
+
+    let mut rows = Vec::new();
+    for (chunk, reports) in work
+        .chunks(Score::ALL.len())
+        .zip(reports.chunks(Score::ALL.len()))
+    {
+        let (gi, scale, _) = chunk[0];
+        let group = &groups[gi];
+        let find = |s: Score| chunk.iter().position(|w| w.2 == s).map(|i| &reports[i]);
+        let gap = max_gap(group, scale, answer_len(group));
+        let flag = match (find(Score::ExactMatch), find(Score::TokenAccuracy)) {
+            (Some(e), Some(t)) => {
+                // A metric with no points says nothing; leave it out of the comparison.
+                let measured = |s: Score| find(s).filter(|r| r.n_sizes > 0);
+                Some(
+                    mirage_report(
+                        e,
+                        t,
+                        measured(Score::AnswerLogprob),
+                        measured(Score::EditScore),
+                        gap,
+                    )
+                    .mirage,
+                )
+            }
+            _ => None,
+        };
+        for (&(_, _, score), report) in chunk.iter().zip(reports) {
+            let is_exact = score == Score::ExactMatch;
+            rows.push(ThresholdRow {
+                group: gi,
+                score,
+                scale,
+                n_jobs: fitted_jobs(group).len(),
+                answer_len: answer_len(group),
+                report: report.clone(),
+                mirage: if is_exact { flag } else { None },
+                mirage_max_gap: if is_exact { gap } else { None },
+            });
+        }
+    }
+    rows
+}
+
+/// A group shares its task, hence its answer length.
+fn answer_len(group: &Group<'_>) -> usize {
+    group.jobs.first().map_or(1, |j| j.answer_len)
+}
+
+/// `f` over `items` on every core, results in input order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .clamp(1, items.len().max(1));
+    let next = AtomicUsize::new(0);
+    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { break };
+                        done.push((i, f(item)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        for worker in workers {
+            for (i, r) in worker.join().expect("a threshold fit panicked") {
+                out[i] = Some(r);
+            }
+        }
+    });
+    out.into_iter()
+        .map(|r| r.expect("every item is computed"))
+        .collect()
+}
+
+/// Max over scales of |mean exact match - (mean token accuracy)^L|; `None` unless both metrics
+/// were measured at the same scales.
+fn max_gap(group: &Group<'_>, scale: Scale, answer_len: usize) -> Option<f64> {
+    let em = mean_by_scale(&points(group, Score::ExactMatch, scale));
+    let ta = mean_by_scale(&points(group, Score::TokenAccuracy, scale));
+    let same_scales = em.len() == ta.len() && em.iter().zip(&ta).all(|(a, b)| a.0 == b.0);
+    if !same_scales {
+        return None;
+    }
+    let em: Vec<f64> = em.iter().map(|p| p.1).collect();
+    let ta: Vec<f64> = ta.iter().map(|p| p.1).collect();
+    elab_analysis::max_exact_match_gap(&em, &ta, answer_len as f64)
+}

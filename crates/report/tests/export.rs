@@ -1,0 +1,452 @@
+//! End-to-end: a synthetic sweep directory written by hand, exported, and every output checked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use elab_job::{
+    EvalRow, JobSpec, RunDir, RunStatus, Split, Summary, eval_steps, param_counts,
+    train_flops_per_token,
+};
+use elab_report::{ExportOptions, export, plot, schema};
+use elab_sweep::{Plan, PlannedJob};
+
+const D_MODELS: [usize; 5] = [16, 32, 64, 128, 256];
+const SEEDS: [u64; 2] = [0, 1];
+const STEPS: u64 = 64;
+const LOGISTIC_K: f64 = 8.0;
+
+const BASE: &str = r#"
+[task]
+kind = "digits"
+op = "add"
+digits = 3
+reversed = true
+train_size = 1000
+val_size = 2000
+[model]
+n_layer = 2
+n_head = 4
+[train]
+steps = 64
+batch_size = 100
+[eval]
+every = 32
+"#;
+
+fn spec(d_model: usize, seed: u64) -> JobSpec {
+    let mut spec = JobSpec::from_toml(BASE).unwrap();
+    spec.model.d_model = d_model;
+    spec.model.d_mlp = 4 * d_model;
+    spec.seed = seed;
+    spec
+}
+
+fn params(spec: &JobSpec) -> u64 {
+    let (vocab, _, _) = spec.task.shape();
+    param_counts(&spec.model, vocab, spec.n_ctx()).total
+}
+
+/// The true threshold: halfway (in log10 params) between the third and fourth size.
+fn true_x0() -> f64 {
+    let lp = |d| (params(&spec(d, 0)) as f64).log10();
+    (lp(D_MODELS[2]) + lp(D_MODELS[3])) / 2.0
+}
+
+/// Metrics of one eval row: exact match rises over training to a final value that is a
+/// logistic in log10(params); token accuracy is em^(1/L) so that em = p^L exactly.
+fn metrics(em: f64, answer_len: usize) -> BTreeMap<String, f64> {
+    let l = answer_len as f64;
+    let p = em.clamp(0.0, 1.0).powf(1.0 / l);
+    let floor = p.max(1e-3);
+    BTreeMap::from([
+        ("loss".to_string(), -floor.ln()),
+        ("answer_logprob".to_string(), l * floor.ln()),
+        ("token_accuracy".to_string(), p),
+        ("exact_match".to_string(), em),
+        ("edit_distance".to_string(), l * (1.0 - p)),
+        ("brier".to_string(), 2.0 * (1.0 - p).powi(2)),
+    ])
+}
+
+struct Synthetic {
+    _tmp: tempfile::TempDir,
+    sweep: PathBuf,
+    out: PathBuf,
+    specs: Vec<JobSpec>,
+}
+
+/// 5 sizes x 2 seeds, every job done, plus whatever `extra` adds to the sweep directory.
+fn synthetic(extra: impl FnOnce(&Path, &mut Plan)) -> Synthetic {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("sweeps/synthetic");
+    let out = tmp.path().join("results/synthetic");
+    let x0 = true_x0();
+    let mut plan = Plan {
+        sweep: "synthetic".into(),
+        jobs: Vec::new(),
+    };
+    let mut specs = Vec::new();
+    for seed in SEEDS {
+        for (i, &d) in D_MODELS.iter().enumerate() {
+            let spec = spec(d, seed);
+            let id = spec.id();
+            let run = RunDir::new(sweep.join("jobs").join(&id));
+            std::fs::create_dir_all(run.path()).unwrap();
+            std::fs::write(run.spec(), spec.to_toml()).unwrap();
+            let (_, _, answer_len) = spec.task.shape();
+            let x = (params(&spec) as f64).log10();
+            let noise = if seed == 0 { -0.01 } else { 0.01 };
+            let final_em = (1.0 / (1.0 + (-LOGISTIC_K * (x - x0)).exp()) + noise).clamp(0.0, 1.0);
+            for step in eval_steps(STEPS, spec.eval.every) {
+                let tokens = step * 100 * spec.n_ctx() as u64;
+                let train_em = (step as f64 / 8.0).min(1.0);
+                let val_em = final_em * step as f64 / STEPS as f64;
+                for (split, em) in [(Split::Train, train_em), (Split::Val, val_em)] {
+                    run.append_eval(&EvalRow {
+                        step,
+                        split,
+                        tokens,
+                        metrics: metrics(em, answer_len),
+                    })
+                    .unwrap();
+                }
+            }
+            let summary = Summary {
+                status: RunStatus::Done,
+                steps: STEPS,
+                wall_seconds: 1.5,
+                backend: "cpu".into(),
+                device: "cpu".into(),
+                resumes: 0,
+            };
+            std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+            let axes = BTreeMap::from([
+                ("seed".to_string(), toml::Value::Integer(seed as i64)),
+                ("train.weight_decay".to_string(), toml::Value::Float(1.0)),
+            ]);
+            plan.jobs.push(PlannedJob {
+                id,
+                size: format!("s{i}"),
+                axes,
+                spec: None,
+            });
+            specs.push(spec);
+        }
+    }
+    extra(&sweep, &mut plan);
+    std::fs::write(
+        sweep.join("plan.json"),
+        serde_json::to_vec_pretty(&plan).unwrap(),
+    )
+    .unwrap();
+    Synthetic {
+        _tmp: tmp,
+        sweep,
+        out,
+        specs,
+    }
+}
+
+fn read_csv(path: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
+    let mut r = csv::Reader::from_path(path).unwrap();
+    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r
+        .records()
+        .map(|rec| {
+            header
+                .iter()
+                .cloned()
+                .zip(rec.unwrap().iter().map(str::to_string))
+                .collect()
+        })
+        .collect();
+    (header, rows)
+}
+
+/// Every documented column (axis placeholders aside) appears in SCHEMA.md's tables.
+fn assert_documented(header: &[String]) {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("SCHEMA.md")).unwrap();
+    for name in header.iter().filter(|n| !n.starts_with("axis_")) {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "column {name} is not in SCHEMA.md"
+        );
+    }
+}
+
+fn axis_keys() -> Vec<String> {
+    vec!["seed".to_string(), "train.weight_decay".to_string()]
+}
+
+#[test]
+fn exports_csv_plots_and_report() {
+    let s = synthetic(|_, _| {});
+    let summary = export(&s.sweep, &s.out, &ExportOptions::default()).unwrap();
+    assert_eq!(summary.jobs, 10);
+    assert_eq!(summary.by_status.get("done"), Some(&10));
+    assert!(summary.to_string().contains("10 done"), "{summary}");
+
+    // runs.csv: one row per job, documented header, closed-form parameter counts.
+    let (header, runs) = read_csv(&s.out.join("runs.csv"));
+    assert_eq!(header, schema::names(&schema::runs_columns(&axis_keys())));
+    assert_documented(&header);
+    assert_eq!(runs.len(), 10);
+    for spec in &s.specs {
+        let row = runs
+            .iter()
+            .find(|r| r["job_id"] == spec.id())
+            .expect("every job has a row");
+        assert_eq!(row["params_total"], params(spec).to_string());
+        assert_eq!(row["task"], "add3r");
+        assert_eq!(row["task_kind"], "digits");
+        assert_eq!(row["task_digits"], "3");
+        assert_eq!(row["task_reversed"], "true");
+        assert_eq!(row["task_p"], "");
+        assert_eq!(row["answer_len"], "4");
+        assert_eq!(row["seed"], spec.seed.to_string());
+        assert_eq!(row["axis_seed"], spec.seed.to_string());
+        assert_eq!(row["axis_train.weight_decay"], "1.0");
+        assert_eq!(row["status"], "done");
+        let tokens = STEPS * 100 * spec.n_ctx() as u64;
+        assert_eq!(row["tokens_seen"], tokens.to_string());
+        let (vocab, _, _) = spec.task.shape();
+        let fpt = train_flops_per_token(
+            &spec.model,
+            &param_counts(&spec.model, vocab, spec.n_ctx()),
+            spec.n_ctx(),
+        );
+        let flops: f64 = row["train_flops"].parse().unwrap();
+        assert!((flops - fpt * tokens as f64).abs() <= 1e-9 * flops);
+        assert_eq!(row["final_train_exact_match"], "1");
+        // Train exact match is 0.5 at step 4 and 1 at step 8: crossing in (4, 8].
+        assert_eq!(
+            (row["t_train99_after"].as_str(), row["t_train99"].as_str()),
+            ("4", "8")
+        );
+        assert_eq!(row["backend"], "cpu");
+    }
+
+    // curves.csv: jobs x steps x splits x metrics rows.
+    let (header, curves) = read_csv(&s.out.join("curves.csv"));
+    assert_eq!(header, schema::names(&schema::curves_columns()));
+    assert_documented(&header);
+    let steps = eval_steps(STEPS, 32).len();
+    assert_eq!(curves.len(), 10 * steps * 2 * 6);
+    assert_eq!(summary.curve_rows, curves.len());
+
+    // thresholds.csv: exact match over params is emergent at the true threshold.
+    let (header, thresholds) = read_csv(&s.out.join("thresholds.csv"));
+    assert_eq!(
+        header,
+        schema::names(&schema::thresholds_columns(&[
+            "train.weight_decay".to_string()
+        ]))
+    );
+    assert_documented(&header);
+    assert_eq!(thresholds.len(), 5 * 2, "5 scores x 2 scales, one group");
+    let em = thresholds
+        .iter()
+        .find(|r| r["metric"] == "exact_match" && r["scale"] == "params")
+        .unwrap();
+    assert_eq!(em["verdict"], "emergent");
+    assert_eq!(em["group"], "add3r train.weight_decay=1.0");
+    assert_eq!(
+        (
+            em["n_sizes"].as_str(),
+            em["min_seeds"].as_str(),
+            em["n_jobs"].as_str()
+        ),
+        ("5", "2", "10")
+    );
+    let x0: f64 = em["x0"].parse().unwrap();
+    assert!((x0 - true_x0()).abs() < 0.1, "x0 {x0}, truth {}", true_x0());
+    let (lo, hi): (f64, f64) = (
+        em["x0_ci_low"].parse().unwrap(),
+        em["x0_ci_high"].parse().unwrap(),
+    );
+    assert!(lo <= x0 && x0 <= hi, "{lo} {x0} {hi}");
+    // em = p^L for the means up to seed noise: the gap is small.
+    let gap: f64 = em["mirage_max_gap"].parse().unwrap();
+    assert!(gap < 0.05, "gap {gap}");
+    assert!(["true", "false"].contains(&em["mirage"].as_str()));
+    let edit = thresholds
+        .iter()
+        .find(|r| r["metric"] == "edit_distance" && r["scale"] == "params")
+        .unwrap();
+    assert_eq!(edit["score"], "1 - edit_distance/answer_len");
+    assert_eq!(edit["mirage"], "");
+
+    // Figures: PNG magic, SVG text, three per group.
+    assert_eq!(summary.figures, 3);
+    let plots: Vec<PathBuf> = std::fs::read_dir(s.out.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(plots.len(), 6);
+    for p in &plots {
+        let bytes = std::fs::read(p).unwrap();
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("png") => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "{}", p.display()),
+            Some("svg") => assert!(
+                String::from_utf8(bytes)
+                    .unwrap()
+                    .trim_start()
+                    .starts_with("<svg"),
+                "{}",
+                p.display()
+            ),
+            other => panic!("unexpected file {other:?}"),
+        }
+    }
+
+    // report.html: inline figures, the thresholds table, and every local link resolves.
+    let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
+    assert!(html.contains("synthetic"));
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert!(html.contains("<td class=\"l\">emergent</td>"));
+    let links = local_links(&html);
+    assert!(links.len() >= 4 + 6, "{links:?}");
+    for link in links {
+        let path = s.out.join(&link);
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            len > 0,
+            "report.html links {link}, which is missing or empty"
+        );
+    }
+
+    // Nothing staged is left behind, and every listed file was published.
+    let leftovers: Vec<_> = std::fs::read_dir(&s.out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    for f in &summary.files {
+        assert!(s.out.join(f).is_file(), "{}", f.display());
+    }
+}
+
+/// `src="..."` and `href="..."` values that are not anchors or absolute URLs.
+fn local_links(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["src=\"", "href=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            rest = &rest[i + attr.len()..];
+            let end = rest.find('"').unwrap();
+            let link = &rest[..end];
+            if !link.starts_with('#') && !link.contains("://") {
+                out.push(link.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn orphans_and_unfinished_jobs_are_reported_but_not_fitted() {
+    let mut orphan_id = String::new();
+    let mut new_id = String::new();
+    let s = synthetic(|sweep, plan| {
+        // An orphan: a job directory from an older config, with records but not in the plan.
+        let orphan = spec(24, 7);
+        orphan_id = orphan.id();
+        let run = RunDir::new(sweep.join("jobs").join(&orphan_id));
+        std::fs::create_dir_all(run.path()).unwrap();
+        std::fs::write(run.spec(), orphan.to_toml()).unwrap();
+        run.append_eval(&EvalRow {
+            step: 0,
+            split: Split::Val,
+            tokens: 0,
+            metrics: metrics(0.0, 4),
+        })
+        .unwrap();
+        // A planned job that never ran.
+        let fresh = spec(512, 0);
+        new_id = fresh.id();
+        let run = RunDir::new(sweep.join("jobs").join(&new_id));
+        std::fs::create_dir_all(run.path()).unwrap();
+        std::fs::write(run.spec(), fresh.to_toml()).unwrap();
+        let axes = BTreeMap::from([
+            ("seed".to_string(), toml::Value::Integer(0)),
+            ("train.weight_decay".to_string(), toml::Value::Float(1.0)),
+        ]);
+        plan.jobs.push(PlannedJob {
+            id: new_id.clone(),
+            size: "s5".into(),
+            axes,
+            spec: None,
+        });
+        // An orphan whose spec no longer parses is skipped, not fatal.
+        let stale = sweep.join("jobs/0123456789ab");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("spec.toml"), "[task]\nkind = \"retired\"\n").unwrap();
+    });
+    // Exporting twice over the same directory replaces the files.
+    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    let summary = export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    assert_eq!(summary.jobs, 12);
+    assert_eq!(summary.skipped.len(), 1, "{summary}");
+    assert!(
+        summary.to_string().contains("skipped orphan 0123456789ab"),
+        "{summary}"
+    );
+    assert_eq!(summary.figures, 0);
+    assert!(!s.out.join("plots").exists());
+
+    let (_, runs) = read_csv(&s.out.join("runs.csv"));
+    assert_eq!(runs.len(), 12);
+    let orphan = runs.iter().find(|r| r["job_id"] == orphan_id).unwrap();
+    assert_eq!(
+        (
+            orphan["status"].as_str(),
+            orphan["size"].as_str(),
+            orphan["axis_seed"].as_str()
+        ),
+        ("orphaned", "", "")
+    );
+    assert_eq!(orphan["seed"], "7");
+    assert_eq!(orphan["final_train_loss"], "");
+    assert_eq!(orphan["t_val99"], "", "never crossed: censored, not zero");
+    let fresh = runs.iter().find(|r| r["job_id"] == new_id).unwrap();
+    assert_eq!(
+        (
+            fresh["status"].as_str(),
+            fresh["tokens_seen"].as_str(),
+            fresh["wall_seconds"].as_str()
+        ),
+        ("new", "0", "")
+    );
+
+    let (_, thresholds) = read_csv(&s.out.join("thresholds.csv"));
+    let em = thresholds
+        .iter()
+        .find(|r| r["metric"] == "exact_match" && r["scale"] == "params")
+        .unwrap();
+    assert_eq!(
+        (em["n_jobs"].as_str(), em["n_sizes"].as_str()),
+        ("10", "5"),
+        "only done jobs are fitted"
+    );
+
+    // Figures only: plot() writes plots and the page, no CSV is required by the page.
+    let plots_out = s.out.join("figs");
+    let summary = plot(&s.sweep, &plots_out).unwrap();
+    assert_eq!(summary.figures, 3);
+    assert!(!plots_out.join("runs.csv").exists());
+    let html = std::fs::read_to_string(plots_out.join("report.html")).unwrap();
+    for link in local_links(&html) {
+        assert!(plots_out.join(&link).is_file(), "{link}");
+    }
+}
+
+#[test]
+fn a_missing_sweep_is_an_error_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    let err = export(&tmp.path().join("nope"), &out, &ExportOptions::default()).unwrap_err();
+    assert!(format!("{err:#}").contains("plan.json"), "{err:#}");
+    assert!(!out.exists());
+}

@@ -1,0 +1,342 @@
+//! The sweep file: fixed defaults for every job, a size ladder (zip axis) and product axes,
+//! expanded into the jobs of a [`Plan`]. Every error names the file, the line and the key.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use elab_job::{EvalSpec, JobSpec, ModelSpec, SpecError, TaskSpec, TrainSpec, did_you_mean};
+use serde::{Deserialize, Serialize};
+use toml::{Spanned, Value};
+
+/// `[sweep]`: the sweep's name and how it runs here. Execution settings never enter job ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepSection {
+    /// Names `sweeps/<name>/`: letters, digits, `_` and `-`.
+    pub name: String,
+    /// Jobs run side by side on this machine [default: the number of CPU cores].
+    #[serde(default)]
+    pub slots: Option<usize>,
+    /// Attempts after a failure (crash, OOM, killed worker) before the job is reported failed.
+    #[serde(default = "default_retries")]
+    pub max_retries: u32,
+    /// auto, wgpu or cpu (see `elab train --backend`).
+    #[serde(default = "default_backend")]
+    pub backend: String,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+fn default_backend() -> String {
+    "auto".into()
+}
+
+/// One rung of the size ladder: the shape parameters move together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Size {
+    pub name: String,
+    pub n_layer: usize,
+    pub d_model: usize,
+    pub n_head: usize,
+    /// Default 4 * d_model.
+    #[serde(default)]
+    pub d_mlp: Option<usize>,
+    /// Overrides `train.lr` for this size.
+    #[serde(default)]
+    pub lr: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SweepFile {
+    sweep: SweepSection,
+    #[serde(default)]
+    seed: u64,
+    task: TaskSpec,
+    #[serde(default)]
+    model: ModelSpec,
+    #[serde(default)]
+    train: TrainSpec,
+    #[serde(default)]
+    eval: EvalSpec,
+    #[serde(default)]
+    sizes: Vec<Spanned<Size>>,
+    #[serde(default)]
+    axes: BTreeMap<Spanned<String>, Spanned<Value>>,
+}
+
+/// A parsed sweep file.
+#[derive(Debug, Clone)]
+pub struct SweepConfig {
+    pub path: PathBuf,
+    pub text: String,
+    pub sweep: SweepSection,
+    /// The fixed defaults: what every job is before its size and axis values are applied.
+    pub base: JobSpec,
+    pub sizes: Vec<Size>,
+    /// Product axes: dotted job field -> values, in file order.
+    pub axes: Vec<(String, Vec<Value>)>,
+}
+
+/// One job of the plan: its spec, id, size, swept values and place in the run order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlannedJob {
+    pub id: String,
+    pub size: String,
+    /// The value of every product axis for this job (dotted key -> value).
+    pub axes: BTreeMap<String, Value>,
+    #[serde(skip)]
+    pub spec: Option<JobSpec>,
+}
+
+/// All jobs of a sweep, in the order they run: breadth-first over seeds, then sizes, then the
+/// other axes, so that every curve gets points early.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub sweep: String,
+    pub jobs: Vec<PlannedJob>,
+}
+
+fn err_at(path: &Path, text: &str, span: std::ops::Range<usize>, field: &str, msg: String) -> SpecError {
+    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    SpecError::new(field, msg).in_file(path).at_line(line)
+}
+
+impl SweepConfig {
+    pub fn load(path: &Path) -> Result<Self, SpecError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SpecError::new("", format!("cannot read sweep file: {e}")).in_file(path))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SpecError> {
+        let file: SweepFile =
+            toml::from_str(text).map_err(|e| SpecError::from_toml(&e, text).in_file(path))?;
+        let line_of = |field: &str| {
+            text.lines()
+                .position(|l| l.trim_start().starts_with(field))
+                .map(|i| i + 1)
+        };
+        let name = &file.sweep.name;
+        let safe = !name.is_empty()
+            && name.len() <= 64
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && !name.starts_with(['-', '_']);
+        if !safe {
+            let e = SpecError::new(
+                "sweep.name",
+                format!("must be 1-64 letters, digits, `_` or `-`, not starting with `-` or `_` (it names sweeps/<name>/), got {name:?}"),
+            );
+            return Err(with_line(e.in_file(path), line_of("name")));
+        }
+        if file.sweep.slots == Some(0) {
+            return Err(with_line(SpecError::new("sweep.slots", "must be at least 1").in_file(path), line_of("slots")));
+        }
+        if !["auto", "wgpu", "cpu"].contains(&file.sweep.backend.as_str()) {
+            let e = SpecError::new("sweep.backend", format!("must be auto, wgpu or cpu, got {:?}", file.sweep.backend));
+            return Err(with_line(e.in_file(path), line_of("backend")));
+        }
+        let base = JobSpec {
+            seed: file.seed,
+            task: file.task,
+            model: file.model,
+            train: file.train,
+            eval: file.eval,
+        };
+        base.validate().map_err(|e| {
+            let key = e.field.rsplit('.').next().unwrap_or_default().to_string();
+            with_line(e.in_file(path), line_of(&key))
+        })?;
+
+        let mut sizes = Vec::new();
+        for size in &file.sizes {
+            if sizes.iter().any(|s: &Size| s.name == size.get_ref().name) {
+                return Err(err_at(path, text, size.span(), "sizes.name", format!("duplicate size name {:?}", size.get_ref().name)));
+            }
+            sizes.push(size.get_ref().clone());
+        }
+
+        let base_table = toml::Table::try_from(&base).expect("a job spec is a table");
+        let mut axes = Vec::new();
+        for (key, value) in &file.axes {
+            let mut flat = Vec::new();
+            flatten(key.get_ref(), value.get_ref(), &mut flat);
+            for (dotted, values) in flat {
+                let span = key.span();
+                let Some(values) = values else {
+                    return Err(err_at(path, text, span, &format!("axes.{dotted}"), "an axis is a list of values, e.g. [0, 1, 2]".into()));
+                };
+                if values.is_empty() {
+                    return Err(err_at(path, text, span, &format!("axes.{dotted}"), "an axis needs at least one value; [] would make an empty sweep".into()));
+                }
+                check_path(&base_table, &dotted).map_err(|msg| err_at(path, text, span.clone(), &format!("axes.{dotted}"), msg))?;
+                if is_shape_key(&dotted) && !sizes.is_empty() {
+                    return Err(err_at(path, text, span, &format!("axes.{dotted}"), "model shape is set by [[sizes]]; put it there, or drop [[sizes]]".into()));
+                }
+                axes.push((dotted, values));
+            }
+        }
+        let config = Self {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            sweep: file.sweep,
+            base,
+            sizes,
+            axes,
+        };
+        // Expanding validates every job, so an impossible combination fails here, not mid-sweep.
+        config.plan()?;
+        Ok(config)
+    }
+
+    /// Expands the sweep into its jobs (see [`Plan`]).
+    pub fn plan(&self) -> Result<Plan, SpecError> {
+        let default_size = Size {
+            name: "default".into(),
+            n_layer: self.base.model.n_layer,
+            d_model: self.base.model.d_model,
+            n_head: self.base.model.n_head,
+            d_mlp: Some(self.base.model.d_mlp),
+            lr: None,
+        };
+        let sizes = if self.sizes.is_empty() { std::slice::from_ref(&default_size) } else { &self.sizes[..] };
+        // Seed first (outermost), then size, then the other axes.
+        let seed_axis = self.axes.iter().position(|(k, _)| k == "seed");
+        let mut axes: Vec<&(String, Vec<Value>)> = self.axes.iter().collect();
+        if let Some(i) = seed_axis {
+            let seed = axes.remove(i);
+            axes.insert(0, seed);
+        }
+        let seeds = seed_axis.map(|_| axes.remove(0));
+        let combos = product(&axes);
+        let seed_values = seeds.map(|(_, v)| v.clone()).unwrap_or_else(|| vec![Value::Integer(self.base.seed as i64)]);
+
+        let mut jobs: Vec<PlannedJob> = Vec::new();
+        for seed in &seed_values {
+            for size in sizes {
+                for combo in &combos {
+                    let mut table = toml::Table::try_from(&self.base).expect("a job spec is a table");
+                    let mut swept = BTreeMap::new();
+                    if seeds.is_some() {
+                        set_path(&mut table, "seed", seed.clone());
+                        swept.insert("seed".to_string(), seed.clone());
+                    }
+                    set_path(&mut table, "model.n_layer", Value::Integer(size.n_layer as i64));
+                    set_path(&mut table, "model.d_model", Value::Integer(size.d_model as i64));
+                    set_path(&mut table, "model.n_head", Value::Integer(size.n_head as i64));
+                    let d_mlp = size.d_mlp.unwrap_or(4 * size.d_model);
+                    set_path(&mut table, "model.d_mlp", Value::Integer(d_mlp as i64));
+                    if let Some(lr) = size.lr {
+                        set_path(&mut table, "train.lr", Value::Float(lr));
+                    }
+                    for (key, value) in combo {
+                        set_path(&mut table, key, value.clone());
+                        swept.insert(key.clone(), value.clone());
+                    }
+                    let where_ = || {
+                        let axes: Vec<String> = swept.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                        format!("size {:?}{}{}", size.name, if axes.is_empty() { "" } else { ", " }, axes.join(", "))
+                    };
+                    let spec: JobSpec = table.try_into().map_err(|e: toml::de::Error| {
+                        SpecError::new("axes", format!("{} (in the job for {})", did_you_mean(e.message()), where_())).in_file(&self.path)
+                    })?;
+                    spec.validate().map_err(|e| {
+                        SpecError::new(e.field.clone(), format!("{} (in the job for {})", e.message, where_())).in_file(&self.path)
+                    })?;
+                    let id = spec.id();
+                    if jobs.iter().any(|j| j.id == id) {
+                        continue;
+                    }
+                    jobs.push(PlannedJob {
+                        id,
+                        size: size.name.clone(),
+                        axes: swept,
+                        spec: Some(spec),
+                    });
+                }
+            }
+        }
+        Ok(Plan {
+            sweep: self.sweep.name.clone(),
+            jobs,
+        })
+    }
+}
+
+fn with_line(e: SpecError, line: Option<usize>) -> SpecError {
+    match line {
+        Some(l) => e.at_line(l),
+        None => e,
+    }
+}
+
+fn is_shape_key(key: &str) -> bool {
+    matches!(key, "model.n_layer" | "model.d_model" | "model.n_head" | "model.d_mlp")
+}
+
+/// `train = { weight_decay = [0, 1] }` (what `train.weight_decay = [..]` parses to) becomes
+/// `("train.weight_decay", Some([0, 1]))`; a non-list leaf becomes `None`.
+fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Option<Vec<Value>>)>) {
+    match value {
+        Value::Table(t) => {
+            for (k, v) in t {
+                flatten(&format!("{prefix}.{k}"), v, out);
+            }
+        }
+        Value::Array(a) => out.push((prefix.to_string(), Some(a.clone()))),
+        _ => out.push((prefix.to_string(), None)),
+    }
+}
+
+/// Checks that `dotted` names a field of the job, suggesting the nearest one if not.
+fn check_path(table: &toml::Table, dotted: &str) -> Result<(), String> {
+    let mut current = table;
+    let parts: Vec<&str> = dotted.split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let Some(next) = current.get(*part) else {
+            let known: Vec<String> = current.keys().map(|k| format!("`{k}`")).collect();
+            let msg = format!("unknown field `{part}`, expected one of {}", known.join(", "));
+            return Err(did_you_mean(&msg));
+        };
+        match next {
+            Value::Table(t) if i + 1 < parts.len() => current = t,
+            Value::Table(_) => return Err(format!("`{dotted}` is a section; sweep one of its fields")),
+            _ if i + 1 < parts.len() => return Err(format!("`{}` is not a section", parts[..=i].join("."))),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn set_path(table: &mut toml::Table, dotted: &str, value: Value) {
+    let (head, last) = match dotted.rsplit_once('.') {
+        Some((head, last)) => (Some(head), last),
+        None => (None, dotted),
+    };
+    let mut current = table;
+    for part in head.into_iter().flat_map(|h| h.split('.')) {
+        current = current
+            .entry(part)
+            .or_insert_with(|| Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("check_path ran first");
+    }
+    current.insert(last.to_string(), value);
+}
+
+/// Cartesian product of the axes, the first axis varying slowest.
+fn product(axes: &[&(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
+    axes.iter().fold(vec![Vec::new()], |acc, (key, values)| {
+        acc.iter()
+            .flat_map(|prefix| {
+                values.iter().map(move |v| {
+                    let mut next = prefix.clone();
+                    next.push((key.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect()
+    })
+}

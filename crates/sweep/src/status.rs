@@ -1,0 +1,140 @@
+//! Human-readable tables: the plan before a sweep runs, the state of a sweep while or after
+//! it runs. Both read only small files, so they stay fast for thousands of jobs.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Seek, SeekFrom};
+
+use elab_job::{EvalRow, JobSpec, Split, param_counts, train_flops_per_token};
+
+use crate::config::Plan;
+use crate::sweepdir::{JobState, SweepDir, heartbeat_age};
+
+/// One job of the plan, with what it costs.
+#[derive(Debug, Clone)]
+pub struct PlanRow {
+    pub id: String,
+    pub size: String,
+    pub axes: String,
+    pub params_total: u64,
+    pub params_non_embedding: u64,
+    /// Estimated training FLOPs: flops per token x steps x batch x context.
+    pub train_flops: f64,
+}
+
+pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
+    plan.jobs
+        .iter()
+        .filter_map(|job| {
+            let spec: &JobSpec = job.spec.as_ref()?;
+            let (vocab, _, _) = spec.task.shape();
+            let counts = param_counts(&spec.model, vocab, spec.n_ctx());
+            let per_token = train_flops_per_token(&spec.model, &counts, spec.n_ctx());
+            let n_train = spec.task.train_len();
+            let batch = match spec.train.batch_size {
+                0 => n_train,
+                b => b.min(n_train),
+            };
+            Some(PlanRow {
+                id: job.id.clone(),
+                size: job.size.clone(),
+                axes: job.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                params_total: counts.total,
+                params_non_embedding: counts.non_embedding,
+                train_flops: per_token * (spec.train.steps * (batch * spec.n_ctx()) as u64) as f64,
+            })
+        })
+        .collect()
+}
+
+pub fn print_plan(plan: &Plan) -> String {
+    let rows = plan_rows(plan);
+    let mut out = String::new();
+    let _ = writeln!(out, "{:<12} {:<10} {:>12} {:>12} {:>10}  axes", "job", "size", "params", "non-emb", "FLOPs");
+    for r in &rows {
+        let _ = writeln!(
+            out,
+            "{:<12} {:<10} {:>12} {:>12} {:>10.2e}  {}",
+            r.id, r.size, r.params_total, r.params_non_embedding, r.train_flops, r.axes
+        );
+    }
+    let total: f64 = rows.iter().map(|r| r.train_flops).sum();
+    let _ = writeln!(out, "{} jobs, {:.2e} training FLOPs in all", rows.len(), total);
+    out
+}
+
+/// The last validation row of a run, read from the end of its records file.
+fn last_val_row(dir: &SweepDir, id: &str) -> Option<EvalRow> {
+    let mut file = std::fs::File::open(dir.job(id).evals()).ok()?;
+    let len = file.metadata().ok()?.len();
+    file.seek(SeekFrom::Start(len.saturating_sub(8192))).ok()?;
+    let mut tail = String::new();
+    file.read_to_string(&mut tail).ok()?;
+    tail.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<EvalRow>(l).ok())
+        .find(|r| r.split == Split::Val)
+}
+
+/// `elab status`: counts by state, then one line per size, then one line per job.
+pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
+    let states = dir.states(plan)?;
+    let mut out = String::new();
+    let mut counts: BTreeMap<JobState, usize> = BTreeMap::new();
+    for state in states.values() {
+        *counts.entry(*state).or_default() += 1;
+    }
+    let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+    let _ = writeln!(out, "{}: {} jobs: {}", dir.root.display(), states.len(), summary.join(", "));
+
+    let mut by_size: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for job in &plan.jobs {
+        let entry = by_size.entry(&job.size).or_default();
+        entry.1 += 1;
+        if states.get(&job.id) == Some(&JobState::Done) {
+            entry.0 += 1;
+        }
+    }
+    let _ = writeln!(out, "\n{:<12} {:>9}", "size", "done");
+    for job in plan.jobs.iter().map(|j| j.size.as_str()).fold(Vec::new(), |mut v, s| {
+        if !v.contains(&s) {
+            v.push(s);
+        }
+        v
+    }) {
+        let (done, total) = by_size[job];
+        let _ = writeln!(out, "{:<12} {:>4}/{:<4}", job, done, total);
+    }
+
+    let _ = writeln!(out, "\n{:<12} {:<10} {:<9} {:>8} {:>9} {:>9} {:>9}  axes", "job", "size", "state", "step", "val loss", "val tok", "val exact");
+    let planned = plan.jobs.iter().map(|j| (j.id.clone(), j.size.clone(), j.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
+    let orphans = states.iter().filter(|(_, s)| **s == JobState::Orphaned).map(|(id, _)| (id.clone(), "-".to_string(), String::new()));
+    for (id, size, axes) in planned.chain(orphans) {
+        let state = states[&id];
+        let row = last_val_row(dir, &id);
+        let metric = |name: &str| row.as_ref().and_then(|r| r.metrics.get(name)).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let step = match state {
+            JobState::Running => heartbeat_step(dir, &id).or(row.as_ref().map(|r| r.step)),
+            _ => row.as_ref().map(|r| r.step),
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:<10} {:<9} {:>8} {:>9} {:>9} {:>9}  {}",
+            id,
+            size,
+            state.to_string(),
+            step.map(|s| s.to_string()).unwrap_or_else(|| "-".into()),
+            metric("loss"),
+            metric("token_accuracy"),
+            metric("exact_match"),
+            axes
+        );
+    }
+    Ok(out)
+}
+
+fn heartbeat_step(dir: &SweepDir, id: &str) -> Option<u64> {
+    heartbeat_age(&dir.job(id))?;
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.job(id).heartbeat()).ok()?).ok()?;
+    v.get("step")?.as_u64()
+}

@@ -1,0 +1,37 @@
+# emergence-lab recipes. Every recipe is one cargo command, so a machine without `just`
+# can run the same thing (see README.md).
+
+export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/emergence-lab/target")
+
+# Run (or resume) a sweep: `just sweep configs/arith.toml`
+sweep config="configs/arith.toml" *args="":
+    cargo run -q -p elab -- sweep {{config}} {{args}}
+
+# Show what a sweep file expands to
+plan config="configs/arith.toml":
+    cargo run -q -p elab -- plan {{config}}
+
+# Jobs by state with their latest metrics: `just status sweeps/arith`
+status dir="sweeps/arith":
+    cargo run -q -p elab -- status {{dir}}
+
+# Tidy CSV, plots and report.html under results/<name>: `just export sweeps/arith`
+export dir="sweeps/arith" *args="":
+    cargo run -q -p elab -- export {{dir}} {{args}}
+
+# Train one job: `just train configs/jobs/modadd.toml`
+train job="configs/jobs/modadd.toml" *args="":
+    cargo run -q -p elab -- train {{job}} {{args}}
+
+# The test suite (what CI runs)
+test:
+    cargo test --workspace
+
+# Training speed per size and backend, written to docs/performance.md
+bench *args="":
+    cargo run -q -p elab -- bench {{args}}
+
+# Formatting and lints
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
