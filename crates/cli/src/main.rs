@@ -50,6 +50,26 @@ enum Command {
     Status {
         sweep_dir: PathBuf,
     },
+    /// Cancel what a sweep has in the Slurm queue: `elab cancel sweeps/<name>`.
+    Cancel {
+        sweep_dir: PathBuf,
+    },
+    /// Tidy CSV (runs, curves, thresholds), plots and report.html for a sweep.
+    Export {
+        sweep_dir: PathBuf,
+        /// Output directory [default: results/<sweep name>].
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// CSV only, no plots.
+        #[arg(long)]
+        no_plots: bool,
+    },
+    /// Plots and report.html only.
+    Plot {
+        sweep_dir: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Training speed for a ladder of sizes (~10k to ~10M parameters), as markdown.
     Bench {
         /// cpu, wgpu or auto (wgpu only on a real GPU).
@@ -92,6 +112,8 @@ struct SweepRunArgs {
     /// Overrides [sweep] backend: auto, wgpu or cpu.
     #[arg(long, value_parser = ["auto", "wgpu", "cpu"])]
     backend: Option<String>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 fn main() -> ExitCode {
@@ -112,6 +134,21 @@ fn main() -> ExitCode {
             .map_err(anyhow::Error::from)
             .and_then(|c| sweep(c, SweepDir::new(&sweep_dir), &run, false)),
         Command::Status { sweep_dir } => status(&sweep_dir),
+        Command::Cancel { sweep_dir } => cancel(&sweep_dir),
+        Command::Export { sweep_dir, out, no_plots } => {
+            let out = results_dir(&sweep_dir, out);
+            elab_report::export(&sweep_dir, &out, &elab_report::ExportOptions { plots: !no_plots }).map(|summary| {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            })
+        }
+        Command::Plot { sweep_dir, out } => {
+            let out = results_dir(&sweep_dir, out);
+            elab_report::plot(&sweep_dir, &out).map(|summary| {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            })
+        }
         Command::Bench {
             backend,
             steps,
@@ -200,6 +237,7 @@ fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed: bool) -> anyhow::Result<ExitCode> {
+    let slurm = slurm_options(&config, &args.cluster)?;
     std::fs::create_dir_all(&dir.root)?;
     let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
         anyhow::bail!("{} is already being run by another `elab sweep`", dir.root.display());
@@ -221,6 +259,9 @@ fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed:
         r.diverged.len(),
         r.orphaned.len()
     );
+    if let Some(options) = slurm {
+        return slurm_sweep(&config, &dir, &plan, args, options);
+    }
     let settings = LocalSettings {
         elab: std::env::current_exe()?,
         slots: args
@@ -256,6 +297,9 @@ fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         .read_plan()
         .map_err(|e| anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display()))?;
     print!("{}", elab_sweep::status_table(&dir, &plan)?);
+    if let Some(section) = elab_sweep::slurm_status(&dir, &plan) {
+        print!("{section}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -275,6 +319,112 @@ fn bench(backend: &str, steps: u64, max_params: u64, append_to: Option<PathBuf>)
         let mut text = std::fs::read_to_string(&path).unwrap_or_default();
         text.push_str(&section);
         elab_job::fsio::write_atomic(&path, text.as_bytes())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `results/<sweep name>` unless `--out` says otherwise.
+fn results_dir(sweep_dir: &std::path::Path, out: Option<PathBuf>) -> PathBuf {
+    out.unwrap_or_else(|| {
+        let name = sweep_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        PathBuf::from("results").join(name)
+    })
+}
+
+/// `elab sweep --executor ...` and the Slurm options (they override `[executor.slurm]`).
+#[derive(clap::Args)]
+struct ClusterArgs {
+    /// Where the jobs run: local (worker processes here) or slurm (one job array; docs/cluster.md).
+    #[arg(long, default_value = "local", value_parser = ["local", "slurm"])]
+    executor: String,
+    /// Slurm partition(s), e.g. gpu or gpu,debug.
+    #[arg(long)]
+    partition: Option<String>,
+    /// GPUs per job (--gres=gpu:N); use with --backend wgpu or auto.
+    #[arg(long)]
+    gpus_per_job: Option<u32>,
+    /// CPU cores per job (--cpus-per-task).
+    #[arg(long)]
+    cpus_per_job: Option<u32>,
+    /// Memory per job, e.g. 8G (--mem).
+    #[arg(long)]
+    mem: Option<String>,
+    /// Time limit per task, e.g. 2:00:00 (--time); tasks checkpoint and requeue before it.
+    #[arg(long)]
+    time: Option<String>,
+    /// At most this many array tasks run at once (--array=...%K).
+    #[arg(long)]
+    max_running: Option<u32>,
+    /// Another sbatch option, `--name=value` (repeatable), e.g. --sbatch-arg=--account=lab.
+    #[arg(long = "sbatch-arg", allow_hyphen_values = true)]
+    sbatch_arg: Vec<String>,
+    /// Return right after submitting; `elab status` and `elab cancel` work without the submitter.
+    #[arg(long)]
+    detach: bool,
+}
+
+/// The validated Slurm options, or `None` for the local executor. Runs before anything is written.
+fn slurm_options(config: &SweepConfig, args: &ClusterArgs) -> anyhow::Result<Option<elab_sweep::SlurmOptions>> {
+    let flags = elab_sweep::SlurmOptions {
+        partition: args.partition.clone(),
+        gpus_per_job: args.gpus_per_job,
+        cpus_per_job: args.cpus_per_job,
+        mem: args.mem.clone(),
+        time: args.time.clone(),
+        max_running: args.max_running,
+        signal_secs: None,
+        extra: args.sbatch_arg.clone(),
+    };
+    if args.executor != "slurm" {
+        if flags != elab_sweep::SlurmOptions::default() || args.detach {
+            return Err(SpecError::new("--executor", "Slurm options (--partition, --detach, ...) need --executor slurm").into());
+        }
+        return Ok(None);
+    }
+    flags.validate("-")?;
+    Ok(Some(config.slurm.clone().unwrap_or_default().overridden_by(flags)))
+}
+
+fn slurm_sweep(
+    config: &SweepConfig,
+    dir: &SweepDir,
+    plan: &elab_sweep::Plan,
+    args: &SweepRunArgs,
+    options: elab_sweep::SlurmOptions,
+) -> anyhow::Result<ExitCode> {
+    let settings = elab_sweep::SlurmSettings {
+        elab: std::env::current_exe()?,
+        backend: args.backend.clone().unwrap_or_else(|| config.sweep.backend.clone()),
+        options,
+        detach: args.cluster.detach,
+    };
+    let report = elab_sweep::run_slurm(dir, plan, &settings)?;
+    if report.detached {
+        return Ok(ExitCode::SUCCESS);
+    }
+    eprintln!(
+        "sweep {}: {} done, {} diverged, {} failed of {} jobs",
+        config.sweep.name,
+        report.done,
+        report.diverged,
+        report.failed.len(),
+        plan.jobs.len()
+    );
+    if !report.failed.is_empty() {
+        eprintln!("rerun the same command to resubmit the failed jobs (they resume from their checkpoints)");
+    }
+    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn cancel(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let dir = SweepDir::new(dir);
+    dir.read_plan()
+        .map_err(|e| anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display()))?;
+    let arrays = elab_sweep::cancel_slurm(&dir)?;
+    if arrays.is_empty() {
+        eprintln!("{}: nothing in the Slurm queue", dir.root.display());
+    } else {
+        eprintln!("{}: cancelled Slurm array(s) {}; the jobs keep their checkpoints", dir.root.display(), arrays.join(", "));
     }
     Ok(ExitCode::SUCCESS)
 }

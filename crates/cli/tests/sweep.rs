@@ -9,9 +9,14 @@ use std::time::{Duration, Instant};
 use common::*;
 use elab_job::eval_steps;
 
+/// The smoke sweep with `steps` steps per job.
+fn config_with_steps(tmp: &Path, steps: u64) -> std::path::PathBuf {
+    smoke_config(tmp, "smoke.toml", |t| t.replace("steps = 120", &format!("steps = {steps}")))
+}
+
 /// A reference run of the smoke sweep, uninterrupted; returns its wall time.
-fn reference(tmp: &Path) -> (std::path::PathBuf, Duration) {
-    let config = smoke_config(tmp, "smoke.toml", |t| t);
+fn reference(tmp: &Path, steps: u64) -> (std::path::PathBuf, Duration) {
+    let config = config_with_steps(tmp, steps);
     let sweeps = tmp.join("ref");
     let start = Instant::now();
     let out = run(&mut sweep_cmd(&config, &sweeps));
@@ -19,11 +24,11 @@ fn reference(tmp: &Path) -> (std::path::PathBuf, Duration) {
     (sweeps.join("smoke"), start.elapsed())
 }
 
-fn assert_complete_and_equal(reference: &Path, other: &Path) {
+fn assert_complete_and_equal(reference: &Path, other: &Path, steps: u64) {
     let (a, b) = (records(reference), records(other));
     assert_eq!(a.len(), 4);
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "same jobs");
-    let steps = eval_steps(120, 40);
+    let steps = eval_steps(steps, 40);
     for (id, (raw_b, rows_b)) in &b {
         let (_, rows_a) = &a[id];
         // Every eval step once per split: no gaps, and no duplicate lines in the file.
@@ -44,7 +49,7 @@ fn assert_complete_and_equal(reference: &Path, other: &Path) {
 #[test]
 fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let (reference, took) = reference(tmp.path());
+    let (reference, took) = reference(tmp.path(), 600);
     // Concurrency never exceeded the slots (2) in the reference run.
     let mut spans = Vec::new();
     for id in records(&reference).keys() {
@@ -62,7 +67,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     assert!(max_overlap <= 2, "{max_overlap} jobs ran at once with 2 slots");
     assert_eq!(max_overlap, 2, "the two slots were used");
 
-    let config = smoke_config(tmp.path(), "smoke.toml", |t| t);
+    let config = config_with_steps(tmp.path(), 600);
     let sweeps = tmp.path().join("killed");
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
@@ -71,7 +76,9 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        let at = Duration::from_millis(300 + rng % (took.as_millis() as u64).max(1000));
+        // Anywhere from start-up to a quarter of the whole sweep: mid-step, mid-eval,
+        // mid-checkpoint, between jobs.
+        let at = Duration::from_millis(100 + rng % (took.as_millis() as u64 / 4).max(500));
         let exited = wait_for(at, || child.try_wait().unwrap().is_some());
         if exited {
             break;
@@ -83,7 +90,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     assert!(kills >= 5, "only {kills} kills landed before the sweep finished");
     let out = run(&mut sweep_cmd(&config, &sweeps));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_complete_and_equal(&reference, &sweeps.join("smoke"));
+    assert_complete_and_equal(&reference, &sweeps.join("smoke"), 600);
 }
 
 #[test]

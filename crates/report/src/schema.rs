@@ -281,7 +281,7 @@ fn table(out: &mut String, columns: &[Column]) {
     }
 }
 
-/// The schema as markdown: exactly the content of `crates/report/SCHEMA.md`.
+/// The schema as markdown: exactly the content of `docs/csv-schema.md`.
 pub fn markdown() -> String {
     let mut out = String::from(
         "# Export schema (`elab export`)\n\n\
@@ -343,7 +343,7 @@ mod tests {
 
     #[test]
     fn schema_md_matches_the_code() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("SCHEMA.md");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/csv-schema.md");
         let want = markdown();
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(&path, &want).unwrap();
@@ -351,7 +351,7 @@ mod tests {
         let have = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             have == want,
-            "SCHEMA.md is stale; regenerate with UPDATE_SCHEMA=1 cargo test -p elab-report schema"
+            "docs/csv-schema.md is stale; regenerate with UPDATE_SCHEMA=1 cargo test --workspace schema"
         );
     }
 

@@ -65,6 +65,16 @@ struct SweepFile {
     sizes: Vec<Spanned<Size>>,
     #[serde(default)]
     axes: BTreeMap<Spanned<String>, Spanned<Value>>,
+    #[serde(default)]
+    executor: ExecutorSection,
+}
+
+/// `[executor.*]`: how the sweep runs on a cluster. Never enters job ids.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecutorSection {
+    #[serde(default)]
+    slurm: Option<crate::slurm::SlurmOptions>,
 }
 
 /// A parsed sweep file.
@@ -78,6 +88,8 @@ pub struct SweepConfig {
     pub sizes: Vec<Size>,
     /// Product axes: dotted job field -> values, in file order.
     pub axes: Vec<(String, Vec<Value>)>,
+    /// `[executor.slurm]`, validated (see `elab sweep --executor slurm`).
+    pub slurm: Option<crate::slurm::SlurmOptions>,
 }
 
 /// One job of the plan: its spec, id, size, swept values and place in the run order.
@@ -138,6 +150,12 @@ impl SweepConfig {
             let e = SpecError::new("sweep.backend", format!("must be auto, wgpu or cpu, got {:?}", file.sweep.backend));
             return Err(with_line(e.in_file(path), line_of("backend")));
         }
+        if let Some(slurm) = &file.executor.slurm {
+            slurm.validate("executor.slurm").map_err(|e| {
+                let key = e.field.rsplit('.').next().unwrap_or_default().to_string();
+                with_line(e.in_file(path), line_of(&key))
+            })?;
+        }
         let base = JobSpec {
             seed: file.seed,
             task: file.task,
@@ -185,6 +203,7 @@ impl SweepConfig {
             base,
             sizes,
             axes,
+            slurm: file.executor.slurm,
         };
         // Expanding validates every job, so an impossible combination fails here, not mid-sweep.
         config.plan()?;

@@ -116,6 +116,7 @@ async fn schedule(dir: &SweepDir, plan: &Plan, settings: &LocalSettings) -> anyh
                     exit: f.exit,
                     signal: f.signal,
                     executor: "local".into(),
+                    restart_count: None,
                 })?;
                 let job = plan.jobs.iter().find(|j| j.id == f.id).expect("a running job is planned");
                 let attempt = attempts_of[&f.id];

@@ -72,6 +72,9 @@ pub struct Attempt {
     pub signal: Option<i32>,
     /// Where it ran: `local` or `slurm:<array job>_<task>`.
     pub executor: String,
+    /// Slurm's SLURM_RESTART_COUNT: how often the task was requeued before this attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_count: Option<u32>,
 }
 
 pub fn now() -> f64 {
