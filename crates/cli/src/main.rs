@@ -262,6 +262,7 @@ fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed:
     if let Some(options) = slurm {
         return slurm_sweep(&config, &dir, &plan, args, options);
     }
+    elab_sweep::refuse_if_queued_in_slurm(&dir)?;
     let settings = LocalSettings {
         elab: std::env::current_exe()?,
         slots: args

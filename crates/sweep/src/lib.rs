@@ -13,7 +13,7 @@ mod sweepdir;
 pub use config::{Plan, PlannedJob, Size, SweepConfig, SweepSection};
 pub use local::{LocalSettings, SweepReport, run_local};
 pub use slurm::{SlurmOptions, SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status};
-pub use slurm::{cancel as cancel_slurm, job_tasks as slurm_job_tasks, submissions as slurm_submissions};
+pub use slurm::{cancel as cancel_slurm, refuse_if_queued as refuse_if_queued_in_slurm, job_tasks as slurm_job_tasks, submissions as slurm_submissions};
 pub use status::{PlanRow, plan_rows, print_plan, status_table};
 pub use sweepdir::{Attempt, HEARTBEAT_STALE_SECS, JobState, SweepDir, heartbeat_age, now, sweep_dir};
 

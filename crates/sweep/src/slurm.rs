@@ -270,7 +270,8 @@ fn query_array(array_id: &str) -> Result<HashMap<usize, String>, QueryError> {
         if stderr.contains("Invalid job id") {
             return Ok(HashMap::new());
         }
-        return Err(QueryError(format!("squeue: {}", stderr.trim())));
+        let last = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("failed");
+        return Err(QueryError(last.to_string()));
     }
     let mut tasks = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -660,6 +661,22 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
         );
     }
     Some(out)
+}
+
+/// Refuses to run the sweep here while Slurm still has tasks of it in the queue: a job would
+/// be trained by two workers. Sweeps never submitted to Slurm pass without asking squeue.
+pub fn refuse_if_queued(dir: &SweepDir) -> anyhow::Result<()> {
+    if submissions(dir).is_empty() {
+        return Ok(());
+    }
+    let queued = job_tasks(dir).map(|t| t.values().filter(|t| t.active()).count()).unwrap_or(0);
+    anyhow::ensure!(
+        queued == 0,
+        "{} has {queued} job(s) pending or running in Slurm; wait for them, or `elab cancel {}` first",
+        dir.root.display(),
+        dir.root.display()
+    );
+    Ok(())
 }
 
 /// `elab cancel`: scancel every array of the sweep that still has tasks in the queue.
