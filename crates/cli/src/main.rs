@@ -117,6 +117,7 @@ struct SweepRunArgs {
 }
 
 fn main() -> ExitCode {
+    keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan { config } => plan(&config),
@@ -428,4 +429,18 @@ fn cancel(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         eprintln!("{}: cancelled Slurm array(s) {}; the jobs keep their checkpoints", dir.root.display(), arrays.join(", "));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// glibc returns every freed block above 128 KiB to the kernel (mmap/munmap), and burn's CPU
+/// backend frees and reallocates activation buffers of a few MiB every step: the page faults
+/// doubled step times. Keeping freed memory in the process halves them (measured: 45 -> 22 s
+/// for 1000 steps of configs/grok-small.toml).
+fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
+    }
 }
