@@ -29,7 +29,7 @@ test:
 
 # Training speed per size and backend, written to docs/performance.md
 bench *args="":
-    cargo run -q -p elab -- bench {{args}}
+    cargo run -q -p elab -- bench --backend all --append-to docs/performance.md {{args}}
 
 # Formatting and lints
 lint:

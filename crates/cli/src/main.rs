@@ -19,7 +19,11 @@ const EXIT_DIVERGED: u8 = 3;
 const EXIT_INTERRUPTED: u8 = 75;
 
 #[derive(Parser)]
-#[command(name = "elab", version, about = "Train families of small GPTs and find where abilities appear")]
+#[command(
+    name = "elab",
+    version,
+    about = "Train families of small GPTs and find where abilities appear"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -28,9 +32,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Show the jobs a sweep file expands to (size, parameters, FLOPs), without running them.
-    Plan {
-        config: PathBuf,
-    },
+    Plan { config: PathBuf },
     /// Run a sweep: every job not yet done, resuming interrupted ones from their checkpoints.
     Sweep {
         config: PathBuf,
@@ -47,13 +49,9 @@ enum Command {
         run: SweepRunArgs,
     },
     /// Jobs by state, per size, with their latest metrics.
-    Status {
-        sweep_dir: PathBuf,
-    },
+    Status { sweep_dir: PathBuf },
     /// Cancel what a sweep has in the Slurm queue: `elab cancel sweeps/<name>`.
-    Cancel {
-        sweep_dir: PathBuf,
-    },
+    Cancel { sweep_dir: PathBuf },
     /// Tidy CSV (runs, curves, thresholds), plots and report.html for a sweep.
     Export {
         sweep_dir: PathBuf,
@@ -72,8 +70,8 @@ enum Command {
     },
     /// Training speed for a ladder of sizes (~10k to ~10M parameters), as markdown.
     Bench {
-        /// cpu, wgpu or auto (wgpu only on a real GPU).
-        #[arg(long, default_value = "cpu", value_parser = ["auto", "wgpu", "cpu"])]
+        /// all (the CPU, and wgpu if a real GPU exists), cpu, wgpu, or auto.
+        #[arg(long, default_value = "all", value_parser = ["all", "auto", "wgpu", "cpu"])]
         backend: String,
         /// Timed steps per size (after 3 warmup steps).
         #[arg(long, default_value_t = 10)]
@@ -131,14 +129,25 @@ fn main() -> ExitCode {
                 let dir = sweep_dir(&run.sweeps_dir, &c.sweep.name);
                 sweep(c, dir, &run, allow_changed_config)
             }),
-        Command::Resume { sweep_dir, run } => SweepConfig::load(&SweepDir::new(&sweep_dir).config())
-            .map_err(anyhow::Error::from)
-            .and_then(|c| sweep(c, SweepDir::new(&sweep_dir), &run, false)),
+        Command::Resume { sweep_dir, run } => {
+            SweepConfig::load(&SweepDir::new(&sweep_dir).config())
+                .map_err(anyhow::Error::from)
+                .and_then(|c| sweep(c, SweepDir::new(&sweep_dir), &run, false))
+        }
         Command::Status { sweep_dir } => status(&sweep_dir),
         Command::Cancel { sweep_dir } => cancel(&sweep_dir),
-        Command::Export { sweep_dir, out, no_plots } => {
+        Command::Export {
+            sweep_dir,
+            out,
+            no_plots,
+        } => {
             let out = results_dir(&sweep_dir, out);
-            elab_report::export(&sweep_dir, &out, &elab_report::ExportOptions { plots: !no_plots }).map(|summary| {
+            elab_report::export(
+                &sweep_dir,
+                &out,
+                &elab_report::ExportOptions { plots: !no_plots },
+            )
+            .map(|summary| {
                 print!("{summary}");
                 ExitCode::SUCCESS
             })
@@ -174,7 +183,9 @@ fn main() -> ExitCode {
                 eprintln!("error: {spec}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
-            if let Some(e @ PrepareError::ChangedDefaults { .. }) = err.downcast_ref::<PrepareError>() {
+            if let Some(e @ PrepareError::ChangedDefaults { .. }) =
+                err.downcast_ref::<PrepareError>()
+            {
                 eprintln!("error: {e}");
                 return ExitCode::from(EXIT_BAD_INPUT);
             }
@@ -184,11 +195,19 @@ fn main() -> ExitCode {
     }
 }
 
-fn train(job: PathBuf, out: Option<PathBuf>, backend: &str, progress_json: bool) -> anyhow::Result<ExitCode> {
+fn train(
+    job: PathBuf,
+    out: Option<PathBuf>,
+    backend: &str,
+    progress_json: bool,
+) -> anyhow::Result<ExitCode> {
     let spec = JobSpec::from_file(&job)?;
     let run = RunDir::new(out.unwrap_or_else(|| PathBuf::from("sweeps/_runs").join(spec.id())));
     std::fs::create_dir_all(run.path())?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(run.log())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(run.log())?;
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(std::io::stderr.and(std::sync::Mutex::new(log)))
@@ -197,7 +216,11 @@ fn train(job: PathBuf, out: Option<PathBuf>, backend: &str, progress_json: bool)
     // SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (Slurm's warning before preemption) all mean:
     // checkpoint at the next step boundary and exit 75 so that the run can be resumed.
     let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGUSR1] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGUSR1,
+    ] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
     let mut last_print = Instant::now();
@@ -237,14 +260,25 @@ fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed: bool) -> anyhow::Result<ExitCode> {
+fn sweep(
+    config: SweepConfig,
+    dir: SweepDir,
+    args: &SweepRunArgs,
+    allow_changed: bool,
+) -> anyhow::Result<ExitCode> {
     let slurm = slurm_options(&config, &args.cluster)?;
     std::fs::create_dir_all(&dir.root)?;
     let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
-        anyhow::bail!("{} is already being run by another `elab sweep`", dir.root.display());
+        anyhow::bail!(
+            "{} is already being run by another `elab sweep`",
+            dir.root.display()
+        );
     };
     let (plan, r) = elab_sweep::prepare(&dir, &config, allow_changed)?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.log())?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.log())?;
     tracing_subscriber::fmt()
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(log))
@@ -271,7 +305,10 @@ fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed:
             .or(config.sweep.slots)
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
         max_retries: config.sweep.max_retries,
-        backend: args.backend.clone().unwrap_or_else(|| config.sweep.backend.clone()),
+        backend: args
+            .backend
+            .clone()
+            .unwrap_or_else(|| config.sweep.backend.clone()),
     };
     let report = elab_sweep::run_local(&dir, &plan, &settings)?;
     eprintln!(
@@ -290,7 +327,11 @@ fn sweep(config: SweepConfig, dir: SweepDir, args: &SweepRunArgs, allow_changed:
         );
         return Ok(ExitCode::from(130));
     }
-    Ok(if report.failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if report.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -305,11 +346,35 @@ fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn bench(backend: &str, steps: u64, max_params: u64, append_to: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let table = elab_train::bench::bench(backend.parse()?, steps, max_params)?;
+fn bench(
+    backend: &str,
+    steps: u64,
+    max_params: u64,
+    append_to: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    // `all`: the CPU, and wgpu too when a real GPU is there.
+    let devices = match backend {
+        "all" => {
+            let gpu = elab_train::choose_device(Backend::Auto)?;
+            let cpu = elab_train::choose_device(Backend::Cpu)?;
+            std::iter::once(cpu)
+                .chain((gpu.backend == "wgpu").then_some(gpu))
+                .collect()
+        }
+        other => vec![elab_train::choose_device(other.parse()?)?],
+    };
+    let mut table = String::new();
+    for device in devices {
+        table.push_str(&elab_train::bench::bench(device, steps, max_params)?);
+        table.push('\n');
+    }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|c| c.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string()))
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let section = format!(
@@ -328,7 +393,10 @@ fn bench(backend: &str, steps: u64, max_params: u64, append_to: Option<PathBuf>)
 /// `results/<sweep name>` unless `--out` says otherwise.
 fn results_dir(sweep_dir: &std::path::Path, out: Option<PathBuf>) -> PathBuf {
     out.unwrap_or_else(|| {
-        let name = sweep_dir.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        let name = sweep_dir
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_default();
         PathBuf::from("results").join(name)
     })
 }
@@ -366,7 +434,10 @@ struct ClusterArgs {
 }
 
 /// The validated Slurm options, or `None` for the local executor. Runs before anything is written.
-fn slurm_options(config: &SweepConfig, args: &ClusterArgs) -> anyhow::Result<Option<elab_sweep::SlurmOptions>> {
+fn slurm_options(
+    config: &SweepConfig,
+    args: &ClusterArgs,
+) -> anyhow::Result<Option<elab_sweep::SlurmOptions>> {
     let flags = elab_sweep::SlurmOptions {
         partition: args.partition.clone(),
         gpus_per_job: args.gpus_per_job,
@@ -379,12 +450,22 @@ fn slurm_options(config: &SweepConfig, args: &ClusterArgs) -> anyhow::Result<Opt
     };
     if args.executor != "slurm" {
         if flags != elab_sweep::SlurmOptions::default() || args.detach {
-            return Err(SpecError::new("--executor", "Slurm options (--partition, --detach, ...) need --executor slurm").into());
+            return Err(SpecError::new(
+                "--executor",
+                "Slurm options (--partition, --detach, ...) need --executor slurm",
+            )
+            .into());
         }
         return Ok(None);
     }
     flags.validate("-")?;
-    Ok(Some(config.slurm.clone().unwrap_or_default().overridden_by(flags)))
+    Ok(Some(
+        config
+            .slurm
+            .clone()
+            .unwrap_or_default()
+            .overridden_by(flags),
+    ))
 }
 
 fn slurm_sweep(
@@ -396,7 +477,10 @@ fn slurm_sweep(
 ) -> anyhow::Result<ExitCode> {
     let settings = elab_sweep::SlurmSettings {
         elab: std::env::current_exe()?,
-        backend: args.backend.clone().unwrap_or_else(|| config.sweep.backend.clone()),
+        backend: args
+            .backend
+            .clone()
+            .unwrap_or_else(|| config.sweep.backend.clone()),
         options,
         detach: args.cluster.detach,
     };
@@ -413,9 +497,15 @@ fn slurm_sweep(
         plan.jobs.len()
     );
     if !report.failed.is_empty() {
-        eprintln!("rerun the same command to resubmit the failed jobs (they resume from their checkpoints)");
+        eprintln!(
+            "rerun the same command to resubmit the failed jobs (they resume from their checkpoints)"
+        );
     }
-    Ok(if report.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if report.failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn cancel(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
@@ -426,7 +516,11 @@ fn cancel(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     if arrays.is_empty() {
         eprintln!("{}: nothing in the Slurm queue", dir.root.display());
     } else {
-        eprintln!("{}: cancelled Slurm array(s) {}; the jobs keep their checkpoints", dir.root.display(), arrays.join(", "));
+        eprintln!(
+            "{}: cancelled Slurm array(s) {}; the jobs keep their checkpoints",
+            dir.root.display(),
+            arrays.join(", ")
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -13,28 +13,116 @@ fn cases() -> Vec<(&'static str, Box<dyn Fn(String) -> String>, &'static str)> {
             t.replacen(from, to, 1)
         })
     };
-    let append = |extra: &'static str| -> Box<dyn Fn(String) -> String> { Box::new(move |t: String| t + extra) };
+    let append = |extra: &'static str| -> Box<dyn Fn(String) -> String> {
+        Box::new(move |t: String| t + extra)
+    };
     vec![
-        ("unknown top-level table", replace("[sweep]", "[sweeps]"), "did you mean `sweep`?"),
-        ("unknown train key", replace("lr = 3e-3", "lrr = 3e-3"), "did you mean `lr`?"),
-        ("wrong type", replace("steps = 120", "steps = \"120\""), "invalid type"),
-        ("empty axis", replace("seed = [0, 1]", "seed = []"), "at least one value"),
-        ("axis is not a list", replace("seed = [0, 1]", "seed = 3"), "list of values"),
-        ("impossible shape", replace("d_model = 32\nn_head = 4", "d_model = 30\nn_head = 4"), "must divide model.d_model"),
-        ("misspelled axis field", append("train.weight_decy = [0.0, 1.0]\n"), "did you mean `weight_decay`?"),
-        ("misspelled axis section", append("trian.lr = [0.001]\n"), "did you mean `train`?"),
-        ("unsafe sweep name", replace("name = \"smoke\"", "name = \"../evil\""), "letters, digits"),
-        ("zero slots", replace("slots = 2", "slots = 0"), "at least 1"),
-        ("unknown backend", replace("backend = \"cpu\"", "backend = \"tpu\""), "auto, wgpu or cpu"),
-        ("unknown task kind", replace("kind = \"digits\"", "kind = \"digit\""), "did you mean `digits`?"),
-        ("duplicate size name", replace("name = \"s\"", "name = \"xs\""), "duplicate size name"),
-        ("shape axis beside sizes", append("model.d_model = [16, 32]\n"), "set by [[sizes]]"),
-        ("too many examples", replace("train_size = 400", "train_size = 9900"), "at most the 10000"),
-        ("negative lr on an axis", append("train.lr = [0.001, -1.0]\n"), "positive finite"),
-        ("size without n_head", replace("d_model = 16\nn_head = 2", "d_model = 16"), "missing field `n_head`"),
-        ("toml syntax", replace("steps = 120", "steps = = 120"), "smoke.toml:"),
-        ("bad train fraction", replace("kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 400\nval_size = 300", "kind = \"modular\"\np = 97\ntrain_fraction = 1.5"), "(0, 1)"),
-        ("composite modulus", replace("kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 400\nval_size = 300", "kind = \"modular\"\np = 91"), "prime"),
+        (
+            "unknown top-level table",
+            replace("[sweep]", "[sweeps]"),
+            "did you mean `sweep`?",
+        ),
+        (
+            "unknown train key",
+            replace("lr = 3e-3", "lrr = 3e-3"),
+            "did you mean `lr`?",
+        ),
+        (
+            "wrong type",
+            replace("steps = 120", "steps = \"120\""),
+            "invalid type",
+        ),
+        (
+            "empty axis",
+            replace("seed = [0, 1]", "seed = []"),
+            "at least one value",
+        ),
+        (
+            "axis is not a list",
+            replace("seed = [0, 1]", "seed = 3"),
+            "list of values",
+        ),
+        (
+            "impossible shape",
+            replace("d_model = 32\nn_head = 4", "d_model = 30\nn_head = 4"),
+            "must divide model.d_model",
+        ),
+        (
+            "misspelled axis field",
+            append("train.weight_decy = [0.0, 1.0]\n"),
+            "did you mean `weight_decay`?",
+        ),
+        (
+            "misspelled axis section",
+            append("trian.lr = [0.001]\n"),
+            "did you mean `train`?",
+        ),
+        (
+            "unsafe sweep name",
+            replace("name = \"smoke\"", "name = \"../evil\""),
+            "letters, digits",
+        ),
+        (
+            "zero slots",
+            replace("slots = 2", "slots = 0"),
+            "at least 1",
+        ),
+        (
+            "unknown backend",
+            replace("backend = \"cpu\"", "backend = \"tpu\""),
+            "auto, wgpu or cpu",
+        ),
+        (
+            "unknown task kind",
+            replace("kind = \"digits\"", "kind = \"digit\""),
+            "did you mean `digits`?",
+        ),
+        (
+            "duplicate size name",
+            replace("name = \"s\"", "name = \"xs\""),
+            "duplicate size name",
+        ),
+        (
+            "shape axis beside sizes",
+            append("model.d_model = [16, 32]\n"),
+            "set by [[sizes]]",
+        ),
+        (
+            "too many examples",
+            replace("train_size = 400", "train_size = 9900"),
+            "at most the 10000",
+        ),
+        (
+            "negative lr on an axis",
+            append("train.lr = [0.001, -1.0]\n"),
+            "positive finite",
+        ),
+        (
+            "size without n_head",
+            replace("d_model = 16\nn_head = 2", "d_model = 16"),
+            "missing field `n_head`",
+        ),
+        (
+            "toml syntax",
+            replace("steps = 120", "steps = = 120"),
+            "smoke.toml:",
+        ),
+        (
+            "bad train fraction",
+            replace(
+                "kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 400\nval_size = 300",
+                "kind = \"modular\"\np = 97\ntrain_fraction = 1.5",
+            ),
+            "(0, 1)",
+        ),
+        (
+            "composite modulus",
+            replace(
+                "kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 400\nval_size = 300",
+                "kind = \"modular\"\np = 91",
+            ),
+            "prime",
+        ),
     ]
 }
 
@@ -55,18 +143,35 @@ fn malformed_sweep_configs_exit_2_with_their_message_and_write_nothing() {
             let out = run(&mut cmd);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
-            assert!(stderr.contains(expected), "{what}: expected {expected:?} in:\n{stderr}");
-            assert!(stderr.contains("smoke.toml"), "{what}: the file is not named:\n{stderr}");
+            assert!(
+                stderr.contains(expected),
+                "{what}: expected {expected:?} in:\n{stderr}"
+            );
+            assert!(
+                stderr.contains("smoke.toml"),
+                "{what}: the file is not named:\n{stderr}"
+            );
         }
-        assert!(!sweeps.exists(), "{what}: a bad config wrote {}", sweeps.display());
+        assert!(
+            !sweeps.exists(),
+            "{what}: a bad config wrote {}",
+            sweeps.display()
+        );
     }
 }
 
 #[test]
 fn errors_point_at_the_line() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = smoke_config(tmp.path(), "smoke.toml", |t| t.replacen("lr = 3e-3", "lrr = 3e-3", 1));
-    let line = std::fs::read_to_string(&config).unwrap().lines().position(|l| l.starts_with("lrr")).unwrap() + 1;
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replacen("lr = 3e-3", "lrr = 3e-3", 1)
+    });
+    let line = std::fs::read_to_string(&config)
+        .unwrap()
+        .lines()
+        .position(|l| l.starts_with("lrr"))
+        .unwrap()
+        + 1;
     let out = run(elab().arg("plan").arg(&config));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("smoke.toml:{line}:")), "{stderr}");
@@ -76,18 +181,39 @@ fn errors_point_at_the_line() {
 fn bad_job_files_exit_2_before_training() {
     let tmp = tempfile::tempdir().unwrap();
     for (job, expected) in [
-        ("[task]\nkind = \"modular\"\np = 97\n[model]\nd_model = 64\nn_head = 5\n", "must divide"),
-        ("[task]\nkind = \"modular\"\n[train]\nsteps = 0\n", "train.steps"),
-        ("[task]\nkind = \"modular\"\n[modle]\nd_model = 64\n", "did you mean `model`?"),
-        ("[task]\nkind = \"modular\"\n[eval]\nevery = 0\n", "eval.every"),
+        (
+            "[task]\nkind = \"modular\"\np = 97\n[model]\nd_model = 64\nn_head = 5\n",
+            "must divide",
+        ),
+        (
+            "[task]\nkind = \"modular\"\n[train]\nsteps = 0\n",
+            "train.steps",
+        ),
+        (
+            "[task]\nkind = \"modular\"\n[modle]\nd_model = 64\n",
+            "did you mean `model`?",
+        ),
+        (
+            "[task]\nkind = \"modular\"\n[eval]\nevery = 0\n",
+            "eval.every",
+        ),
     ] {
         let path = tmp.path().join("job.toml");
         std::fs::write(&path, job).unwrap();
         let out_dir = tmp.path().join("run");
-        let out = run(elab().arg("train").arg(&path).arg("--out").arg(&out_dir).arg("--backend").arg("cpu"));
+        let out = run(elab()
+            .arg("train")
+            .arg(&path)
+            .arg("--out")
+            .arg(&out_dir)
+            .arg("--backend")
+            .arg("cpu"));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{stderr}");
-        assert!(stderr.contains(expected) && stderr.contains("job.toml"), "{expected}: {stderr}");
+        assert!(
+            stderr.contains(expected) && stderr.contains("job.toml"),
+            "{expected}: {stderr}"
+        );
         assert!(!out_dir.exists());
     }
 }

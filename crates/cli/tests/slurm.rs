@@ -21,14 +21,19 @@ fn slurm_available() -> bool {
     let root = unsafe { libc::geteuid() } == 0;
     let why = match sinfo {
         Err(e) => format!("`sinfo` cannot run ({e})"),
-        Ok(o) if !o.status.success() => format!("`sinfo` failed: {}", String::from_utf8_lossy(&o.stderr).trim()),
+        Ok(o) if !o.status.success() => format!(
+            "`sinfo` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
         Ok(_) if !root => "not root".to_string(),
         Ok(_) => return true,
     };
     if std::env::var_os("ELAB_NO_SKIP").is_some() {
         panic!("no Slurm cluster: {why} (ELAB_NO_SKIP is set; start one with .ci/slurm-up)");
     }
-    eprintln!("SKIPPED: no Slurm cluster: {why}. Start one with `eval \"$(.ci/slurm-up)\"` (root, Debian).");
+    eprintln!(
+        "SKIPPED: no Slurm cluster: {why}. Start one with `eval \"$(.ci/slurm-up)\"` (root, Debian)."
+    );
     false
 }
 
@@ -44,26 +49,43 @@ fn slurm_cmd(config: &Path, sweeps: &Path) -> Command {
 
 fn ok(out: &Output) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status.code());
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stderr}",
+        out.status.code()
+    );
     stderr
 }
 
 fn submission(sweep: &Path, n: u32) -> serde_json::Value {
     let path = sweep.join(format!("slurm/sub-{n}.json"));
-    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+    serde_json::from_slice(
+        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap()
 }
 
 fn array_id(sweep: &Path, n: u32) -> String {
-    submission(sweep, n)["array_id"].as_str().expect("submitted").to_string()
+    submission(sweep, n)["array_id"]
+        .as_str()
+        .expect("submitted")
+        .to_string()
 }
 
 /// Task index -> job id, from the mapping file written before submission.
 fn mapping(sweep: &Path, n: u32) -> Vec<String> {
-    std::fs::read_to_string(sweep.join(format!("slurm/sub-{n}.tasks"))).unwrap().lines().map(str::to_string).collect()
+    std::fs::read_to_string(sweep.join(format!("slurm/sub-{n}.tasks")))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 fn task_state(task: &str) -> String {
-    let out = Command::new("squeue").args(["-h", "-t", "all", "-r", "-j", task, "-o", "%T"]).output().unwrap();
+    let out = Command::new("squeue")
+        .args(["-h", "-t", "all", "-r", "-j", task, "-o", "%T"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -80,17 +102,30 @@ fn attempts(dir: &Path) -> Vec<serde_json::Value> {
 fn assert_equal_records(reference: &Path, other: &Path, steps: u64, every: u64, jobs: usize) {
     let (a, b) = (records(reference), records(other));
     assert_eq!(a.len(), jobs);
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "same jobs");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same jobs"
+    );
     let expected = eval_steps(steps, every);
     for (id, (raw_b, rows_b)) in &b {
         let (_, rows_a) = &a[id];
-        assert_eq!(raw_b.len(), expected.len() * 2, "{id}: complete, no duplicates");
+        assert_eq!(
+            raw_b.len(),
+            expected.len() * 2,
+            "{id}: complete, no duplicates"
+        );
         let got: Vec<u64> = rows_b.iter().map(|r| r.step).step_by(2).collect();
         assert_eq!(got, expected, "{id}");
         for (x, y) in rows_a.iter().zip(rows_b) {
             assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
             for (name, v) in &x.metrics {
-                assert_eq!(v.to_bits(), y.metrics[name].to_bits(), "{id} step {} {name}", x.step);
+                assert_eq!(
+                    v.to_bits(),
+                    y.metrics[name].to_bits(),
+                    "{id} step {} {name}",
+                    x.step
+                );
             }
         }
         assert!(other.join("jobs").join(id).join("summary.json").exists());
@@ -125,13 +160,22 @@ fn a_sweep_through_slurm_equals_the_local_executor() {
         assert_eq!(a[0]["executor"], format!("slurm:{array}_{task}"));
         assert_eq!(a[0]["exit"], 0);
         assert_eq!(a[0]["restart_count"], 0);
-        assert!(sweep.join("jobs").join(id).join(format!("slurm-{array}_{task}.out")).exists());
+        assert!(
+            sweep
+                .join("jobs")
+                .join(id)
+                .join(format!("slurm-{array}_{task}.out"))
+                .exists()
+        );
     }
 
     // Status shows Slurm's view next to the lab's; a rerun submits nothing.
     let out = run(elab().arg("status").arg(&sweep));
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(table.contains("slurm state") && table.contains("completed"), "{table}");
+    assert!(
+        table.contains("slurm state") && table.contains("completed"),
+        "{table}"
+    );
     let stderr = ok(&run(&mut slurm_cmd(&config, &sweeps)));
     assert!(stderr.contains("nothing to submit"), "{stderr}");
     assert!(!sweep.join("slurm/sub-2.json").exists());
@@ -148,18 +192,27 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
         t.replace("steps = 120", "steps = 1000")
             .replace("every = 40", "every = 50")
             .replace("seed = [0, 1]", "seed = [0]")
-            .replace("name = \"s\"\nn_layer = 1\nd_model = 32\nn_head = 4", "name = \"s\"\nn_layer = 1\nd_model = 16\nn_head = 2\nd_mlp = 32")
+            .replace(
+                "name = \"s\"\nn_layer = 1\nd_model = 32\nn_head = 4",
+                "name = \"s\"\nn_layer = 1\nd_model = 16\nn_head = 2\nd_mlp = 32",
+            )
     });
     let sweeps = tmp.path().join("sweeps");
     let sweep = sweeps.join("smoke");
     let log = std::fs::File::create(tmp.path().join("sweep.err")).unwrap();
-    let mut child = slurm_cmd(&config, &sweeps).stdout(std::process::Stdio::null()).stderr(log).spawn().unwrap();
+    let mut child = slurm_cmd(&config, &sweeps)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
 
     // Once a task has a checkpoint past step 0, requeue it: Slurm kills it and starts it again.
     let mut victim: Option<(usize, PathBuf)> = None;
     assert!(
         wait_for(Duration::from_secs(180), || {
-            let Ok(text) = std::fs::read_to_string(sweep.join("slurm/sub-1.tasks")) else { return false };
+            let Ok(text) = std::fs::read_to_string(sweep.join("slurm/sub-1.tasks")) else {
+                return false;
+            };
             for (task, id) in text.lines().enumerate() {
                 let run = RunDir::new(sweep.join("jobs").join(id));
                 if run.checkpoint_step().is_some_and(|s| s > 0) && run.read_summary().is_none() {
@@ -174,23 +227,40 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
     let (task, dir) = victim.unwrap();
     let array = array_id(&sweep, 1);
     let target = format!("{array}_{task}");
-    let out = Command::new("scontrol").args(["requeue", &target]).output().unwrap();
-    assert!(out.status.success(), "scontrol requeue: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("scontrol")
+        .args(["requeue", &target])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scontrol requeue: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let status = child.wait().unwrap();
     let stderr = std::fs::read_to_string(tmp.path().join("sweep.err")).unwrap();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("2 done, 0 diverged, 0 failed"), "{stderr}");
 
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
-    assert!(summary["resumes"].as_u64().unwrap() >= 1, "resumed from its checkpoint, not step 0: {summary}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(
+        summary["resumes"].as_u64().unwrap() >= 1,
+        "resumed from its checkpoint, not step 0: {summary}"
+    );
     let a = attempts(&dir);
     assert!(a.len() >= 2, "{a:?}");
     assert_eq!(a[0]["restart_count"], 0, "{a:?}");
-    assert_eq!(a[0]["exit"], 75, "the worker checkpointed on the signal: {a:?}");
+    assert_eq!(
+        a[0]["exit"], 75,
+        "the worker checkpointed on the signal: {a:?}"
+    );
     let last = a.last().unwrap();
     assert_eq!(last["exit"], 0, "{a:?}");
-    assert!(last["restart_count"].as_u64().unwrap() >= 1, "SLURM_RESTART_COUNT recorded: {a:?}");
+    assert!(
+        last["restart_count"].as_u64().unwrap() >= 1,
+        "SLURM_RESTART_COUNT recorded: {a:?}"
+    );
     assert_eq!(last["executor"], format!("slurm:{target}"));
     let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
     assert!(log.contains("resumed from checkpoint"), "{log}");
@@ -210,50 +280,100 @@ fn a_cancelled_task_is_resubmitted_and_nothing_done_is() {
     let tmp = tempfile::tempdir().unwrap();
     // Settings from the sweep file's [executor.slurm]: one task at a time.
     let config = smoke_config(tmp.path(), "smoke.toml", |t| {
-        format!("{}\n[executor.slurm]\npartition = \"debug\"\nmax_running = 1\ntime = \"10:00\"\n", t.replace("steps = 120", "steps = 400"))
+        format!(
+            "{}\n[executor.slurm]\npartition = \"debug\"\nmax_running = 1\ntime = \"10:00\"\n",
+            t.replace("steps = 120", "steps = 400")
+        )
     });
     let sweeps = tmp.path().join("sweeps");
     let sweep = sweeps.join("smoke");
     let stderr = ok(&run(slurm_cmd(&config, &sweeps).arg("--detach")));
-    assert!(stderr.contains("submitted array") && stderr.contains("at most 1 at once"), "{stderr}");
+    assert!(
+        stderr.contains("submitted array") && stderr.contains("at most 1 at once"),
+        "{stderr}"
+    );
     let array = array_id(&sweep, 1);
     let jobs = mapping(&sweep, 1);
     assert_eq!(jobs.len(), 4);
     let sub = submission(&sweep, 1);
     let args: Vec<String> = serde_json::from_value(sub["sbatch_args"].clone()).unwrap();
-    assert!(args.contains(&"--partition=debug".to_string()) && args.contains(&format!("--array=0-3%1")), "{args:?}");
+    assert!(
+        args.contains(&"--partition=debug".to_string()) && args.contains(&format!("--array=0-3%1")),
+        "{args:?}"
+    );
 
     // A rerun while the tasks are queued or running submits nothing.
     let stderr = ok(&run(slurm_cmd(&config, &sweeps).arg("--detach")));
-    assert!(stderr.contains("nothing to submit") && stderr.contains("4 already in the queue"), "{stderr}");
+    assert!(
+        stderr.contains("nothing to submit") && stderr.contains("4 already in the queue"),
+        "{stderr}"
+    );
     assert!(!sweep.join("slurm/sub-2.json").exists());
 
     // Task 0 finishes; task 1 is cancelled once it runs.
     let victim = format!("{array}_1");
-    assert!(wait_for(Duration::from_secs(180), || task_state(&victim) == "RUNNING"), "{victim} never ran");
-    assert!(sweep.join("jobs").join(&jobs[0]).join("summary.json").exists(), "task 0 finished first");
+    assert!(
+        wait_for(Duration::from_secs(180), || task_state(&victim)
+            == "RUNNING"),
+        "{victim} never ran"
+    );
+    assert!(
+        sweep
+            .join("jobs")
+            .join(&jobs[0])
+            .join("summary.json")
+            .exists(),
+        "task 0 finished first"
+    );
     let out = Command::new("scancel").arg(&victim).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // The rest finish.
     assert!(
-        wait_for(Duration::from_secs(180), || (2..4).all(|t| task_state(&format!("{array}_{t}")) == "COMPLETED")),
+        wait_for(Duration::from_secs(180), || (2..4)
+            .all(|t| task_state(&format!("{array}_{t}")) == "COMPLETED")),
         "tasks 2 and 3 did not complete"
     );
-    assert!(wait_for(Duration::from_secs(60), || task_state(&victim) == "CANCELLED"), "{}", task_state(&victim));
+    assert!(
+        wait_for(Duration::from_secs(60), || task_state(&victim)
+            == "CANCELLED"),
+        "{}",
+        task_state(&victim)
+    );
     let out = run(elab().arg("status").arg(&sweep));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(table.contains("cancelled"), "{table}");
-    assert!(!sweep.join("jobs").join(&jobs[1]).join("summary.json").exists());
+    assert!(
+        !sweep
+            .join("jobs")
+            .join(&jobs[1])
+            .join("summary.json")
+            .exists()
+    );
 
     // The next sweep resubmits the cancelled job alone, and it finishes.
     let stderr = ok(&run(&mut slurm_cmd(&config, &sweeps)));
     assert!(stderr.contains("4 done, 0 diverged, 0 failed"), "{stderr}");
-    assert_eq!(mapping(&sweep, 2), vec![jobs[1].clone()], "only the cancelled job is resubmitted");
+    assert_eq!(
+        mapping(&sweep, 2),
+        vec![jobs[1].clone()],
+        "only the cancelled job is resubmitted"
+    );
     assert!(!sweep.join("slurm/sub-3.json").exists());
     let a = attempts(&sweep.join("jobs").join(&jobs[1]));
-    assert_eq!(a.last().unwrap()["executor"], format!("slurm:{}_0", array_id(&sweep, 2)));
+    assert_eq!(
+        a.last().unwrap()["executor"],
+        format!("slurm:{}_0", array_id(&sweep, 2))
+    );
     for (i, id) in jobs.iter().enumerate().filter(|(i, _)| *i != 1) {
-        assert_eq!(attempts(&sweep.join("jobs").join(id)).len(), 1, "job {i} ran once");
+        assert_eq!(
+            attempts(&sweep.join("jobs").join(id)).len(),
+            1,
+            "job {i} ran once"
+        );
     }
 
     // `elab cancel` with nothing queued is a no-op.
@@ -267,7 +387,10 @@ fn shell_metacharacters_are_rejected_or_inert() {
     let pwned = tmp.path().join("pwned");
     // In the sweep file: refused with exit 2, naming the field, before anything is written.
     let config = smoke_config(tmp.path(), "bad.toml", |t| {
-        format!("{t}\n[executor.slurm]\npartition = \"debug; touch {}\"\n", pwned.display())
+        format!(
+            "{t}\n[executor.slurm]\npartition = \"debug; touch {}\"\n",
+            pwned.display()
+        )
     });
     let sweeps = tmp.path().join("sweeps");
     let out = run(&mut slurm_cmd(&config, &sweeps));
@@ -290,7 +413,9 @@ fn shell_metacharacters_are_rejected_or_inert() {
         assert!(!sweeps.join("smoke").exists());
     }
     // An unknown key in [executor.slurm] is refused too.
-    let typo = smoke_config(tmp.path(), "typo.toml", |t| format!("{t}\n[executor.slurm]\npartiton = \"debug\"\n"));
+    let typo = smoke_config(tmp.path(), "typo.toml", |t| {
+        format!("{t}\n[executor.slurm]\npartiton = \"debug\"\n")
+    });
     assert_eq!(run(&mut slurm_cmd(&typo, &sweeps)).status.code(), Some(2));
 
     // Paths are quoted: a sweep directory named with quotes, spaces and $(...) just works.
@@ -298,8 +423,13 @@ fn shell_metacharacters_are_rejected_or_inert() {
         return;
     }
     let _cluster = lock();
-    let one = smoke_config(tmp.path(), "one.toml", |t| t.replace("seed = [0, 1]", "seed = [0]").replace("steps = 120", "steps = 40"));
-    let weird = tmp.path().join(format!("it's a $(touch {}) `id` dir", pwned.display()));
+    let one = smoke_config(tmp.path(), "one.toml", |t| {
+        t.replace("seed = [0, 1]", "seed = [0]")
+            .replace("steps = 120", "steps = 40")
+    });
+    let weird = tmp
+        .path()
+        .join(format!("it's a $(touch {}) `id` dir", pwned.display()));
     let stderr = ok(&run(&mut slurm_cmd(&one, &weird)));
     assert!(stderr.contains("2 done, 0 diverged, 0 failed"), "{stderr}");
     assert!(!pwned.exists(), "a path was executed");

@@ -11,7 +11,9 @@ use elab_job::eval_steps;
 
 /// The smoke sweep with `steps` steps per job.
 fn config_with_steps(tmp: &Path, steps: u64) -> std::path::PathBuf {
-    smoke_config(tmp, "smoke.toml", |t| t.replace("steps = 120", &format!("steps = {steps}")))
+    smoke_config(tmp, "smoke.toml", |t| {
+        t.replace("steps = 120", &format!("steps = {steps}"))
+    })
 }
 
 /// A reference run of the smoke sweep, uninterrupted; returns its wall time.
@@ -20,14 +22,22 @@ fn reference(tmp: &Path, steps: u64) -> (std::path::PathBuf, Duration) {
     let sweeps = tmp.join("ref");
     let start = Instant::now();
     let out = run(&mut sweep_cmd(&config, &sweeps));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     (sweeps.join("smoke"), start.elapsed())
 }
 
 fn assert_complete_and_equal(reference: &Path, other: &Path, steps: u64) {
     let (a, b) = (records(reference), records(other));
     assert_eq!(a.len(), 4);
-    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>(), "same jobs");
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same jobs"
+    );
     let steps = eval_steps(steps, 40);
     for (id, (raw_b, rows_b)) in &b {
         let (_, rows_a) = &a[id];
@@ -39,7 +49,12 @@ fn assert_complete_and_equal(reference: &Path, other: &Path, steps: u64) {
         for (x, y) in rows_a.iter().zip(rows_b) {
             assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
             for (name, v) in &x.metrics {
-                assert_eq!(v.to_bits(), y.metrics[name].to_bits(), "{id} step {} {name}", x.step);
+                assert_eq!(
+                    v.to_bits(),
+                    y.metrics[name].to_bits(),
+                    "{id} step {} {name}",
+                    x.step
+                );
             }
         }
         assert!(other.join("jobs").join(id).join("summary.json").exists());
@@ -53,7 +68,9 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     // Concurrency never exceeded the slots (2) in the reference run.
     let mut spans = Vec::new();
     for id in records(&reference).keys() {
-        let attempts = std::fs::read_to_string(reference.join("jobs").join(id).join("attempts.jsonl")).unwrap();
+        let attempts =
+            std::fs::read_to_string(reference.join("jobs").join(id).join("attempts.jsonl"))
+                .unwrap();
         for line in attempts.lines() {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             spans.push((v["started"].as_f64().unwrap(), v["ended"].as_f64().unwrap()));
@@ -64,7 +81,10 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         .map(|&(s, _)| spans.iter().filter(|&&(a, b)| a <= s && s < b).count())
         .max()
         .unwrap();
-    assert!(max_overlap <= 2, "{max_overlap} jobs ran at once with 2 slots");
+    assert!(
+        max_overlap <= 2,
+        "{max_overlap} jobs ran at once with 2 slots"
+    );
     assert_eq!(max_overlap, 2, "the two slots were used");
 
     let config = config_with_steps(tmp.path(), 600);
@@ -87,16 +107,25 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         child.wait().unwrap();
         kills += 1;
     }
-    assert!(kills >= 5, "only {kills} kills landed before the sweep finished");
+    assert!(
+        kills >= 5,
+        "only {kills} kills landed before the sweep finished"
+    );
     let out = run(&mut sweep_cmd(&config, &sweeps));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_complete_and_equal(&reference, &sweeps.join("smoke"), 600);
 }
 
 #[test]
 fn interrupt_checkpoints_every_job_and_a_rerun_finishes_them() {
     let tmp = tempfile::tempdir().unwrap();
-    let config = smoke_config(tmp.path(), "smoke.toml", |t| t.replace("steps = 120", "steps = 2000"));
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 2000")
+    });
     let sweeps = tmp.path().join("sweeps");
     let mut child = spawn_quiet(&mut sweep_cmd(&config, &sweeps));
     let jobs = sweeps.join("smoke/jobs");
@@ -132,7 +161,8 @@ fn interrupt_checkpoints_every_job_and_a_rerun_finishes_them() {
 fn a_worker_killed_alone_is_rerun_from_its_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let config = smoke_config(tmp.path(), "smoke.toml", |t| {
-        t.replace("steps = 120", "steps = 1500").replace("seed = [0, 1]", "seed = [0]")
+        t.replace("steps = 120", "steps = 1500")
+            .replace("seed = [0, 1]", "seed = [0]")
     });
     let sweeps = tmp.path().join("sweeps");
     let mut child = spawn_quiet(&mut sweep_cmd(&config, &sweeps));
@@ -158,13 +188,21 @@ fn a_worker_killed_alone_is_rerun_from_its_checkpoint() {
     let status = child.wait().unwrap();
     assert!(status.success());
     let attempts = std::fs::read_to_string(dir.join("attempts.jsonl")).unwrap();
-    let lines: Vec<serde_json::Value> = attempts.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lines: Vec<serde_json::Value> = attempts
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
     assert_eq!(lines.len(), 2, "{attempts}");
     assert_eq!(lines[0]["signal"], 9);
     assert_eq!(lines[1]["exit"], 0);
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
-    assert_eq!(summary["resumes"], 1, "resumed from the checkpoint, not from step 0");
-    let (raw, _) = &records(&sweeps.join("smoke"))[&dir.file_name().unwrap().to_string_lossy().into_owned()];
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(
+        summary["resumes"], 1,
+        "resumed from the checkpoint, not from step 0"
+    );
+    let (raw, _) =
+        &records(&sweeps.join("smoke"))[&dir.file_name().unwrap().to_string_lossy().into_owned()];
     assert_eq!(raw.len(), eval_steps(1500, 40).len() * 2);
 }
 
@@ -182,14 +220,21 @@ fn a_diverging_job_is_recorded_and_does_not_stop_the_sweep() {
     let mut diverged = 0;
     for entry in std::fs::read_dir(sweeps.join("smoke/jobs")).unwrap() {
         let dir = entry.unwrap().path();
-        let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
         if summary["status"] == "diverged" {
             diverged += 1;
             assert!(summary["step"].as_u64().unwrap() >= 1);
             // The last good checkpoint is kept.
             assert!(dir.join("checkpoint.json").exists());
             // Diverged jobs are not retried.
-            assert_eq!(std::fs::read_to_string(dir.join("attempts.jsonl")).unwrap().lines().count(), 1);
+            assert_eq!(
+                std::fs::read_to_string(dir.join("attempts.jsonl"))
+                    .unwrap()
+                    .lines()
+                    .count(),
+                1
+            );
         }
     }
     assert_eq!(diverged, 2);
@@ -199,7 +244,9 @@ fn a_diverging_job_is_recorded_and_does_not_stop_the_sweep() {
 fn a_changed_config_adds_jobs_keeps_orphans_and_refuses_changed_defaults() {
     let tmp = tempfile::tempdir().unwrap();
     let sweeps = tmp.path().join("sweeps");
-    let config = smoke_config(tmp.path(), "smoke.toml", |t| t.replace("steps = 120", "steps = 40"));
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 40")
+    });
     assert!(run(&mut sweep_cmd(&config, &sweeps)).status.success());
     let frozen = std::fs::read_to_string(sweeps.join("smoke/config.toml")).unwrap();
 
@@ -207,28 +254,48 @@ fn a_changed_config_adds_jobs_keeps_orphans_and_refuses_changed_defaults() {
     let grown = smoke_config(tmp.path(), "smoke.toml", |t| {
         t.replace("steps = 120", "steps = 40")
             .replace("seed = [0, 1]", "seed = [0, 1, 2]")
-            .replace("[[sizes]]\nname = \"s\"\nn_layer = 1\nd_model = 32\nn_head = 4\n", "")
+            .replace(
+                "[[sizes]]\nname = \"s\"\nn_layer = 1\nd_model = 32\nn_head = 4\n",
+                "",
+            )
     });
     let out = run(&mut sweep_cmd(&grown, &sweeps));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("3 jobs: 2 done, 0 to resume from checkpoint, 1 new"), "{stderr}");
+    assert!(
+        stderr.contains("3 jobs: 2 done, 0 to resume from checkpoint, 1 new"),
+        "{stderr}"
+    );
     assert!(stderr.contains("2 orphaned"), "{stderr}");
-    let status = String::from_utf8_lossy(&run(elab().arg("status").arg(sweeps.join("smoke"))).stdout).into_owned();
+    let status =
+        String::from_utf8_lossy(&run(elab().arg("status").arg(sweeps.join("smoke"))).stdout)
+            .into_owned();
     assert_eq!(status.matches(" orphaned ").count(), 2, "{status}");
 
     // A changed default would alter the jobs already run: refused, nothing written.
-    let changed = smoke_config(tmp.path(), "smoke.toml", |t| t.replace("steps = 120", "steps = 50"));
+    let changed = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 50")
+    });
     let out = run(&mut sweep_cmd(&changed, &sweeps));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("train.steps: 40 -> 50") && stderr.contains("--allow-changed-config"), "{stderr}");
-    assert_ne!(std::fs::read_to_string(sweeps.join("smoke/config.toml")).unwrap(), std::fs::read_to_string(&changed).unwrap());
+    assert!(
+        stderr.contains("train.steps: 40 -> 50") && stderr.contains("--allow-changed-config"),
+        "{stderr}"
+    );
+    assert_ne!(
+        std::fs::read_to_string(sweeps.join("smoke/config.toml")).unwrap(),
+        std::fs::read_to_string(&changed).unwrap()
+    );
     let _ = frozen;
 
     // Accepted with the flag: 4 new jobs run, the 5 old ones are orphans.
     let out = run(sweep_cmd(&changed, &sweeps).arg("--allow-changed-config"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("4 jobs: 0 done, 0 to resume from checkpoint, 4 new") && stderr.contains("5 orphaned"), "{stderr}");
+    assert!(
+        stderr.contains("4 jobs: 0 done, 0 to resume from checkpoint, 4 new")
+            && stderr.contains("5 orphaned"),
+        "{stderr}"
+    );
 }

@@ -39,7 +39,14 @@ fn vulkan_present() -> bool {
 
 fn train(job: &Path, out: &Path, backend: &str) {
     let status = Command::new(env!("CARGO_BIN_EXE_elab"))
-        .args(["train".as_ref(), job.as_os_str(), "--out".as_ref(), out.as_os_str(), "--backend".as_ref(), backend.as_ref()])
+        .args([
+            "train".as_ref(),
+            job.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--backend".as_ref(),
+            backend.as_ref(),
+        ])
         .status()
         .unwrap();
     assert!(status.success(), "{backend} run failed");
@@ -49,7 +56,10 @@ fn train(job: &Path, out: &Path, backend: &str) {
 fn a_few_wgpu_steps_match_the_cpu_backend() {
     if !vulkan_present() {
         let msg = "SKIPPED: no Vulkan driver (install mesa-vulkan-drivers to test the wgpu path)";
-        assert!(std::env::var_os("ELAB_NO_SKIP").is_none(), "{msg}, and ELAB_NO_SKIP is set");
+        assert!(
+            std::env::var_os("ELAB_NO_SKIP").is_none(),
+            "{msg}, and ELAB_NO_SKIP is set"
+        );
         eprintln!("{msg}");
         return;
     }
@@ -61,15 +71,28 @@ fn a_few_wgpu_steps_match_the_cpu_backend() {
     let cpu = read_evals(&tmp.path().join("cpu/evals.jsonl")).unwrap();
     let gpu = read_evals(&tmp.path().join("wgpu/evals.jsonl")).unwrap();
     assert_eq!(cpu.len(), gpu.len());
-    assert_eq!(cpu.iter().map(|r| r.step).collect::<Vec<_>>(), vec![0, 0, 1, 1, 2, 2, 4, 4]);
+    assert_eq!(
+        cpu.iter().map(|r| r.step).collect::<Vec<_>>(),
+        vec![0, 0, 1, 1, 2, 2, 4, 4]
+    );
     for (c, g) in cpu.iter().zip(&gpu) {
         for metric in ["loss", "answer_logprob"] {
             let (x, y) = (c.metrics[metric], g.metrics[metric]);
-            assert!((x - y).abs() <= TOLERANCE * x.abs().max(1e-6), "step {} {:?} {metric}: cpu {x} wgpu {y}", c.step, c.split);
+            assert!(
+                (x - y).abs() <= TOLERANCE * x.abs().max(1e-6),
+                "step {} {:?} {metric}: cpu {x} wgpu {y}",
+                c.step,
+                c.split
+            );
         }
     }
     // Training moved the loss, so the comparison is not of two untrained models.
-    let loss = |rows: &[elab_job::EvalRow], step| rows.iter().find(|r| r.step == step && r.split == Split::Train).unwrap().metrics["loss"];
+    let loss = |rows: &[elab_job::EvalRow], step| {
+        rows.iter()
+            .find(|r| r.step == step && r.split == Split::Train)
+            .unwrap()
+            .metrics["loss"]
+    };
     assert!(loss(&cpu, 4) < loss(&cpu, 0) - 0.01);
     let summary = std::fs::read_to_string(tmp.path().join("wgpu/summary.json")).unwrap();
     assert!(summary.contains("\"backend\": \"wgpu\""), "{summary}");

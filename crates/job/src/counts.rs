@@ -80,6 +80,9 @@ mod tests {
         let ratio = c.non_embedding as f64 / c.kaplan_12ld2 as f64;
         assert!((1.0..1.01).contains(&ratio), "{ratio}");
         let flops = train_flops_per_token(&m, &c, 16);
-        assert_eq!(flops, 6.0 * c.non_embedding as f64 + 6.0 * 6.0 * 16.0 * 384.0);
+        assert_eq!(
+            flops,
+            6.0 * c.non_embedding as f64 + 6.0 * 6.0 * 16.0 * 384.0
+        );
     }
 }

@@ -52,7 +52,9 @@ pub struct EvalRow {
 pub enum RunStatus {
     Done,
     /// A non-finite loss at `step`; the last good checkpoint is kept.
-    Diverged { step: u64 },
+    Diverged {
+        step: u64,
+    },
 }
 
 /// Written once when a run ends.
@@ -196,7 +198,11 @@ mod tests {
     fn torn_lines_and_duplicates_are_tolerated_and_truncation_is_exact() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
-        for r in [row(0, Split::Train, 2.0), row(0, Split::Val, 2.1), row(4, Split::Train, 1.0)] {
+        for r in [
+            row(0, Split::Train, 2.0),
+            row(0, Split::Val, 2.1),
+            row(4, Split::Train, 1.0),
+        ] {
             run.append_eval(&r).unwrap();
         }
         run.append_eval(&row(4, Split::Train, 0.9)).unwrap();
@@ -211,10 +217,14 @@ mod tests {
 
         run.truncate_evals_after(0).unwrap();
         let rows = read_evals(&run.evals()).unwrap();
-        assert_eq!(rows, vec![row(0, Split::Train, 2.0), row(0, Split::Val, 2.1)]);
+        assert_eq!(
+            rows,
+            vec![row(0, Split::Train, 2.0), row(0, Split::Val, 2.1)]
+        );
         // f64 values survive the JSON round trip bit for bit.
         let x = 0.1f64 + 0.2;
-        let back: EvalRow = serde_json::from_str(&serde_json::to_string(&row(1, Split::Val, x)).unwrap()).unwrap();
+        let back: EvalRow =
+            serde_json::from_str(&serde_json::to_string(&row(1, Split::Val, x)).unwrap()).unwrap();
         assert_eq!(back.metrics["loss"].to_bits(), x.to_bits());
     }
 

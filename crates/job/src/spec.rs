@@ -160,9 +160,8 @@ pub fn eval_steps(steps: u64, every: u64) -> Vec<u64> {
 impl JobSpec {
     /// Parses and validates a job file; errors name the file, line and field.
     pub fn from_file(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            SpecError::new("", format!("cannot read job file: {e}")).in_file(path)
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SpecError::new("", format!("cannot read job file: {e}")).in_file(path))?;
         Self::from_toml(&text).map_err(|e| e.in_file(path))
     }
 
@@ -211,8 +210,16 @@ impl JobSpec {
             ("train.beta1", t.beta1, (0.0..1.0).contains(&t.beta1)),
             ("train.beta2", t.beta2, (0.0..1.0).contains(&t.beta2)),
             ("train.eps", t.eps, t.eps > 0.0 && t.eps < 1.0),
-            ("train.weight_decay", t.weight_decay, (0.0..=100.0).contains(&t.weight_decay)),
-            ("train.grad_clip", t.grad_clip, t.grad_clip >= 0.0 && t.grad_clip.is_finite()),
+            (
+                "train.weight_decay",
+                t.weight_decay,
+                (0.0..=100.0).contains(&t.weight_decay),
+            ),
+            (
+                "train.grad_clip",
+                t.grad_clip,
+                t.grad_clip >= 0.0 && t.grad_clip.is_finite(),
+            ),
         ];
         let allowed = |field: &str| match field {
             "train.lr" => "a positive finite number",
@@ -223,7 +230,10 @@ impl JobSpec {
         };
         for (field, v, ok) in ranges {
             if !ok {
-                return Err(SpecError::new(field, format!("must be {}, got {v}", allowed(field))));
+                return Err(SpecError::new(
+                    field,
+                    format!("must be {}, got {v}", allowed(field)),
+                ));
             }
         }
         if !(0.0..=1.0).contains(&t.min_lr_ratio) {

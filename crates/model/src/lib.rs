@@ -39,7 +39,10 @@ impl GptConfig {
     }
 
     pub fn init(&self, device: &Device) -> Gpt {
-        let norm = || self.layer_norm.then(|| LayerNormConfig::new(self.d_model).init(device));
+        let norm = || {
+            self.layer_norm
+                .then(|| LayerNormConfig::new(self.d_model).init(device))
+        };
         let blocks = (0..self.n_layer)
             .map(|_| Block {
                 ln_1: norm(),
@@ -217,6 +220,9 @@ mod tests {
         // Changing tokens 3.. must not change the logits at positions 0..3.
         let first = |l: Tensor<3>| l.narrow(1, 0, 3).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(first(la.clone()), first(lb.clone()));
-        assert_ne!(la.into_data().try_to_vec::<f32>().unwrap(), lb.into_data().try_to_vec::<f32>().unwrap());
+        assert_ne!(
+            la.into_data().try_to_vec::<f32>().unwrap(),
+            lb.into_data().try_to_vec::<f32>().unwrap()
+        );
     }
 }

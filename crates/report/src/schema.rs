@@ -57,9 +57,9 @@ pub const METRICS: [(&str, &str, &str); 6] = [
 /// Placeholder for the per-axis columns, as documented.
 pub const AXIS_PATTERN: &str = "axis_<key>";
 
-/// `runs.csv`. `axis_keys` are the plan's swept dotted keys (sorted); pass `&[]` for the
+/// `runs.csv`. `axis_keys` are the plan's swept dotted keys (sorted); `None` gives the
 /// documented form, which shows the placeholder `axis_<key>` instead.
-pub fn runs_columns(axis_keys: &[String]) -> Vec<Column> {
+pub fn runs_columns(axis_keys: Option<&[String]>) -> Vec<Column> {
     let mut c = vec![
         col(
             "job_id",
@@ -144,17 +144,11 @@ pub fn runs_columns(axis_keys: &[String]) -> Vec<Column> {
             "seed of the data split, batch order and initial weights",
         ),
     ];
-    if axis_keys.is_empty() {
-        c.push(col(AXIS_PATTERN, "as swept", "one column per swept axis of the plan (dotted job key, e.g. axis_train.weight_decay); empty for orphans"));
-    } else {
-        for key in axis_keys {
-            c.push(col(
-                &format!("axis_{key}"),
-                "as swept",
-                &format!("value of the swept axis `{key}`"),
-            ));
-        }
-    }
+    c.extend(axis_columns(
+        axis_keys,
+        "one column per swept axis of the plan (dotted job key, e.g. axis_train.weight_decay); empty for orphans",
+        "value of the swept axis",
+    ));
     c.extend([
         col("status", "", "job state: done, diverged, failed, running, resumable, new, or orphaned (in the sweep directory but no longer in its config)"),
         col("last_step", "steps", "step of the last evaluation (empty with no records)"),
@@ -211,8 +205,25 @@ pub fn curves_columns() -> Vec<Column> {
     ]
 }
 
+/// The `axis_<key>` columns; `None` gives the documented placeholder `axis_<key>`.
+fn axis_columns(keys: Option<&[String]>, placeholder: &str, meaning: &str) -> Vec<Column> {
+    match keys {
+        None => vec![col(AXIS_PATTERN, "as swept", placeholder)],
+        Some(keys) => keys
+            .iter()
+            .map(|k| {
+                col(
+                    &format!("axis_{k}"),
+                    "as swept",
+                    &format!("{meaning} `{k}`"),
+                )
+            })
+            .collect(),
+    }
+}
+
 /// `thresholds.csv`. `group_axis_keys` as in [`runs_columns`].
-pub fn thresholds_columns(group_axis_keys: &[String]) -> Vec<Column> {
+pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     let mut c = vec![
         col(
             "group",
@@ -221,21 +232,11 @@ pub fn thresholds_columns(group_axis_keys: &[String]) -> Vec<Column> {
         ),
         col("task", "", "task label"),
     ];
-    if group_axis_keys.is_empty() {
-        c.push(col(
-            AXIS_PATTERN,
-            "as swept",
-            "one column per swept axis other than seed and model shape",
-        ));
-    } else {
-        for key in group_axis_keys {
-            c.push(col(
-                &format!("axis_{key}"),
-                "as swept",
-                &format!("value of the swept axis `{key}` shared by the group"),
-            ));
-        }
-    }
+    c.extend(axis_columns(
+        group_axis_keys,
+        "one column per swept axis other than seed and model shape",
+        "value shared by the group of the swept axis",
+    ));
     c.extend([
         col("metric", "", "source metric (validation split, last evaluation of each done job)"),
         col("score", "", "the score fitted, bigger is better: exact_match, token_accuracy, answer_logprob, 1 - edit_distance/answer_len, -brier"),
@@ -320,7 +321,7 @@ pub fn markdown() -> String {
          interval (previous eval step, first eval step >= 0.99], and a run that never crosses is\n\
          censored (empty), not zero.\n\n",
     );
-    table(&mut out, &runs_columns(&[]));
+    table(&mut out, &runs_columns(None));
     out.push_str("\n## curves.csv\n\nTidy long format: one row per (job, eval step, split, metric), sorted by job (runs.csv order),\nstep, split, metric.\n\n");
     table(&mut out, &curves_columns());
     out.push_str(
@@ -333,7 +334,7 @@ pub fn markdown() -> String {
          to every score in [0, 1]; for answer_logprob (nats, unbounded) the flat range is\n\
          0.05 nats per answer token (0.05 x answer_len).\n\n",
     );
-    table(&mut out, &thresholds_columns(&[]));
+    table(&mut out, &thresholds_columns(None));
     out
 }
 
@@ -343,7 +344,8 @@ mod tests {
 
     #[test]
     fn schema_md_matches_the_code() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/csv-schema.md");
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/csv-schema.md");
         let want = markdown();
         if std::env::var_os("UPDATE_SCHEMA").is_some() {
             std::fs::write(&path, &want).unwrap();
@@ -359,9 +361,9 @@ mod tests {
     fn column_names_are_unique() {
         let keys = vec!["train.weight_decay".to_string(), "seed".to_string()];
         for cols in [
-            runs_columns(&keys),
+            runs_columns(Some(&keys)),
             curves_columns(),
-            thresholds_columns(&keys),
+            thresholds_columns(Some(&keys)),
         ] {
             let mut n = names(&cols);
             let len = n.len();

@@ -64,7 +64,7 @@ fn task_field(task: &serde_json::Value, name: &str) -> String {
 
 /// `runs.csv` and its row count.
 pub fn runs_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
-    let header = schema::names(&schema::runs_columns(&data.axis_keys));
+    let header = schema::names(&schema::runs_columns(Some(&data.axis_keys)));
     let rows = data.jobs.iter().map(|job| {
         let spec = &job.spec;
         let task = serde_json::to_value(&spec.task).unwrap_or_default();
@@ -163,7 +163,7 @@ pub fn thresholds_csv(
     rows: &[ThresholdRow],
 ) -> anyhow::Result<(Vec<u8>, usize)> {
     let group_keys = data.group_axis_keys();
-    let header = schema::names(&schema::thresholds_columns(&group_keys));
+    let header = schema::names(&schema::thresholds_columns(Some(&group_keys)));
     let out = rows.iter().map(|t| {
         let g = &groups[t.group];
         let r = &t.report;

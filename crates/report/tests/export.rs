@@ -165,8 +165,10 @@ fn read_csv(path: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
 
 /// Every documented column (axis placeholders aside) appears in SCHEMA.md's tables.
 fn assert_documented(header: &[String]) {
-    let doc =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/csv-schema.md")).unwrap();
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/csv-schema.md"),
+    )
+    .unwrap();
     for name in header.iter().filter(|n| !n.starts_with("axis_")) {
         assert!(
             doc.contains(&format!("| `{name}` |")),
@@ -189,7 +191,10 @@ fn exports_csv_plots_and_report() {
 
     // runs.csv: one row per job, documented header, closed-form parameter counts.
     let (header, runs) = read_csv(&s.out.join("runs.csv"));
-    assert_eq!(header, schema::names(&schema::runs_columns(&axis_keys())));
+    assert_eq!(
+        header,
+        schema::names(&schema::runs_columns(Some(&axis_keys())))
+    );
     assert_documented(&header);
     assert_eq!(runs.len(), 10);
     for spec in &s.specs {
@@ -239,9 +244,9 @@ fn exports_csv_plots_and_report() {
     let (header, thresholds) = read_csv(&s.out.join("thresholds.csv"));
     assert_eq!(
         header,
-        schema::names(&schema::thresholds_columns(&[
+        schema::names(&schema::thresholds_columns(Some(&[
             "train.weight_decay".to_string()
-        ]))
+        ])))
     );
     assert_documented(&header);
     assert_eq!(thresholds.len(), 5 * 2, "5 scores x 2 scales, one group");

@@ -111,15 +111,22 @@ pub struct Plan {
     pub jobs: Vec<PlannedJob>,
 }
 
-fn err_at(path: &Path, text: &str, span: std::ops::Range<usize>, field: &str, msg: String) -> SpecError {
+fn err_at(
+    path: &Path,
+    text: &str,
+    span: std::ops::Range<usize>,
+    field: &str,
+    msg: String,
+) -> SpecError {
     let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
     SpecError::new(field, msg).in_file(path).at_line(line)
 }
 
 impl SweepConfig {
     pub fn load(path: &Path) -> Result<Self, SpecError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| SpecError::new("", format!("cannot read sweep file: {e}")).in_file(path))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            SpecError::new("", format!("cannot read sweep file: {e}")).in_file(path)
+        })?;
         Self::parse(path, &text)
     }
 
@@ -134,20 +141,30 @@ impl SweepConfig {
         let name = &file.sweep.name;
         let safe = !name.is_empty()
             && name.len() <= 64
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
             && !name.starts_with(['-', '_']);
         if !safe {
             let e = SpecError::new(
                 "sweep.name",
-                format!("must be 1-64 letters, digits, `_` or `-`, not starting with `-` or `_` (it names sweeps/<name>/), got {name:?}"),
+                format!(
+                    "must be 1-64 letters, digits, `_` or `-`, not starting with `-` or `_` (it names sweeps/<name>/), got {name:?}"
+                ),
             );
             return Err(with_line(e.in_file(path), line_of("name")));
         }
         if file.sweep.slots == Some(0) {
-            return Err(with_line(SpecError::new("sweep.slots", "must be at least 1").in_file(path), line_of("slots")));
+            return Err(with_line(
+                SpecError::new("sweep.slots", "must be at least 1").in_file(path),
+                line_of("slots"),
+            ));
         }
         if !["auto", "wgpu", "cpu"].contains(&file.sweep.backend.as_str()) {
-            let e = SpecError::new("sweep.backend", format!("must be auto, wgpu or cpu, got {:?}", file.sweep.backend));
+            let e = SpecError::new(
+                "sweep.backend",
+                format!("must be auto, wgpu or cpu, got {:?}", file.sweep.backend),
+            );
             return Err(with_line(e.in_file(path), line_of("backend")));
         }
         if let Some(slurm) = &file.executor.slurm {
@@ -171,7 +188,13 @@ impl SweepConfig {
         let mut sizes = Vec::new();
         for size in &file.sizes {
             if sizes.iter().any(|s: &Size| s.name == size.get_ref().name) {
-                return Err(err_at(path, text, size.span(), "sizes.name", format!("duplicate size name {:?}", size.get_ref().name)));
+                return Err(err_at(
+                    path,
+                    text,
+                    size.span(),
+                    "sizes.name",
+                    format!("duplicate size name {:?}", size.get_ref().name),
+                ));
             }
             sizes.push(size.get_ref().clone());
         }
@@ -184,14 +207,34 @@ impl SweepConfig {
             for (dotted, values) in flat {
                 let span = key.span();
                 let Some(values) = values else {
-                    return Err(err_at(path, text, span, &format!("axes.{dotted}"), "an axis is a list of values, e.g. [0, 1, 2]".into()));
+                    return Err(err_at(
+                        path,
+                        text,
+                        span,
+                        &format!("axes.{dotted}"),
+                        "an axis is a list of values, e.g. [0, 1, 2]".into(),
+                    ));
                 };
                 if values.is_empty() {
-                    return Err(err_at(path, text, span, &format!("axes.{dotted}"), "an axis needs at least one value; [] would make an empty sweep".into()));
+                    return Err(err_at(
+                        path,
+                        text,
+                        span,
+                        &format!("axes.{dotted}"),
+                        "an axis needs at least one value; [] would make an empty sweep".into(),
+                    ));
                 }
-                check_path(&base_table, &dotted).map_err(|msg| err_at(path, text, span.clone(), &format!("axes.{dotted}"), msg))?;
+                check_path(&base_table, &dotted).map_err(|msg| {
+                    err_at(path, text, span.clone(), &format!("axes.{dotted}"), msg)
+                })?;
                 if is_shape_key(&dotted) && !sizes.is_empty() {
-                    return Err(err_at(path, text, span, &format!("axes.{dotted}"), "model shape is set by [[sizes]]; put it there, or drop [[sizes]]".into()));
+                    return Err(err_at(
+                        path,
+                        text,
+                        span,
+                        &format!("axes.{dotted}"),
+                        "model shape is set by [[sizes]]; put it there, or drop [[sizes]]".into(),
+                    ));
                 }
                 axes.push((dotted, values));
             }
@@ -220,7 +263,11 @@ impl SweepConfig {
             d_mlp: Some(self.base.model.d_mlp),
             lr: None,
         };
-        let sizes = if self.sizes.is_empty() { std::slice::from_ref(&default_size) } else { &self.sizes[..] };
+        let sizes = if self.sizes.is_empty() {
+            std::slice::from_ref(&default_size)
+        } else {
+            &self.sizes[..]
+        };
         // Seed first (outermost), then size, then the other axes.
         let seed_axis = self.axes.iter().position(|(k, _)| k == "seed");
         let mut axes: Vec<&(String, Vec<Value>)> = self.axes.iter().collect();
@@ -230,21 +277,36 @@ impl SweepConfig {
         }
         let seeds = seed_axis.map(|_| axes.remove(0));
         let combos = product(&axes);
-        let seed_values = seeds.map(|(_, v)| v.clone()).unwrap_or_else(|| vec![Value::Integer(self.base.seed as i64)]);
+        let seed_values = seeds
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| vec![Value::Integer(self.base.seed as i64)]);
 
         let mut jobs: Vec<PlannedJob> = Vec::new();
         for seed in &seed_values {
             for size in sizes {
                 for combo in &combos {
-                    let mut table = toml::Table::try_from(&self.base).expect("a job spec is a table");
+                    let mut table =
+                        toml::Table::try_from(&self.base).expect("a job spec is a table");
                     let mut swept = BTreeMap::new();
                     if seeds.is_some() {
                         set_path(&mut table, "seed", seed.clone());
                         swept.insert("seed".to_string(), seed.clone());
                     }
-                    set_path(&mut table, "model.n_layer", Value::Integer(size.n_layer as i64));
-                    set_path(&mut table, "model.d_model", Value::Integer(size.d_model as i64));
-                    set_path(&mut table, "model.n_head", Value::Integer(size.n_head as i64));
+                    set_path(
+                        &mut table,
+                        "model.n_layer",
+                        Value::Integer(size.n_layer as i64),
+                    );
+                    set_path(
+                        &mut table,
+                        "model.d_model",
+                        Value::Integer(size.d_model as i64),
+                    );
+                    set_path(
+                        &mut table,
+                        "model.n_head",
+                        Value::Integer(size.n_head as i64),
+                    );
                     let d_mlp = size.d_mlp.unwrap_or(4 * size.d_model);
                     set_path(&mut table, "model.d_mlp", Value::Integer(d_mlp as i64));
                     if let Some(lr) = size.lr {
@@ -255,14 +317,32 @@ impl SweepConfig {
                         swept.insert(key.clone(), value.clone());
                     }
                     let where_ = || {
-                        let axes: Vec<String> = swept.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                        format!("size {:?}{}{}", size.name, if axes.is_empty() { "" } else { ", " }, axes.join(", "))
+                        let axes: Vec<String> =
+                            swept.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                        format!(
+                            "size {:?}{}{}",
+                            size.name,
+                            if axes.is_empty() { "" } else { ", " },
+                            axes.join(", ")
+                        )
                     };
                     let spec: JobSpec = table.try_into().map_err(|e: toml::de::Error| {
-                        SpecError::new("axes", format!("{} (in the job for {})", did_you_mean(e.message()), where_())).in_file(&self.path)
+                        SpecError::new(
+                            "axes",
+                            format!(
+                                "{} (in the job for {})",
+                                did_you_mean(e.message()),
+                                where_()
+                            ),
+                        )
+                        .in_file(&self.path)
                     })?;
                     spec.validate().map_err(|e| {
-                        SpecError::new(e.field.clone(), format!("{} (in the job for {})", e.message, where_())).in_file(&self.path)
+                        SpecError::new(
+                            e.field.clone(),
+                            format!("{} (in the job for {})", e.message, where_()),
+                        )
+                        .in_file(&self.path)
                     })?;
                     let id = spec.id();
                     if jobs.iter().any(|j| j.id == id) {
@@ -292,7 +372,10 @@ fn with_line(e: SpecError, line: Option<usize>) -> SpecError {
 }
 
 fn is_shape_key(key: &str) -> bool {
-    matches!(key, "model.n_layer" | "model.d_model" | "model.n_head" | "model.d_mlp")
+    matches!(
+        key,
+        "model.n_layer" | "model.d_model" | "model.n_head" | "model.d_mlp"
+    )
 }
 
 /// `train = { weight_decay = [0, 1] }` (what `train.weight_decay = [..]` parses to) becomes
@@ -316,13 +399,20 @@ fn check_path(table: &toml::Table, dotted: &str) -> Result<(), String> {
     for (i, part) in parts.iter().enumerate() {
         let Some(next) = current.get(*part) else {
             let known: Vec<String> = current.keys().map(|k| format!("`{k}`")).collect();
-            let msg = format!("unknown field `{part}`, expected one of {}", known.join(", "));
+            let msg = format!(
+                "unknown field `{part}`, expected one of {}",
+                known.join(", ")
+            );
             return Err(did_you_mean(&msg));
         };
         match next {
             Value::Table(t) if i + 1 < parts.len() => current = t,
-            Value::Table(_) => return Err(format!("`{dotted}` is a section; sweep one of its fields")),
-            _ if i + 1 < parts.len() => return Err(format!("`{}` is not a section", parts[..=i].join("."))),
+            Value::Table(_) => {
+                return Err(format!("`{dotted}` is a section; sweep one of its fields"));
+            }
+            _ if i + 1 < parts.len() => {
+                return Err(format!("`{}` is not a section", parts[..=i].join(".")));
+            }
             _ => {}
         }
     }

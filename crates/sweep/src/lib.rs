@@ -12,10 +12,17 @@ mod sweepdir;
 
 pub use config::{Plan, PlannedJob, Size, SweepConfig, SweepSection};
 pub use local::{LocalSettings, SweepReport, run_local};
-pub use slurm::{SlurmOptions, SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status};
-pub use slurm::{cancel as cancel_slurm, refuse_if_queued as refuse_if_queued_in_slurm, job_tasks as slurm_job_tasks, submissions as slurm_submissions};
+pub use slurm::{
+    SlurmOptions, SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status,
+};
+pub use slurm::{
+    cancel as cancel_slurm, job_tasks as slurm_job_tasks,
+    refuse_if_queued as refuse_if_queued_in_slurm, submissions as slurm_submissions,
+};
 pub use status::{PlanRow, plan_rows, print_plan, status_table};
-pub use sweepdir::{Attempt, HEARTBEAT_STALE_SECS, JobState, SweepDir, heartbeat_age, now, sweep_dir};
+pub use sweepdir::{
+    Attempt, HEARTBEAT_STALE_SECS, JobState, SweepDir, heartbeat_age, now, sweep_dir,
+};
 
 use std::collections::BTreeMap;
 
@@ -35,7 +42,11 @@ pub struct Resumption {
 /// Prepares `dir` to run `config`: freezes the config on first run; on a rerun, checks that
 /// the fixed defaults did not change (refused unless `allow_changed`), adds new jobs, and
 /// reports done / resumable / new / orphaned jobs. Writes nothing if it refuses.
-pub fn prepare(dir: &SweepDir, config: &SweepConfig, allow_changed: bool) -> Result<(Plan, Resumption), PrepareError> {
+pub fn prepare(
+    dir: &SweepDir,
+    config: &SweepConfig,
+    allow_changed: bool,
+) -> Result<(Plan, Resumption), PrepareError> {
     let plan = config.plan()?;
     let frozen = if dir.exists() {
         let text = std::fs::read_to_string(dir.config()).map_err(PrepareError::Io)?;
@@ -59,7 +70,8 @@ pub fn prepare(dir: &SweepDir, config: &SweepConfig, allow_changed: bool) -> Res
             config_text = None;
         }
     }
-    dir.write_plan(config_text, &plan).map_err(PrepareError::Io)?;
+    dir.write_plan(config_text, &plan)
+        .map_err(PrepareError::Io)?;
     let states = dir.states(&plan).map_err(PrepareError::Io)?;
     let mut r = Resumption::default();
     for (id, state) in states {
@@ -98,7 +110,11 @@ fn diff_defaults(old: &SweepConfig, new: &SweepConfig) -> Vec<String> {
 
 fn flatten_table(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten_table(&key, t, out),
             other => {

@@ -58,14 +58,22 @@ struct Finished {
 }
 
 /// Runs every job of `plan` that is not done or diverged.
-pub fn run_local(dir: &SweepDir, plan: &Plan, settings: &LocalSettings) -> anyhow::Result<SweepReport> {
+pub fn run_local(
+    dir: &SweepDir,
+    plan: &Plan,
+    settings: &LocalSettings,
+) -> anyhow::Result<SweepReport> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
         .block_on(schedule(dir, plan, settings))
 }
 
-async fn schedule(dir: &SweepDir, plan: &Plan, settings: &LocalSettings) -> anyhow::Result<SweepReport> {
+async fn schedule(
+    dir: &SweepDir,
+    plan: &Plan,
+    settings: &LocalSettings,
+) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
     let mut queue: VecDeque<(&PlannedJob, u32, Instant)> = VecDeque::new();
     for job in &plan.jobs {
@@ -88,7 +96,9 @@ async fn schedule(dir: &SweepDir, plan: &Plan, settings: &LocalSettings) -> anyh
         // Launch what fits, in plan order, skipping jobs still in backoff.
         while !stopping && running.len() < settings.slots {
             let now_i = Instant::now();
-            let Some(pos) = queue.iter().position(|(_, _, ready)| *ready <= now_i) else { break };
+            let Some(pos) = queue.iter().position(|(_, _, ready)| *ready <= now_i) else {
+                break;
+            };
             let (job, attempt, _) = queue.remove(pos).expect("position is in range");
             attempts_of.insert(job.id.clone(), attempt);
             started_at.insert(job.id.clone(), now());
@@ -165,9 +175,15 @@ async fn schedule(dir: &SweepDir, plan: &Plan, settings: &LocalSettings) -> anyh
 fn stop(stopping: &mut bool, pids: &HashMap<String, u32>, bars: &Bars, report: &mut SweepReport) {
     report.interrupted = true;
     let (sig, msg) = if *stopping {
-        (libc::SIGKILL, "second interrupt: killing workers now (their last checkpoints are safe)")
+        (
+            libc::SIGKILL,
+            "second interrupt: killing workers now (their last checkpoints are safe)",
+        )
     } else {
-        (libc::SIGINT, "interrupt: running jobs checkpoint and stop (interrupt again to stop at once)")
+        (
+            libc::SIGINT,
+            "interrupt: running jobs checkpoint and stop (interrupt again to stop at once)",
+        )
     };
     *stopping = true;
     bars.event(msg);
@@ -179,7 +195,13 @@ fn stop(stopping: &mut bool, pids: &HashMap<String, u32>, bars: &Bars, report: &
 
 fn label(job: &PlannedJob) -> String {
     let axes: Vec<String> = job.axes.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("{} [{}{}{}]", job.id, job.size, if axes.is_empty() { "" } else { " " }, axes.join(" "))
+    format!(
+        "{} [{}{}{}]",
+        job.id,
+        job.size,
+        if axes.is_empty() { "" } else { " " },
+        axes.join(" ")
+    )
 }
 
 fn spawn_worker(
@@ -225,7 +247,10 @@ fn spawn_worker(
                 if let Ok(p) = serde_json::from_str::<Progress>(&line) {
                     bar.set_length(p.steps);
                     bar.set_position(p.step);
-                    let em = p.val_exact_match.map(|v| format!("  val exact {v:.3}")).unwrap_or_default();
+                    let em = p
+                        .val_exact_match
+                        .map(|v| format!("  val exact {v:.3}"))
+                        .unwrap_or_default();
                     bar.set_message(format!("loss {:.4}{em}", p.loss));
                 }
             }
@@ -244,7 +269,12 @@ fn spawn_worker(
             Ok(s) => (s.code(), s.signal()),
             Err(_) => (None, None),
         };
-        Finished { id, exit, signal, stderr_tail }
+        Finished {
+            id,
+            exit,
+            signal,
+            stderr_tail,
+        }
     });
     Ok(pid)
 }
@@ -268,9 +298,11 @@ impl Bars {
         });
         let overall = multi.add(ProgressBar::new(total as u64));
         overall.set_style(
-            ProgressStyle::with_template("{prefix:.bold} [{bar:30}] {pos}/{len} jobs  {elapsed} elapsed, ETA {eta}")
-                .expect("valid template")
-                .progress_chars("=> "),
+            ProgressStyle::with_template(
+                "{prefix:.bold} [{bar:30}] {pos}/{len} jobs  {elapsed} elapsed, ETA {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
         );
         overall.set_prefix("sweep");
         overall.set_position(finished as u64);
@@ -285,11 +317,19 @@ impl Bars {
     fn job_bar(&self, job: &PlannedJob) -> ProgressBar {
         let bar = self.multi.add(ProgressBar::new(1));
         bar.set_style(
-            ProgressStyle::with_template("  {prefix:30} step {pos:>7}/{len:7} {msg}").expect("valid template"),
+            ProgressStyle::with_template("  {prefix:30} step {pos:>7}/{len:7} {msg}")
+                .expect("valid template"),
         );
-        let seed = job.axes.get("seed").map(|s| format!(" s{s}")).unwrap_or_default();
+        let seed = job
+            .axes
+            .get("seed")
+            .map(|s| format!(" s{s}"))
+            .unwrap_or_default();
         bar.set_prefix(format!("{} {}{}", &job.id[..8], job.size, seed));
-        self.jobs.lock().expect("not poisoned").insert(job.id.clone(), bar.clone());
+        self.jobs
+            .lock()
+            .expect("not poisoned")
+            .insert(job.id.clone(), bar.clone());
         bar
     }
 

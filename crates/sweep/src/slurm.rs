@@ -63,8 +63,20 @@ pub struct SlurmOptions {
 const DEFAULT_SIGNAL_SECS: u32 = 120;
 /// Options the executor sets itself; `extra` may not override them.
 const RESERVED: &[&str] = &[
-    "array", "wrap", "output", "error", "input", "chdir", "open-mode", "signal", "requeue", "no-requeue",
-    "job-name", "parsable", "export", "export-file",
+    "array",
+    "wrap",
+    "output",
+    "error",
+    "input",
+    "chdir",
+    "open-mode",
+    "signal",
+    "requeue",
+    "no-requeue",
+    "job-name",
+    "parsable",
+    "export",
+    "export-file",
 ];
 
 impl SlurmOptions {
@@ -81,27 +93,48 @@ impl SlurmOptions {
             }
         };
         let bad = |name: &str, what: &str, value: &str| {
-            Err(SpecError::new(field(name), format!("must be {what}, got {value:?}")))
+            Err(SpecError::new(
+                field(name),
+                format!("must be {what}, got {value:?}"),
+            ))
         };
         if let Some(p) = &self.partition {
             let ok = !p.is_empty()
                 && !p.starts_with(['-', ','])
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || "_.-,".contains(c));
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-,".contains(c));
             if !ok {
-                return bad("partition", "letters, digits, `_`, `.`, `-` (several separated by `,`)", p);
+                return bad(
+                    "partition",
+                    "letters, digits, `_`, `.`, `-` (several separated by `,`)",
+                    p,
+                );
             }
         }
         if let Some(m) = &self.mem {
             let digits = m.trim_end_matches(['K', 'M', 'G', 'T']);
-            let ok = !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()) && m.len() - digits.len() <= 1;
+            let ok = !digits.is_empty()
+                && digits.chars().all(|c| c.is_ascii_digit())
+                && m.len() - digits.len() <= 1;
             if !ok {
-                return bad("mem", "a number with an optional K, M, G or T suffix (e.g. 8G)", m);
+                return bad(
+                    "mem",
+                    "a number with an optional K, M, G or T suffix (e.g. 8G)",
+                    m,
+                );
             }
         }
         if let Some(t) = &self.time {
-            let ok = !t.is_empty() && t.starts_with(|c: char| c.is_ascii_digit()) && t.chars().all(|c| c.is_ascii_digit() || c == ':' || c == '-');
+            let ok = !t.is_empty()
+                && t.starts_with(|c: char| c.is_ascii_digit())
+                && t.chars()
+                    .all(|c| c.is_ascii_digit() || c == ':' || c == '-');
             if !ok {
-                return bad("time", "digits, `:` and `-` (e.g. 30, 2:00:00, 1-12:00:00)", t);
+                return bad(
+                    "time",
+                    "digits, `:` and `-` (e.g. 30, 2:00:00, 1-12:00:00)",
+                    t,
+                );
             }
         }
         for (name, v) in [
@@ -121,12 +154,20 @@ impl SlurmOptions {
             let name_ok = name.len() > 2
                 && name.starts_with("--")
                 && name[2..].starts_with(|c: char| c.is_ascii_lowercase())
-                && name[2..].chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+                && name[2..]
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
             let value_ok = value.is_none_or(|v| {
-                !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || "_.,:@+/=-".contains(c))
+                !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_.,:@+/=-".contains(c))
             });
             if !name_ok || !value_ok {
-                return bad("extra", "sbatch options `--name` or `--name=value` (value: letters, digits and _.,:@+/=-)", e);
+                return bad(
+                    "extra",
+                    "sbatch options `--name` or `--name=value` (value: letters, digits and _.,:@+/=-)",
+                    e,
+                );
             }
             if RESERVED.contains(&&name[2..]) {
                 return bad("extra", "an option the executor does not set itself", e);
@@ -145,7 +186,11 @@ impl SlurmOptions {
             time: over.time.or(self.time),
             max_running: over.max_running.or(self.max_running),
             signal_secs: over.signal_secs.or(self.signal_secs),
-            extra: if over.extra.is_empty() { self.extra } else { over.extra },
+            extra: if over.extra.is_empty() {
+                self.extra
+            } else {
+                over.extra
+            },
         }
     }
 
@@ -222,8 +267,17 @@ impl SlurmTask {
 /// completing, held, unknown) counts as still in the queue, so a job is never run twice.
 fn is_active(state: &str) -> bool {
     const FINAL: &[&str] = &[
-        "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE",
-        "PREEMPTED", "REVOKED", "GONE",
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "NODE_FAIL",
+        "OUT_OF_MEMORY",
+        "BOOT_FAIL",
+        "DEADLINE",
+        "PREEMPTED",
+        "REVOKED",
+        "GONE",
     ];
     !FINAL.contains(&state)
 }
@@ -270,14 +324,22 @@ fn query_array(array_id: &str) -> Result<HashMap<usize, String>, QueryError> {
         if stderr.contains("Invalid job id") {
             return Ok(HashMap::new());
         }
-        let last = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("failed");
+        let last = stderr
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("failed");
         return Err(QueryError(last.to_string()));
     }
     let mut tasks = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let mut parts = line.split_whitespace();
-        let (Some(id), Some(state)) = (parts.next(), parts.next()) else { continue };
-        let Some((array, task)) = id.split_once('_') else { continue };
+        let (Some(id), Some(state)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some((array, task)) = id.split_once('_') else {
+            continue;
+        };
         if array != array_id {
             continue;
         }
@@ -297,7 +359,10 @@ fn recover_array_id(sub: &Submission) -> Option<String> {
         .output()
         .ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines().map(str::trim).find(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit())).map(str::to_string)
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_digit()))
+        .map(str::to_string)
 }
 
 /// The Slurm task of every job the sweep ever submitted (its latest submission wins).
@@ -322,7 +387,14 @@ pub fn job_tasks(dir: &SweepDir) -> Result<BTreeMap<String, SlurmTask>, QueryErr
         let known = &states[&array];
         for (task, job) in sub.jobs.iter().enumerate() {
             let state = known.get(&task).cloned().unwrap_or_else(|| "GONE".into());
-            out.insert(job.clone(), SlurmTask { array_id: array.clone(), task, state });
+            out.insert(
+                job.clone(),
+                SlurmTask {
+                    array_id: array.clone(),
+                    task,
+                    state,
+                },
+            );
         }
     }
     Ok(out)
@@ -331,13 +403,17 @@ pub fn job_tasks(dir: &SweepDir) -> Result<BTreeMap<String, SlurmTask>, QueryErr
 /// `'text'` for bash; refuses what cannot be a sane path in a script.
 fn shell_quote(field: &str, text: &str) -> Result<String, SpecError> {
     if text.chars().any(|c| c.is_control()) {
-        return Err(SpecError::new(field, format!("contains a control character: {text:?}")));
+        return Err(SpecError::new(
+            field,
+            format!("contains a control character: {text:?}"),
+        ));
     }
     Ok(format!("'{}'", text.replace('\'', r"'\''")))
 }
 
 fn abs_utf8(field: &str, path: &Path) -> Result<String, SpecError> {
-    let abs = std::path::absolute(path).map_err(|e| SpecError::new(field, format!("{}: {e}", path.display())))?;
+    let abs = std::path::absolute(path)
+        .map_err(|e| SpecError::new(field, format!("{}: {e}", path.display())))?;
     abs.to_str()
         .map(str::to_string)
         .ok_or_else(|| SpecError::new(field, format!("is not valid UTF-8: {}", abs.display())))
@@ -355,9 +431,20 @@ fn dir_tag(root: &str) -> String {
 
 /// The sbatch script of one submission. Every value in it is validated (job ids are hex,
 /// the backend is a keyword) or single-quoted (paths).
-fn script(elab: &str, root: &str, backend: &str, tasks_file: &str, sweep: &str, n: u32, args: &[String]) -> Result<String, SpecError> {
+fn script(
+    elab: &str,
+    root: &str,
+    backend: &str,
+    tasks_file: &str,
+    sweep: &str,
+    n: u32,
+    args: &[String],
+) -> Result<String, SpecError> {
     let q = |f: &str, s: &str| shell_quote(f, s);
-    let shown: Vec<String> = args.iter().map(|a| q("sbatch option", a)).collect::<Result<_, _>>()?;
+    let shown: Vec<String> = args
+        .iter()
+        .map(|a| q("sbatch option", a))
+        .collect::<Result<_, _>>()?;
     Ok(format!(
         r#"#!/bin/bash
 # Generated by `elab sweep --executor slurm` for sweep {sweep}, submission {n}; kept for reference.
@@ -452,14 +539,25 @@ pub struct SlurmReport {
 /// Submits every job of `plan` that is not done, diverged, pending or running, as job arrays
 /// (one unless the sweep exceeds MaxArraySize), then waits for the sweep's tasks unless
 /// `settings.detach`.
-pub fn run_slurm(dir: &SweepDir, plan: &Plan, settings: &SlurmSettings) -> anyhow::Result<SlurmReport> {
+pub fn run_slurm(
+    dir: &SweepDir,
+    plan: &Plan,
+    settings: &SlurmSettings,
+) -> anyhow::Result<SlurmReport> {
     settings.options.validate("-")?;
     if !["auto", "wgpu", "cpu"].contains(&settings.backend.as_str()) {
-        return Err(SpecError::new("backend", format!("must be auto, wgpu or cpu, got {:?}", settings.backend)).into());
+        return Err(SpecError::new(
+            "backend",
+            format!("must be auto, wgpu or cpu, got {:?}", settings.backend),
+        )
+        .into());
     }
     let root = abs_utf8("sweep directory", &dir.root)?;
     let elab = abs_utf8("elab binary", &settings.elab)?;
-    let mut report = SlurmReport { detached: settings.detach, ..Default::default() };
+    let mut report = SlurmReport {
+        detached: settings.detach,
+        ..Default::default()
+    };
     let tasks = job_tasks(dir)?;
     let mut pending = Vec::new();
     for job in &plan.jobs {
@@ -480,14 +578,21 @@ pub fn run_slurm(dir: &SweepDir, plan: &Plan, settings: &SlurmSettings) -> anyho
             "slurm: submitted array {} ({} tasks{}): {}",
             sub.array_id.as_deref().unwrap_or("?"),
             ids.len(),
-            settings.options.max_running.map(|k| format!(", at most {k} at once")).unwrap_or_default(),
+            settings
+                .options
+                .max_running
+                .map(|k| format!(", at most {k} at once"))
+                .unwrap_or_default(),
             dir.root.join(&sub.script).display(),
         );
         report.submitted.extend(sub.array_id);
         report.submitted_jobs += ids.len();
     }
     if pending.is_empty() {
-        eprintln!("slurm: nothing to submit ({} done, {} diverged, {} already in the queue)", report.done, report.diverged, report.queued);
+        eprintln!(
+            "slurm: nothing to submit ({} done, {} diverged, {} already in the queue)",
+            report.done, report.diverged, report.queued
+        );
     }
     if settings.detach {
         eprintln!(
@@ -508,7 +613,11 @@ pub fn run_slurm(dir: &SweepDir, plan: &Plan, settings: &SlurmSettings) -> anyho
                     .get(&job.id)
                     .map(|t| format!("slurm {}_{} {}", t.array_id, t.task, t.state))
                     .unwrap_or_else(|| "never submitted".into());
-                eprintln!("failed    {} ({how}); log: {}", job.id, dir.job(&job.id).log().display());
+                eprintln!(
+                    "failed    {} ({how}); log: {}",
+                    job.id,
+                    dir.job(&job.id).log().display()
+                );
                 report.failed.push(job.id.clone());
             }
         }
@@ -517,10 +626,25 @@ pub fn run_slurm(dir: &SweepDir, plan: &Plan, settings: &SlurmSettings) -> anyho
 }
 
 #[allow(clippy::too_many_arguments)]
-fn submit(dir: &SweepDir, root: &str, elab: &str, settings: &SlurmSettings, plan: &Plan, ids: &[String], n: u32, tag: &str) -> anyhow::Result<Submission> {
+fn submit(
+    dir: &SweepDir,
+    root: &str,
+    elab: &str,
+    settings: &SlurmSettings,
+    plan: &Plan,
+    ids: &[String],
+    n: u32,
+    tag: &str,
+) -> anyhow::Result<Submission> {
     for id in ids {
         // Job ids are hashes; anything else would be a bug, and must not reach a script.
-        anyhow::ensure!(!id.is_empty() && id.chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()), "job id {id:?} is not lowercase hex");
+        anyhow::ensure!(
+            !id.is_empty()
+                && id
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+            "job id {id:?} is not lowercase hex"
+        );
     }
     let job_name = format!("elab-{}-{tag}-{n}", plan.sweep);
     let script_name = format!("sub-{n}.sh");
@@ -541,9 +665,20 @@ fn submit(dir: &SweepDir, root: &str, elab: &str, settings: &SlurmSettings, plan
         format!("--output=slurm/sub-{n}_%A_%a.out"),
     ];
     args.extend(settings.options.sbatch_args());
-    let text = script(elab, root, &settings.backend, &format!("slurm/{tasks_name}"), &plan.sweep, n, &args)?;
+    let text = script(
+        elab,
+        root,
+        &settings.backend,
+        &format!("slurm/{tasks_name}"),
+        &plan.sweep,
+        n,
+        &args,
+    )?;
     let sdir = slurm_dir(dir);
-    fsio::write_atomic(&sdir.join(&tasks_name), format!("{}\n", ids.join("\n")).as_bytes())?;
+    fsio::write_atomic(
+        &sdir.join(&tasks_name),
+        format!("{}\n", ids.join("\n")).as_bytes(),
+    )?;
     fsio::write_atomic(&sdir.join(&script_name), text.as_bytes())?;
     let mut sub = Submission {
         n,
@@ -564,11 +699,22 @@ fn submit(dir: &SweepDir, root: &str, elab: &str, settings: &SlurmSettings, plan
     if !out.status.success() {
         // Not submitted: drop the record so that it is not mistaken for a lost submission.
         let _ = std::fs::remove_file(sdir.join(format!("sub-{n}.json")));
-        anyhow::bail!("sbatch failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        anyhow::bail!(
+            "sbatch failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let id = stdout.trim().split(';').next().unwrap_or_default().to_string();
-    anyhow::ensure!(!id.is_empty() && id.chars().all(|c| c.is_ascii_digit()), "sbatch answered {stdout:?}, not a job id");
+    let id = stdout
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        "sbatch answered {stdout:?}, not a job id"
+    );
     sub.array_id = Some(id);
     record(dir, &sub)?;
     tracing::info!(array = ?sub.array_id, jobs = ids.len(), "submitted");
@@ -578,8 +724,13 @@ fn submit(dir: &SweepDir, root: &str, elab: &str, settings: &SlurmSettings, plan
 /// Polls squeue until no task of the sweep is pending or running, printing a line whenever
 /// the counts change.
 fn wait(dir: &SweepDir) -> anyhow::Result<()> {
-    eprintln!("waiting for the tasks (Ctrl-C stops waiting; the tasks keep running: `elab status`, `elab cancel`)");
-    let poll = std::env::var("ELAB_SLURM_POLL_SECS").ok().and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    eprintln!(
+        "waiting for the tasks (Ctrl-C stops waiting; the tasks keep running: `elab status`, `elab cancel`)"
+    );
+    let poll = std::env::var("ELAB_SLURM_POLL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
     let mut last = String::new();
     let mut errors = 0;
     loop {
@@ -600,7 +751,10 @@ fn wait(dir: &SweepDir) -> anyhow::Result<()> {
         for t in tasks.values() {
             *counts.entry(t.state.clone()).or_default() += 1;
         }
-        let line: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {}", s.to_lowercase())).collect();
+        let line: Vec<String> = counts
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.to_lowercase()))
+            .collect();
         let line = format!("slurm: {}", line.join(", "));
         if line != last {
             eprintln!("{line}");
@@ -622,8 +776,16 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
         return None;
     }
     let mut out = String::new();
-    let arrays: Vec<String> = subs.iter().map(|s| s.array_id.clone().unwrap_or_else(|| "?".into())).collect();
-    let _ = writeln!(out, "\nslurm: {} submission(s), arrays {}", subs.len(), arrays.join(", "));
+    let arrays: Vec<String> = subs
+        .iter()
+        .map(|s| s.array_id.clone().unwrap_or_else(|| "?".into()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nslurm: {} submission(s), arrays {}",
+        subs.len(),
+        arrays.join(", ")
+    );
     let tasks = match job_tasks(dir) {
         Ok(t) => t,
         Err(e) => {
@@ -631,14 +793,30 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             let mut t = BTreeMap::new();
             for s in &subs {
                 for (i, job) in s.jobs.iter().enumerate() {
-                    t.insert(job.clone(), SlurmTask { array_id: s.array_id.clone().unwrap_or_else(|| "?".into()), task: i, state: "?".into() });
+                    t.insert(
+                        job.clone(),
+                        SlurmTask {
+                            array_id: s.array_id.clone().unwrap_or_else(|| "?".into()),
+                            task: i,
+                            state: "?".into(),
+                        },
+                    );
                 }
             }
             t
         }
     };
-    let _ = writeln!(out, "{:<12} {:<9} {:<16} {:<14} {:>8}", "job", "lab", "slurm task", "slurm state", "restarts");
-    let ids = plan.jobs.iter().map(|j| j.id.clone()).chain(tasks.keys().filter(|k| !plan.jobs.iter().any(|j| &j.id == *k)).cloned());
+    let _ = writeln!(
+        out,
+        "{:<12} {:<9} {:<16} {:<14} {:>8}",
+        "job", "lab", "slurm task", "slurm state", "restarts"
+    );
+    let ids = plan.jobs.iter().map(|j| j.id.clone()).chain(
+        tasks
+            .keys()
+            .filter(|k| !plan.jobs.iter().any(|j| &j.id == *k))
+            .cloned(),
+    );
     for id in ids {
         let Some(t) = tasks.get(&id) else { continue };
         let restarts = dir
@@ -649,7 +827,11 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             .and_then(|a| a.restart_count)
             .map(|r| r.to_string())
             .unwrap_or_else(|| "-".into());
-        let state = if t.state == "GONE" { "gone (not in squeue)".to_string() } else { t.state.to_lowercase() };
+        let state = if t.state == "GONE" {
+            "gone (not in squeue)".to_string()
+        } else {
+            t.state.to_lowercase()
+        };
         let _ = writeln!(
             out,
             "{:<12} {:<9} {:<16} {:<14} {:>8}",
@@ -669,7 +851,9 @@ pub fn refuse_if_queued(dir: &SweepDir) -> anyhow::Result<()> {
     if submissions(dir).is_empty() {
         return Ok(());
     }
-    let queued = job_tasks(dir).map(|t| t.values().filter(|t| t.active()).count()).unwrap_or(0);
+    let queued = job_tasks(dir)
+        .map(|t| t.values().filter(|t| t.active()).count())
+        .unwrap_or(0);
     anyhow::ensure!(
         queued == 0,
         "{} has {queued} job(s) pending or running in Slurm; wait for them, or `elab cancel {}` first",
@@ -683,12 +867,23 @@ pub fn refuse_if_queued(dir: &SweepDir) -> anyhow::Result<()> {
 /// Returns the arrays cancelled.
 pub fn cancel(dir: &SweepDir) -> anyhow::Result<Vec<String>> {
     let tasks = job_tasks(dir)?;
-    let mut arrays: Vec<String> = tasks.values().filter(|t| t.active()).map(|t| t.array_id.clone()).collect();
+    let mut arrays: Vec<String> = tasks
+        .values()
+        .filter(|t| t.active())
+        .map(|t| t.array_id.clone())
+        .collect();
     arrays.sort();
     arrays.dedup();
     for array in &arrays {
-        let out = Command::new("scancel").arg(array).output().map_err(|e| anyhow::anyhow!("scancel: {e}"))?;
-        anyhow::ensure!(out.status.success(), "scancel {array}: {}", String::from_utf8_lossy(&out.stderr).trim());
+        let out = Command::new("scancel")
+            .arg(array)
+            .output()
+            .map_err(|e| anyhow::anyhow!("scancel: {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scancel {array}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
         tracing::info!(array, "cancelled");
     }
     Ok(arrays)
@@ -701,12 +896,30 @@ mod tests {
     #[test]
     fn rejects_shell_metacharacters() {
         let bad = [
-            SlurmOptions { partition: Some("debug; touch /tmp/pwned".into()), ..Default::default() },
-            SlurmOptions { mem: Some("4G$(id)".into()), ..Default::default() },
-            SlurmOptions { time: Some("1:00`id`".into()), ..Default::default() },
-            SlurmOptions { extra: vec!["--qos=low --wrap=id".into()], ..Default::default() },
-            SlurmOptions { extra: vec!["--wrap=id".into()], ..Default::default() },
-            SlurmOptions { extra: vec!["--account=a'b".into()], ..Default::default() },
+            SlurmOptions {
+                partition: Some("debug; touch /tmp/pwned".into()),
+                ..Default::default()
+            },
+            SlurmOptions {
+                mem: Some("4G$(id)".into()),
+                ..Default::default()
+            },
+            SlurmOptions {
+                time: Some("1:00`id`".into()),
+                ..Default::default()
+            },
+            SlurmOptions {
+                extra: vec!["--qos=low --wrap=id".into()],
+                ..Default::default()
+            },
+            SlurmOptions {
+                extra: vec!["--wrap=id".into()],
+                ..Default::default()
+            },
+            SlurmOptions {
+                extra: vec!["--account=a'b".into()],
+                ..Default::default()
+            },
         ];
         for o in bad {
             assert!(o.validate("executor.slurm").is_err(), "{o:?}");
@@ -721,7 +934,13 @@ mod tests {
         };
         good.validate("executor.slurm").unwrap();
         assert_eq!(
-            SlurmOptions { partition: Some("x;y".into()), ..Default::default() }.validate("-").unwrap_err().field,
+            SlurmOptions {
+                partition: Some("x;y".into()),
+                ..Default::default()
+            }
+            .validate("-")
+            .unwrap_err()
+            .field,
             "--partition"
         );
     }

@@ -38,7 +38,12 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
             Some(PlanRow {
                 id: job.id.clone(),
                 size: job.size.clone(),
-                axes: job.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                axes: job
+                    .axes
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
                 params_total: counts.total,
                 params_non_embedding: counts.non_embedding,
                 train_flops: per_token * (spec.train.steps * (batch * spec.n_ctx()) as u64) as f64,
@@ -50,7 +55,11 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
 pub fn print_plan(plan: &Plan) -> String {
     let rows = plan_rows(plan);
     let mut out = String::new();
-    let _ = writeln!(out, "{:<12} {:<10} {:>12} {:>12} {:>10}  axes", "job", "size", "params", "non-emb", "FLOPs");
+    let _ = writeln!(
+        out,
+        "{:<12} {:<10} {:>12} {:>12} {:>10}  axes",
+        "job", "size", "params", "non-emb", "FLOPs"
+    );
     for r in &rows {
         let _ = writeln!(
             out,
@@ -59,7 +68,12 @@ pub fn print_plan(plan: &Plan) -> String {
         );
     }
     let total: f64 = rows.iter().map(|r| r.train_flops).sum();
-    let _ = writeln!(out, "{} jobs, {:.2e} training FLOPs in all", rows.len(), total);
+    let _ = writeln!(
+        out,
+        "{} jobs, {:.2e} training FLOPs in all",
+        rows.len(),
+        total
+    );
     out
 }
 
@@ -85,7 +99,13 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
         *counts.entry(*state).or_default() += 1;
     }
     let summary: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
-    let _ = writeln!(out, "{}: {} jobs: {}", dir.root.display(), states.len(), summary.join(", "));
+    let _ = writeln!(
+        out,
+        "{}: {} jobs: {}",
+        dir.root.display(),
+        states.len(),
+        summary.join(", ")
+    );
 
     let mut by_size: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for job in &plan.jobs {
@@ -96,23 +116,50 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
         }
     }
     let _ = writeln!(out, "\n{:<12} {:>9}", "size", "done");
-    for job in plan.jobs.iter().map(|j| j.size.as_str()).fold(Vec::new(), |mut v, s| {
-        if !v.contains(&s) {
-            v.push(s);
-        }
-        v
-    }) {
+    for job in plan
+        .jobs
+        .iter()
+        .map(|j| j.size.as_str())
+        .fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+            v
+        })
+    {
         let (done, total) = by_size[job];
         let _ = writeln!(out, "{:<12} {:>4}/{:<4}", job, done, total);
     }
 
-    let _ = writeln!(out, "\n{:<12} {:<10} {:<9} {:>8} {:>9} {:>9} {:>9}  axes", "job", "size", "state", "step", "val loss", "val tok", "val exact");
-    let planned = plan.jobs.iter().map(|j| (j.id.clone(), j.size.clone(), j.axes.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ")));
-    let orphans = states.iter().filter(|(_, s)| **s == JobState::Orphaned).map(|(id, _)| (id.clone(), "-".to_string(), String::new()));
+    let _ = writeln!(
+        out,
+        "\n{:<12} {:<10} {:<9} {:>8} {:>9} {:>9} {:>9}  axes",
+        "job", "size", "state", "step", "val loss", "val tok", "val exact"
+    );
+    let planned = plan.jobs.iter().map(|j| {
+        (
+            j.id.clone(),
+            j.size.clone(),
+            j.axes
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" "),
+        )
+    });
+    let orphans = states
+        .iter()
+        .filter(|(_, s)| **s == JobState::Orphaned)
+        .map(|(id, _)| (id.clone(), "-".to_string(), String::new()));
     for (id, size, axes) in planned.chain(orphans) {
         let state = states[&id];
         let row = last_val_row(dir, &id);
-        let metric = |name: &str| row.as_ref().and_then(|r| r.metrics.get(name)).map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
+        let metric = |name: &str| {
+            row.as_ref()
+                .and_then(|r| r.metrics.get(name))
+                .map(|v| format!("{v:.4}"))
+                .unwrap_or_else(|| "-".into())
+        };
         let step = match state {
             JobState::Running => heartbeat_step(dir, &id).or(row.as_ref().map(|r| r.step)),
             _ => row.as_ref().map(|r| r.step),
@@ -135,6 +182,7 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
 
 fn heartbeat_step(dir: &SweepDir, id: &str) -> Option<u64> {
     heartbeat_age(&dir.job(id))?;
-    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.job(id).heartbeat()).ok()?).ok()?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.job(id).heartbeat()).ok()?).ok()?;
     v.get("step")?.as_u64()
 }

@@ -68,7 +68,11 @@ impl DigitsTask {
             DigitOp::Add => "add",
             DigitOp::Mul => "mul",
         };
-        format!("{op}{}{}", self.digits, if self.reversed { "r" } else { "" })
+        format!(
+            "{op}{}{}",
+            self.digits,
+            if self.reversed { "r" } else { "" }
+        )
     }
 
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {

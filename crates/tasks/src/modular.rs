@@ -66,7 +66,10 @@ fn pow_mod(mut base: u64, mut exp: u64, p: u64) -> u64 {
 }
 
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,7 +122,11 @@ impl ModularTask {
 
     fn equations(&self) -> usize {
         let p = self.p as usize;
-        if self.op == ModOp::Div { p * (p - 1) } else { p * p }
+        if self.op == ModOp::Div {
+            p * (p - 1)
+        } else {
+            p * p
+        }
     }
 
     pub(crate) fn train_len(&self) -> usize {

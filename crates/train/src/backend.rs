@@ -70,7 +70,11 @@ pub fn choose_device(backend: Backend) -> anyhow::Result<ChosenDevice> {
             Err(e) => cpu(format!("no wgpu adapter ({e})")),
         },
     };
-    let env = if chosen.backend == "wgpu" { "wgpu" } else { "flex" };
+    let env = if chosen.backend == "wgpu" {
+        "wgpu"
+    } else {
+        "flex"
+    };
     // SAFETY: called at start-up, before the run spawns threads that could read the environment.
     unsafe { std::env::set_var("BURN_DEVICE", env) };
     Ok(chosen)

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use elab_job::{JobSpec, ModelSpec, param_counts, train_flops_per_token};
 use elab_tasks::{DigitOp, DigitsTask, TaskSpec};
 
-use crate::{Backend, choose_device, time_steps};
+use crate::{ChosenDevice, time_steps};
 
 /// (name, n_layer, d_model, n_head): from ~10k to ~10M parameters (the last is the
 /// 6-layer, 384-wide nanoGPT of Lee et al. 2024).
@@ -41,11 +41,13 @@ fn job(n_layer: usize, d_model: usize, n_head: usize) -> JobSpec {
     spec
 }
 
-/// Measures every rung on `backend`; returns markdown table rows and the device line.
-pub fn bench(backend: Backend, steps: u64, max_params: u64) -> anyhow::Result<String> {
+/// Measures every rung on `chosen`; returns the device line and a markdown table.
+pub fn bench(chosen: ChosenDevice, steps: u64, max_params: u64) -> anyhow::Result<String> {
     let mut out = String::new();
-    let chosen = choose_device(backend)?;
-    let device_line = format!("{} on `{}` ({})", chosen.backend, chosen.name, chosen.reason);
+    let device_line = format!(
+        "{} on `{}` ({})",
+        chosen.backend, chosen.name, chosen.reason
+    );
     for (name, n_layer, d_model, n_head) in LADDER {
         let spec = job(n_layer, d_model, n_head);
         let (vocab, _, _) = spec.task.shape();
@@ -60,9 +62,19 @@ pub fn bench(backend: Backend, steps: u64, max_params: u64) -> anyhow::Result<St
         let _ = writeln!(
             out,
             "| {backend_name} | {name} | {} | {} | {} | {:.1} | {:.0} | {:.2} |",
-            n_layer, d_model, counts.total, seconds * 1e3, tokens_per_s, flops / 1e9
+            n_layer,
+            d_model,
+            counts.total,
+            seconds * 1e3,
+            tokens_per_s,
+            flops / 1e9
         );
-        eprintln!("{backend_name} {name}: {:.1} ms/step, {tokens_per_s:.0} tokens/s", seconds * 1e3);
+        eprintln!(
+            "{backend_name} {name}: {:.1} ms/step, {tokens_per_s:.0} tokens/s",
+            seconds * 1e3
+        );
     }
-    Ok(format!("Device: {device_line}\n\n| backend | size | n_layer | d_model | params | ms/step | tokens/s | GFLOP/s (6N+attn) |\n|---|---|---|---|---|---|---|---|\n{out}"))
+    Ok(format!(
+        "Device: {device_line}\n\n| backend | size | n_layer | d_model | params | ms/step | tokens/s | GFLOP/s (6N+attn) |\n|---|---|---|---|---|---|---|---|\n{out}"
+    ))
 }

@@ -35,7 +35,14 @@ pub struct Scorer {
 impl Scorer {
     /// Adds a batch of examples. `logp` is `[n, answer_len, vocab]` row-major: teacher-forced
     /// log-softmax at the answer positions. `targets` and `greedy` are `[n, answer_len]`.
-    pub fn add(&mut self, logp: &[f32], vocab: usize, targets: &[u32], greedy: &[u32], answer_len: usize) {
+    pub fn add(
+        &mut self,
+        logp: &[f32],
+        vocab: usize,
+        targets: &[u32],
+        greedy: &[u32],
+        answer_len: usize,
+    ) {
         assert_eq!(logp.len(), targets.len() * vocab);
         assert_eq!(targets.len(), greedy.len());
         for (t, &target) in targets.iter().enumerate() {

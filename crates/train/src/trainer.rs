@@ -67,7 +67,10 @@ struct CheckpointState {
 pub fn train(spec: &JobSpec, run: &RunDir, opts: RunOptions) -> anyhow::Result<Outcome> {
     std::fs::create_dir_all(run.path())?;
     let _lock = fsio::try_lock(&run.lock())?.with_context(|| {
-        format!("{} is being trained by another process", run.path().display())
+        format!(
+            "{} is being trained by another process",
+            run.path().display()
+        )
     })?;
     claim_run_dir(spec, run)?;
     if let Some(summary) = run.read_summary() {
@@ -117,7 +120,11 @@ struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     /// Builds the trainer and the model, restored from the last checkpoint if there is one.
-    fn new(spec: &'a JobSpec, run: &'a RunDir, chosen: ChosenDevice) -> anyhow::Result<(Self, Gpt)> {
+    fn new(
+        spec: &'a JobSpec,
+        run: &'a RunDir,
+        chosen: ChosenDevice,
+    ) -> anyhow::Result<(Self, Gpt)> {
         let data = spec.task.generate(spec.seed);
         // Initialize on the CPU whatever the backend, so that a seed means the same initial
         // weights on Flex and on wgpu (their random generators differ).
@@ -195,7 +202,11 @@ impl<'a> Trainer<'a> {
             let loss;
             (model, loss) = self.train_step(model, step);
             if !loss.is_finite() {
-                tracing::warn!(step, loss, "diverged: non-finite loss; keeping the last checkpoint");
+                tracing::warn!(
+                    step,
+                    loss,
+                    "diverged: non-finite loss; keeping the last checkpoint"
+                );
                 let summary = self.summary(RunStatus::Diverged { step }, started);
                 fsio::write_atomic(&self.run.summary(), &serde_json::to_vec_pretty(&summary)?)?;
                 return Ok(Outcome::Finished(summary));
@@ -248,15 +259,27 @@ impl<'a> Trainer<'a> {
 
     /// Scores both splits, appends the rows (fsynced), then checkpoints: a record on disk
     /// always has its checkpoint at or before it, so a resume never loses or repeats one.
-    fn evaluate_and_checkpoint(&self, model: &Gpt, started: Instant) -> anyhow::Result<Option<f64>> {
+    fn evaluate_and_checkpoint(
+        &self,
+        model: &Gpt,
+        started: Instant,
+    ) -> anyhow::Result<Option<f64>> {
         let valid = model.valid();
         let tokens = self.step * (self.batch_size * self.spec.n_ctx()) as u64;
         let mut val_exact_match = None;
         for (split, examples, cap) in [
-            (Split::Train, &self.data.train, self.spec.eval.max_train_examples),
+            (
+                Split::Train,
+                &self.data.train,
+                self.spec.eval.max_train_examples,
+            ),
             (Split::Val, &self.data.val, self.spec.eval.max_val_examples),
         ] {
-            let n = if cap == 0 { examples.len() } else { cap.min(examples.len()) };
+            let n = if cap == 0 {
+                examples.len()
+            } else {
+                cap.min(examples.len())
+            };
             let metrics = evaluate(&valid, &examples[..n], &self.data, &self.chosen.device);
             if split == Split::Val {
                 val_exact_match = metrics.get("exact_match").copied();
@@ -304,7 +327,8 @@ impl<'a> Trainer<'a> {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)?
             .as_secs_f64();
-        let beat = serde_json::json!({"pid": std::process::id(), "step": self.step, "unix_time": now});
+        let beat =
+            serde_json::json!({"pid": std::process::id(), "step": self.step, "unix_time": now});
         fsio::write_atomic(&self.run.heartbeat(), beat.to_string().as_bytes())?;
         Ok(())
     }
@@ -323,8 +347,14 @@ impl<'a> Trainer<'a> {
 
 /// Times `steps` training updates of `spec` after `warmup` untimed ones (no evaluation, no
 /// checkpoints, nothing written): seconds per step.
-pub fn time_steps(spec: &JobSpec, chosen: ChosenDevice, warmup: u64, steps: u64) -> anyhow::Result<f64> {
-    let scratch = RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
+pub fn time_steps(
+    spec: &JobSpec,
+    chosen: ChosenDevice,
+    warmup: u64,
+    steps: u64,
+) -> anyhow::Result<f64> {
+    let scratch =
+        RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
     let (mut trainer, mut model) = Trainer::new(spec, &scratch, chosen)?;
     let mut loss = 0.0;
     for step in 1..=warmup {
@@ -340,16 +370,26 @@ pub fn time_steps(spec: &JobSpec, chosen: ChosenDevice, warmup: u64, steps: u64)
 }
 
 /// Input tokens `[n, n_ctx]` and answer targets `[n, answer_len]` for a batch of examples.
-fn tensors(batch: &[&Vec<u32>], data: &Dataset, device: &Device) -> (Tensor<2, Int>, Tensor<2, Int>) {
+fn tensors(
+    batch: &[&Vec<u32>],
+    data: &Dataset,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Int>) {
     let n_ctx = data.seq_len() - 1;
-    let input: Vec<i64> = batch.iter().flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64)).collect();
+    let input: Vec<i64> = batch
+        .iter()
+        .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
+        .collect();
     let targets: Vec<i64> = batch
         .iter()
         .flat_map(|s| s[data.prompt_len..].iter().map(|&t| t as i64))
         .collect();
     (
         Tensor::from_data(TensorData::new(input, [batch.len(), n_ctx]), device),
-        Tensor::from_data(TensorData::new(targets, [batch.len(), data.answer_len]), device),
+        Tensor::from_data(
+            TensorData::new(targets, [batch.len(), data.answer_len]),
+            device,
+        ),
     )
 }
 
@@ -360,13 +400,21 @@ fn answer_log_probs(model: &Gpt, input: Tensor<2, Int>, data: &Dataset) -> Tenso
 }
 
 /// Teacher-forced and greedy-decoded scores of `examples` (see [`crate::metrics`]).
-fn evaluate(model: &Gpt, examples: &[Vec<u32>], data: &Dataset, device: &Device) -> BTreeMap<String, f64> {
+fn evaluate(
+    model: &Gpt,
+    examples: &[Vec<u32>],
+    data: &Dataset,
+    device: &Device,
+) -> BTreeMap<String, f64> {
     let (p, answer_len, vocab) = (data.prompt_len, data.answer_len, data.vocab_size);
     let mut scorer = Scorer::default();
     for chunk in examples.chunks(EVAL_BATCH) {
         let batch: Vec<&Vec<u32>> = chunk.iter().collect();
         let (input, _) = tensors(&batch, data, device);
-        let logp = answer_log_probs(model, input, data).into_data().try_to_vec::<f32>().unwrap();
+        let logp = answer_log_probs(model, input, data)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let targets: Vec<u32> = chunk.iter().flat_map(|s| s[p..].iter().copied()).collect();
         // Greedy decoding: the first answer token is the teacher-forced argmax; each later one
         // is predicted after writing the earlier guesses into the input. The causal mask makes
@@ -377,12 +425,18 @@ fn evaluate(model: &Gpt, examples: &[Vec<u32>], data: &Dataset, device: &Device)
             *g = (0..vocab).fold(0, |best, k| if row[k] > row[best] { k } else { best }) as u32;
         }
         let n_ctx = data.seq_len() - 1;
-        let mut tokens: Vec<i64> = chunk.iter().flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64)).collect();
+        let mut tokens: Vec<i64> = chunk
+            .iter()
+            .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
+            .collect();
         for j in 1..answer_len {
             for e in 0..chunk.len() {
                 tokens[e * n_ctx + p + j - 1] = greedy[e * answer_len + j - 1] as i64;
             }
-            let input = Tensor::<2, Int>::from_data(TensorData::new(tokens.clone(), [chunk.len(), n_ctx]), device);
+            let input = Tensor::<2, Int>::from_data(
+                TensorData::new(tokens.clone(), [chunk.len(), n_ctx]),
+                device,
+            );
             let next = model
                 .forward(input)
                 .narrow(1, p - 1 + j, 1)
@@ -424,7 +478,10 @@ impl BatchOrder {
         let (epoch, pos) = ((step - 1) / per_epoch, ((step - 1) % per_epoch) as usize);
         if self.batch < self.perm.len() && self.epoch != Some(epoch) {
             self.perm = (0..self.perm.len() as u32).collect();
-            shuffle(&mut self.perm, &mut SplitMix64::derive(self.seed, 1_000 + epoch));
+            shuffle(
+                &mut self.perm,
+                &mut SplitMix64::derive(self.seed, 1_000 + epoch),
+            );
             self.epoch = Some(epoch);
         }
         &self.perm[pos * self.batch..(pos + 1) * self.batch]

@@ -14,7 +14,9 @@ pub fn elab() -> Command {
 }
 
 pub fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// The smoke config with `edit` applied to its text, written into `dir` as `name`.
@@ -36,7 +38,10 @@ pub fn sweep_cmd(config: &Path, sweeps: &Path) -> Command {
 }
 
 pub fn spawn_quiet(cmd: &mut Command) -> Child {
-    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap()
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
 }
 
 /// Polls `cond` every 50 ms until it holds or `timeout` passes.
@@ -63,7 +68,10 @@ pub fn records(sweep: &Path) -> BTreeMap<String, (Vec<String>, Vec<EvalRow>)> {
             .map(str::to_string)
             .collect();
         let rows = read_evals(&run.evals()).unwrap();
-        out.insert(path.file_name().unwrap().to_string_lossy().into_owned(), (raw, rows));
+        out.insert(
+            path.file_name().unwrap().to_string_lossy().into_owned(),
+            (raw, rows),
+        );
     }
     out
 }
