@@ -161,6 +161,20 @@ fn malformed_sweep_configs_exit_2_with_their_message_and_write_nothing() {
 }
 
 #[test]
+fn an_impossible_size_points_at_its_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replacen("d_model = 32\nn_head = 4", "d_model = 30\nn_head = 4", 1)
+    });
+    let text = std::fs::read_to_string(&config).unwrap();
+    let line = text.lines().position(|l| l == "name = \"s\"").unwrap();
+    let out = run(elab().arg("plan").arg(&config));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // The [[sizes]] header is the line before `name = "s"`.
+    assert!(stderr.contains(&format!("smoke.toml:{line}:")), "{stderr}");
+}
+
+#[test]
 fn errors_point_at_the_line() {
     let tmp = tempfile::tempdir().unwrap();
     let config = smoke_config(tmp.path(), "smoke.toml", |t| {

@@ -88,6 +88,8 @@ pub struct SweepConfig {
     pub sizes: Vec<Size>,
     /// Product axes: dotted job field -> values, in file order.
     pub axes: Vec<(String, Vec<Value>)>,
+    /// Line of each size (`sizes.<name>`) and axis (`axes.<key>`), for errors found on expansion.
+    pub lines: BTreeMap<String, usize>,
     /// `[executor.slurm]`, validated (see `elab sweep --executor slurm`).
     pub slurm: Option<crate::slurm::SlurmOptions>,
 }
@@ -111,6 +113,10 @@ pub struct Plan {
     pub jobs: Vec<PlannedJob>,
 }
 
+fn line_at(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
 fn err_at(
     path: &Path,
     text: &str,
@@ -118,7 +124,7 @@ fn err_at(
     field: &str,
     msg: String,
 ) -> SpecError {
-    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let line = line_at(text, span.start);
     SpecError::new(field, msg).in_file(path).at_line(line)
 }
 
@@ -186,6 +192,7 @@ impl SweepConfig {
         })?;
 
         let mut sizes = Vec::new();
+        let mut lines = BTreeMap::new();
         for size in &file.sizes {
             if sizes.iter().any(|s: &Size| s.name == size.get_ref().name) {
                 return Err(err_at(
@@ -197,6 +204,10 @@ impl SweepConfig {
                 ));
             }
             sizes.push(size.get_ref().clone());
+            lines.insert(
+                format!("sizes.{}", size.get_ref().name),
+                line_at(text, size.span().start),
+            );
         }
 
         let base_table = toml::Table::try_from(&base).expect("a job spec is a table");
@@ -236,6 +247,7 @@ impl SweepConfig {
                         "model shape is set by [[sizes]]; put it there, or drop [[sizes]]".into(),
                     ));
                 }
+                lines.insert(format!("axes.{dotted}"), line_at(text, span.start));
                 axes.push((dotted, values));
             }
         }
@@ -246,6 +258,7 @@ impl SweepConfig {
             base,
             sizes,
             axes,
+            lines,
             slurm: file.executor.slurm,
         };
         // Expanding validates every job, so an impossible combination fails here, not mid-sweep.
@@ -338,11 +351,19 @@ impl SweepConfig {
                         .in_file(&self.path)
                     })?;
                     spec.validate().map_err(|e| {
-                        SpecError::new(
+                        // Point at the axis that set the field, else at the size for shapes.
+                        let line = self.lines.get(&format!("axes.{}", e.field)).or_else(|| {
+                            let from_size = e.field.starts_with("model.") || e.field == "train.lr";
+                            from_size
+                                .then(|| self.lines.get(&format!("sizes.{}", size.name)))
+                                .flatten()
+                        });
+                        let err = SpecError::new(
                             e.field.clone(),
                             format!("{} (in the job for {})", e.message, where_()),
                         )
-                        .in_file(&self.path)
+                        .in_file(&self.path);
+                        with_line(err, line.copied())
                     })?;
                     let id = spec.id();
                     if jobs.iter().any(|j| j.id == id) {
