@@ -5,17 +5,18 @@ mod common;
 
 use common::*;
 
+/// An edit to the text of the smoke config.
+type Edit = Box<dyn Fn(String) -> String>;
+
 /// (what is wrong, edit to the smoke config, expected fragment of the message)
-fn cases() -> Vec<(&'static str, Box<dyn Fn(String) -> String>, &'static str)> {
-    let replace = |from: &'static str, to: &'static str| -> Box<dyn Fn(String) -> String> {
+fn cases() -> Vec<(&'static str, Edit, &'static str)> {
+    let replace = |from: &'static str, to: &'static str| -> Edit {
         Box::new(move |t: String| {
             assert!(t.contains(from), "smoke.toml no longer contains {from:?}");
             t.replacen(from, to, 1)
         })
     };
-    let append = |extra: &'static str| -> Box<dyn Fn(String) -> String> {
-        Box::new(move |t: String| t + extra)
-    };
+    let append = |extra: &'static str| -> Edit { Box::new(move |t: String| t + extra) };
     vec![
         (
             "unknown top-level table",

@@ -30,37 +30,6 @@ fn reference(tmp: &Path, steps: u64) -> (std::path::PathBuf, Duration) {
     (sweeps.join("smoke"), start.elapsed())
 }
 
-fn assert_complete_and_equal(reference: &Path, other: &Path, steps: u64) {
-    let (a, b) = (records(reference), records(other));
-    assert_eq!(a.len(), 4);
-    assert_eq!(
-        a.keys().collect::<Vec<_>>(),
-        b.keys().collect::<Vec<_>>(),
-        "same jobs"
-    );
-    let steps = eval_steps(steps, 40);
-    for (id, (raw_b, rows_b)) in &b {
-        let (_, rows_a) = &a[id];
-        // Every eval step once per split: no gaps, and no duplicate lines in the file.
-        assert_eq!(raw_b.len(), steps.len() * 2, "{id}: {raw_b:#?}");
-        let got: Vec<u64> = rows_b.iter().map(|r| r.step).step_by(2).collect();
-        assert_eq!(got, steps, "{id}");
-        // Bitwise equal metrics (the CPU backend is deterministic).
-        for (x, y) in rows_a.iter().zip(rows_b) {
-            assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
-            for (name, v) in &x.metrics {
-                assert_eq!(
-                    v.to_bits(),
-                    y.metrics[name].to_bits(),
-                    "{id} step {} {name}",
-                    x.step
-                );
-            }
-        }
-        assert!(other.join("jobs").join(id).join("summary.json").exists());
-    }
-}
-
 #[test]
 fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -117,7 +86,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_complete_and_equal(&reference, &sweeps.join("smoke"), 600);
+    assert_equal_records(&reference, &sweeps.join("smoke"), 600, 40, 4);
 }
 
 #[test]

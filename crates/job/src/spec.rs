@@ -192,7 +192,7 @@ impl JobSpec {
                 return Err(SpecError::new(field, "must be a positive integer, got 0"));
             }
         }
-        if m.d_model % m.n_head != 0 {
+        if !m.d_model.is_multiple_of(m.n_head) {
             return Err(SpecError::new(
                 "model.n_head",
                 format!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use elab_job::{EvalRow, RunDir, read_evals};
+use elab_job::{EvalRow, RunDir, eval_steps, read_evals};
 
 pub fn elab() -> Command {
     Command::new(env!("CARGO_BIN_EXE_elab"))
@@ -79,4 +79,39 @@ pub fn records(sweep: &Path) -> BTreeMap<String, (Vec<String>, Vec<EvalRow>)> {
 pub fn kill(pid: u32, signal: i32) {
     // SAFETY: kill(2) on a process this test started.
     unsafe { libc::kill(pid as i32, signal) };
+}
+
+/// Every job's eval records are complete (each eval step once per split) and bitwise equal
+/// to the reference's.
+pub fn assert_equal_records(reference: &Path, other: &Path, steps: u64, every: u64, jobs: usize) {
+    let (a, b) = (records(reference), records(other));
+    assert_eq!(a.len(), jobs);
+    assert_eq!(
+        a.keys().collect::<Vec<_>>(),
+        b.keys().collect::<Vec<_>>(),
+        "same jobs"
+    );
+    let expected = eval_steps(steps, every);
+    for (id, (raw_b, rows_b)) in &b {
+        let (_, rows_a) = &a[id];
+        assert_eq!(
+            raw_b.len(),
+            expected.len() * 2,
+            "{id}: complete, no duplicates"
+        );
+        let got: Vec<u64> = rows_b.iter().map(|r| r.step).step_by(2).collect();
+        assert_eq!(got, expected, "{id}");
+        for (x, y) in rows_a.iter().zip(rows_b) {
+            assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
+            for (name, v) in &x.metrics {
+                assert_eq!(
+                    v.to_bits(),
+                    y.metrics[name].to_bits(),
+                    "{id} step {} {name}",
+                    x.step
+                );
+            }
+        }
+        assert!(other.join("jobs").join(id).join("summary.json").exists());
+    }
 }
