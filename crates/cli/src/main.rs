@@ -204,14 +204,7 @@ fn train(
     let spec = JobSpec::from_file(&job)?;
     let run = RunDir::new(out.unwrap_or_else(|| PathBuf::from("sweeps/_runs").join(spec.id())));
     std::fs::create_dir_all(run.path())?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(run.log())?;
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(std::io::stderr.and(std::sync::Mutex::new(log)))
-        .init();
+    log_to(&run.log(), true)?;
 
     // SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (Slurm's warning before preemption) all mean:
     // checkpoint at the next step boundary and exit 75 so that the run can be resumed.
@@ -275,14 +268,7 @@ fn sweep(
         );
     };
     let (plan, r) = elab_sweep::prepare(&dir, &config, allow_changed)?;
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(dir.log())?;
-    tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(log))
-        .init();
+    log_to(&dir.log(), false)?;
     eprintln!(
         "sweep {}: {} jobs: {} done, {} to resume from checkpoint, {} new, {} failed before (rerun), {} diverged, {} orphaned (no longer in the config, kept)",
         config.sweep.name,
@@ -537,4 +523,26 @@ fn keep_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TOP_PAD, 64 << 20);
     }
+}
+
+/// Sends this process's tracing logs to `path` (appended), and to stderr too if asked.
+fn log_to(path: &std::path::Path, also_stderr: bool) -> anyhow::Result<()> {
+    let file = std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?,
+    );
+    let stderr = move || -> Box<dyn std::io::Write> {
+        if also_stderr {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::sink())
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(stderr.and(file))
+        .init();
+    Ok(())
 }
