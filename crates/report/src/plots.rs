@@ -112,18 +112,28 @@ pub fn figures(
     Ok(out)
 }
 
+/// Scientific tick text for a log axis, on 1, 2 and 5 times a power of ten only.
 fn sci(x: &f64) -> String {
-    format!("{x:.0e}")
+    if is_nice(*x) {
+        format!("{x:.0e}")
+    } else {
+        String::new()
+    }
 }
 
-/// Log-axis tick text: only 1, 2 and 5 times a power of ten, so labels never overlap.
-fn log_tick(x: &f64) -> String {
+/// Whether `x` is 1, 2 or 5 times a power of ten: the only ticks labelled on log axes, so
+/// that labels never overlap.
+fn is_nice(x: f64) -> bool {
     let mantissa = x / 10f64.powf(x.log10().floor());
-    let nice = [1.0, 2.0, 5.0, 10.0]
+    [1.0, 2.0, 5.0, 10.0]
         .iter()
-        .any(|m| (mantissa - m).abs() < 1e-6);
+        .any(|m| (mantissa - m).abs() < 1e-6)
+}
+
+/// Log-axis tick text: plain numbers below 1e5, only on 1, 2 and 5 times a power of ten.
+fn log_tick(x: &f64) -> String {
     match () {
-        _ if !nice => String::new(),
+        _ if !is_nice(*x) => String::new(),
         _ if *x >= 1e5 => format!("{x:.0e}"),
         _ => format!("{}", x.round()),
     }
