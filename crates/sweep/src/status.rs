@@ -8,7 +8,7 @@ use std::io::{Read, Seek, SeekFrom};
 use elab_job::{EvalRow, JobSpec, Split, param_counts, train_flops_per_token};
 
 use crate::config::Plan;
-use crate::sweepdir::{JobState, SweepDir, heartbeat_age};
+use crate::sweepdir::{JobState, SweepDir, read_heartbeat};
 
 /// One job of the plan, with what it costs.
 #[derive(Debug, Clone)]
@@ -161,7 +161,9 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
                 .unwrap_or_else(|| "-".into())
         };
         let step = match state {
-            JobState::Running => heartbeat_step(dir, &id).or(row.as_ref().map(|r| r.step)),
+            JobState::Running => read_heartbeat(&dir.job(&id))
+                .map(|beat| beat.step)
+                .or(row.as_ref().map(|r| r.step)),
             _ => row.as_ref().map(|r| r.step),
         };
         let _ = writeln!(
@@ -178,11 +180,4 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
         );
     }
     Ok(out)
-}
-
-fn heartbeat_step(dir: &SweepDir, id: &str) -> Option<u64> {
-    heartbeat_age(&dir.job(id))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.job(id).heartbeat()).ok()?).ok()?;
-    v.get("step")?.as_u64()
 }

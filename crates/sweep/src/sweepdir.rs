@@ -206,14 +206,20 @@ impl SweepDir {
     }
 }
 
+/// What a live worker last wrote to `heartbeat.json`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Heartbeat {
+    pub unix_time: f64,
+    pub step: u64,
+}
+
+pub fn read_heartbeat(run: &RunDir) -> Option<Heartbeat> {
+    serde_json::from_slice(&std::fs::read(run.heartbeat()).ok()?).ok()
+}
+
 /// Seconds since the worker's last heartbeat, if it left one.
 pub fn heartbeat_age(run: &RunDir) -> Option<f64> {
-    #[derive(Deserialize)]
-    struct Beat {
-        unix_time: f64,
-    }
-    let beat: Beat = serde_json::from_slice(&std::fs::read(run.heartbeat()).ok()?).ok()?;
-    Some(now() - beat.unix_time)
+    read_heartbeat(run).map(|beat| now() - beat.unix_time)
 }
 
 /// `sweeps/<name>` under `root`.

@@ -20,6 +20,11 @@ pub const METRICS: [&str; 6] = [
     "brier",
 ];
 
+/// Index of the largest value; the first one on ties (as torch.argmax).
+pub fn argmax(row: &[f32]) -> usize {
+    (0..row.len()).fold(0, |best, k| if row[k] > row[best] { k } else { best })
+}
+
 /// Running sums over batches of examples.
 #[derive(Debug, Default)]
 pub struct Scorer {
@@ -49,8 +54,7 @@ impl Scorer {
             let row = &logp[t * vocab..(t + 1) * vocab];
             let target = target as usize;
             self.nll -= row[target] as f64;
-            let argmax = (0..vocab).fold(0, |best, k| if row[k] > row[best] { k } else { best });
-            self.correct_tokens += usize::from(argmax == target);
+            self.correct_tokens += usize::from(argmax(row) == target);
             self.brier += row
                 .iter()
                 .enumerate()

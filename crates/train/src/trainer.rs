@@ -22,7 +22,7 @@ use elab_tasks::{Dataset, SplitMix64, shuffle};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ChosenDevice, choose_device};
-use crate::metrics::Scorer;
+use crate::metrics::{Scorer, argmax};
 
 /// Examples per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
@@ -385,12 +385,14 @@ fn tensors(
         .flat_map(|s| s[data.prompt_len..].iter().map(|&t| t as i64))
         .collect();
     (
-        Tensor::from_data(TensorData::new(input, [batch.len(), n_ctx]), device),
-        Tensor::from_data(
-            TensorData::new(targets, [batch.len(), data.answer_len]),
-            device,
-        ),
+        int_tensor(input, batch.len(), n_ctx, device),
+        int_tensor(targets, batch.len(), data.answer_len, device),
     )
+}
+
+/// A `[rows, cols]` integer tensor from row-major token ids.
+fn int_tensor(values: Vec<i64>, rows: usize, cols: usize, device: &Device) -> Tensor<2, Int> {
+    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
 }
 
 /// Log-softmax of the logits at the positions that predict the answer: `[n, answer_len, vocab]`.
@@ -408,9 +410,13 @@ fn evaluate(
 ) -> BTreeMap<String, f64> {
     let (p, answer_len, vocab) = (data.prompt_len, data.answer_len, data.vocab_size);
     let mut scorer = Scorer::default();
+    let n_ctx = data.seq_len() - 1;
     for chunk in examples.chunks(EVAL_BATCH) {
-        let batch: Vec<&Vec<u32>> = chunk.iter().collect();
-        let (input, _) = tensors(&batch, data, device);
+        let mut tokens: Vec<i64> = chunk
+            .iter()
+            .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
+            .collect();
+        let input = int_tensor(tokens.clone(), chunk.len(), n_ctx, device);
         let logp = answer_log_probs(model, input, data)
             .into_data()
             .try_to_vec::<f32>()
@@ -421,22 +427,13 @@ fn evaluate(
         // the stale target tokens further right invisible.
         let mut greedy = vec![0u32; targets.len()];
         for (i, g) in greedy.iter_mut().enumerate().step_by(answer_len) {
-            let row = &logp[i * vocab..(i + 1) * vocab];
-            *g = (0..vocab).fold(0, |best, k| if row[k] > row[best] { k } else { best }) as u32;
+            *g = argmax(&logp[i * vocab..(i + 1) * vocab]) as u32;
         }
-        let n_ctx = data.seq_len() - 1;
-        let mut tokens: Vec<i64> = chunk
-            .iter()
-            .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
-            .collect();
         for j in 1..answer_len {
             for e in 0..chunk.len() {
                 tokens[e * n_ctx + p + j - 1] = greedy[e * answer_len + j - 1] as i64;
             }
-            let input = Tensor::<2, Int>::from_data(
-                TensorData::new(tokens.clone(), [chunk.len(), n_ctx]),
-                device,
-            );
+            let input = int_tensor(tokens.clone(), chunk.len(), n_ctx, device);
             let next = model
                 .forward(input)
                 .narrow(1, p - 1 + j, 1)
