@@ -2,6 +2,7 @@
 # can run the same thing (see README.md).
 
 export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/emergence-lab/target")
+python := env_var_or_default("PYTHON", "python3")
 
 # Run (or resume) a sweep: `just sweep configs/arith.toml`
 sweep config="configs/arith.toml" *args="":
@@ -30,6 +31,13 @@ test:
 # Training speed per size and backend, written to docs/performance.md
 bench *args="":
     cargo run -q -p elab -- bench --backend all --append-to docs/performance.md {{args}}
+
+# elab vs the PyTorch twin on the same machine, back to back; table appended to docs/performance.md
+bench-compare steps="10":
+    mkdir -p "$CARGO_TARGET_DIR"
+    cargo run -q -p elab -- bench --backend cpu --steps {{steps}} --json > "$CARGO_TARGET_DIR/bench-elab.jsonl"
+    {{python}} benches/torch_twin.py --steps {{steps}} > "$CARGO_TARGET_DIR/bench-torch.jsonl"
+    {{python}} benches/compare.py "$CARGO_TARGET_DIR/bench-elab.jsonl" "$CARGO_TARGET_DIR/bench-torch.jsonl" --append-to docs/performance.md
 
 # Formatting and lints
 lint:

@@ -3,9 +3,10 @@
 
 use std::fmt;
 
+use elab_tasks::SplitMix64;
 use serde::{Deserialize, Serialize};
 
-use crate::stats::{self, SplitMix64};
+use crate::stats;
 
 /// Bounds on the logistic steepness k (per decade). `K_MIN` gives a width of ~88 decades
 /// (indistinguishable from a line); `K_MAX` a width of ~0.02 decades (a step between two sizes).
@@ -437,7 +438,8 @@ pub fn analyze_threshold(
                 .map(|(_, v)| {
                     let n = v.len();
                     let m = stats::mean(v).unwrap_or(0.0);
-                    let draw = (0..n).map(|_| v[rng.below(n)]).sum::<f64>() / n as f64;
+                    let draw =
+                        (0..n).map(|_| v[rng.below(n as u64) as usize]).sum::<f64>() / n as f64;
                     // Plain resampling shrinks the variance of a mean by (n-1)/n (a third with
                     // 3 seeds); inflate the deviation so the resampled means have unbiased variance.
                     let inflate = if n > 1 {

@@ -1,34 +1,5 @@
-//! Small numeric helpers shared by the other modules: a reproducible RNG, means, quantiles, BIC.
-
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny deterministic PRNG so bootstraps are reproducible.
-#[derive(Debug, Clone)]
-pub struct SplitMix64(u64);
-
-impl SplitMix64 {
-    /// A generator started from `seed`.
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-
-    /// Next 64 random bits.
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in [0, 1), from the top 53 bits.
-    pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-
-    /// Uniform index in `0..n` (`n > 0`); the modulo bias is negligible for the small `n` used here.
-    pub fn below(&mut self, n: usize) -> usize {
-        (self.next_u64() % n as u64) as usize
-    }
-}
+//! Small numeric helpers shared by the other modules: means, quantiles, BIC. (The bootstrap's
+//! reproducible RNG is the tasks' SplitMix64.)
 
 /// Arithmetic mean; `None` for an empty slice.
 pub fn mean(xs: &[f64]) -> Option<f64> {
@@ -90,15 +61,6 @@ pub fn r_squared(rss: f64, tss: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splitmix_matches_reference_output() {
-        // First output of the reference C implementation for seed 0.
-        let mut r = SplitMix64::new(0);
-        assert_eq!(r.next_u64(), 0xE220_A839_7B1D_CDAF);
-        let x = r.next_f64();
-        assert!((0.0..1.0).contains(&x));
-    }
 
     #[test]
     fn quantiles_interpolate() {

@@ -1,6 +1,6 @@
 //! `elab`: the lab's command line. It parses arguments and calls the library crates; the
 //! exit code says what happened: 0 done, 2 bad input (nothing written), 3 diverged,
-//! 75 stopped on request (resumable), 1 anything else.
+//! 75 stopped on request (resumable), 1 anything else (see `elab_job::exit`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,14 +9,23 @@ use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use elab_job::{JobSpec, RunDir, RunStatus, SpecError};
-use elab_sweep::{LocalSettings, PrepareError, SweepConfig, SweepDir, print_plan, sweep_dir};
+use elab_job::{Attempt, JobSpec, RunDir, RunStatus, SpecError, SweepDir, exit, sweep_dir};
+use elab_sweep::{LocalSettings, PrepareError, SweepConfig, print_plan};
 use elab_train::{Backend, Outcome, RunOptions};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
-const EXIT_BAD_INPUT: u8 = 2;
-const EXIT_DIVERGED: u8 = 3;
-const EXIT_INTERRUPTED: u8 = 75;
+/// jemalloc, told never to return freed pages to the kernel. burn's CPU backend frees and
+/// reallocates every activation buffer each step; glibc's malloc hands blocks above its mmap
+/// threshold (128 KiB, capped at 32 MiB) back to the kernel, and the page faults and page
+/// zeroing that follow took a quarter of a step (Nanda recipe profile). With decay off, a
+/// training process keeps its peak working set and reuses it.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc reads its options from this symbol at start-up: `-1` disables purging.
+#[allow(non_upper_case_globals)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+pub static malloc_conf: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
 #[derive(Parser)]
 #[command(
@@ -79,6 +88,12 @@ enum Command {
         /// Skip sizes above this many parameters.
         #[arg(long, default_value_t = 20_000_000)]
         max_params: u64,
+        /// Only these rungs (comma-separated): 10k, 100k, 1M, 3M, 10M, nanda.
+        #[arg(long, value_delimiter = ',')]
+        rungs: Vec<String>,
+        /// One JSON object per rung on stdout instead of markdown (for `just bench-compare`).
+        #[arg(long)]
+        json: bool,
         /// Append the results to this markdown file (e.g. docs/performance.md).
         #[arg(long)]
         append_to: Option<PathBuf>,
@@ -96,6 +111,25 @@ enum Command {
         /// Print progress as JSON lines on stdout (for the sweep scheduler).
         #[arg(long)]
         progress_json: bool,
+    },
+    /// Append one worker attempt to `<job dir>/attempts.jsonl` (run by the Slurm task script).
+    #[command(hide = true)]
+    RecordAttempt {
+        job_dir: PathBuf,
+        /// Unix time the attempt started and ended.
+        #[arg(long)]
+        started: f64,
+        #[arg(long)]
+        ended: f64,
+        /// The worker's exit status as the shell saw it (`$?`: above 128 is a signal).
+        #[arg(long, allow_negative_numbers = true)]
+        status: i32,
+        /// `slurm:<array>_<task>`.
+        #[arg(long)]
+        executor: String,
+        /// SLURM_RESTART_COUNT.
+        #[arg(long)]
+        restart_count: Option<u32>,
     },
 }
 
@@ -115,7 +149,7 @@ struct SweepRunArgs {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
+    stage_loaded_optimizer_state_on_the_cpu();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Plan { config } => plan(&config),
@@ -163,31 +197,59 @@ fn main() -> ExitCode {
             backend,
             steps,
             max_params,
+            rungs,
+            json,
             append_to,
-        } => bench(&backend, steps, max_params, append_to),
+        } => bench(&backend, steps, max_params, &rungs, json, append_to),
         Command::Train {
             job,
             out,
             backend,
             progress_json,
         } => train(job, out, &backend, progress_json),
+        Command::RecordAttempt {
+            job_dir,
+            started,
+            ended,
+            status,
+            executor,
+            restart_count,
+        } => {
+            let (exit, signal) = Attempt::from_shell_status(status);
+            let attempt = Attempt {
+                started,
+                ended: Some(ended),
+                exit,
+                signal,
+                executor,
+                restart_count,
+            };
+            elab_job::record_attempt(&RunDir::new(&job_dir), &attempt)
+                .map(|()| ExitCode::SUCCESS)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "{}: {e}",
+                        elab_job::attempts_path(&RunDir::new(&job_dir)).display()
+                    )
+                })
+        }
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             if let Some(spec) = err.downcast_ref::<SpecError>() {
                 eprintln!("error: {spec}");
-                return ExitCode::from(EXIT_BAD_INPUT);
+                return ExitCode::from(exit::BAD_INPUT);
             }
             if let Some(PrepareError::Spec(spec)) = err.downcast_ref::<PrepareError>() {
                 eprintln!("error: {spec}");
-                return ExitCode::from(EXIT_BAD_INPUT);
+                return ExitCode::from(exit::BAD_INPUT);
             }
             if let Some(e @ PrepareError::ChangedDefaults { .. }) =
                 err.downcast_ref::<PrepareError>()
             {
                 eprintln!("error: {e}");
-                return ExitCode::from(EXIT_BAD_INPUT);
+                return ExitCode::from(exit::BAD_INPUT);
             }
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
@@ -237,12 +299,12 @@ fn train(
             RunStatus::Done => ExitCode::SUCCESS,
             RunStatus::Diverged { step } => {
                 eprintln!("diverged at step {step}; the last good checkpoint is kept");
-                ExitCode::from(EXIT_DIVERGED)
+                ExitCode::from(exit::DIVERGED)
             }
         },
         Outcome::Interrupted { step } => {
             eprintln!("stopped at step {step}; run the same command again to resume");
-            ExitCode::from(EXIT_INTERRUPTED)
+            ExitCode::from(exit::INTERRUPTED)
         }
     })
 }
@@ -311,7 +373,7 @@ fn sweep(
             config.path.display(),
             dir.root.display()
         );
-        return Ok(ExitCode::from(130));
+        return Ok(ExitCode::from(exit::SWEEP_INTERRUPTED));
     }
     Ok(if report.failed > 0 {
         ExitCode::FAILURE
@@ -320,11 +382,19 @@ fn sweep(
     })
 }
 
+/// The plan of an existing sweep directory, or why there is none.
+fn read_plan(dir: &SweepDir) -> anyhow::Result<elab_job::Plan> {
+    dir.read_plan().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display())
+        }
+        _ => anyhow::anyhow!("cannot read the plan of {}: {e}", dir.root.display()),
+    })
+}
+
 fn status(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let dir = SweepDir::new(dir);
-    let plan = dir
-        .read_plan()
-        .map_err(|e| anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display()))?;
+    let plan = read_plan(&dir)?;
     print!("{}", elab_sweep::status_table(&dir, &plan)?);
     if let Some(section) = elab_sweep::slurm_status(&dir, &plan) {
         print!("{section}");
@@ -336,6 +406,8 @@ fn bench(
     backend: &str,
     steps: u64,
     max_params: u64,
+    rungs: &[String],
+    json: bool,
     append_to: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     // `all`: the CPU, and wgpu too when a real GPU is there.
@@ -349,10 +421,15 @@ fn bench(
         }
         other => vec![elab_train::choose_device(other.parse()?)?],
     };
-    let mut table = String::new();
+    let mut rows = Vec::new();
     for device in devices {
-        table.push_str(&elab_train::bench::bench(device, steps, max_params)?);
-        table.push('\n');
+        rows.extend(elab_train::bench::bench(device, steps, max_params, rungs)?);
+    }
+    if json {
+        for row in &rows {
+            println!("{}", serde_json::to_string(row)?);
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -364,7 +441,8 @@ fn bench(
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let section = format!(
-        "\n### `elab bench --backend {backend}`: {cpu}, {cores} cores\n\n{table}\nBatch {} examples x 11 tokens (3-digit reversed addition), {steps} timed steps after 3 warmup steps.\n",
+        "\n### `elab bench --backend {backend}`: {cpu}, {cores} cores\n\n{}\nLadder: 3-digit reversed addition, batch {} x 11 tokens; nanda: x + y (mod 113), full batch. {steps} timed steps after 3 warmup steps.\n",
+        elab_train::bench::markdown(&rows),
         elab_train::bench::BENCH_BATCH
     );
     print!("{section}");
@@ -457,7 +535,7 @@ fn slurm_options(
 fn slurm_sweep(
     config: &SweepConfig,
     dir: &SweepDir,
-    plan: &elab_sweep::Plan,
+    plan: &elab_job::Plan,
     args: &SweepRunArgs,
     options: elab_sweep::SlurmOptions,
 ) -> anyhow::Result<ExitCode> {
@@ -496,8 +574,7 @@ fn slurm_sweep(
 
 fn cancel(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let dir = SweepDir::new(dir);
-    dir.read_plan()
-        .map_err(|e| anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display()))?;
+    read_plan(&dir)?;
     let arrays = elab_sweep::cancel_slurm(&dir)?;
     if arrays.is_empty() {
         eprintln!("{}: nothing in the Slurm queue", dir.root.display());
@@ -511,18 +588,13 @@ fn cancel(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// glibc returns every freed block above 128 KiB to the kernel (mmap/munmap), and burn's CPU
-/// backend frees and reallocates activation buffers of a few MiB every step: the page faults
-/// doubled step times. Keeping freed memory in the process halves them (measured: 45 -> 22 s
-/// for 1000 steps of configs/grok-small.toml).
-fn keep_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only tunes the allocator; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
-        libc::mallopt(libc::M_TOP_PAD, 64 << 20);
-    }
+/// burn builds the optimizer state it loads from a checkpoint on `Device::default()`, which
+/// is wgpu whenever wgpu is compiled in: on a machine without a GPU that would open a software
+/// Vulkan device just to read a file. The CPU is always right: at its next step the optimizer
+/// moves each state to its parameter's device (burn-optim's `ModuleOptimizer::load_record`).
+fn stage_loaded_optimizer_state_on_the_cpu() {
+    // SAFETY: the first statement of `main`, before any thread exists.
+    unsafe { std::env::set_var("BURN_DEVICE", "flex") };
 }
 
 /// Sends this process's tracing logs to `path` (appended), and to stderr too if asked.

@@ -124,6 +124,30 @@ fn cases() -> Vec<(&'static str, Edit, &'static str)> {
             ),
             "prime",
         ),
+        (
+            "shape field in [model] and in [[sizes]]",
+            replace(
+                "[model]\nactivation = \"gelu\"",
+                "[model]\nactivation = \"gelu\"\nd_model = 64",
+            ),
+            "`model.d_model`: is set both in [model] and in [[sizes]] (size \"xs\", \"s\"); a shape field (n_layer, d_model, n_head, d_mlp) is set in one place",
+        ),
+        (
+            "d_mlp in [model] and in a size",
+            Box::new(|t: String| {
+                t.replacen(
+                    "[model]\nactivation = \"gelu\"",
+                    "[model]\nactivation = \"gelu\"\nd_mlp = 64",
+                    1,
+                )
+                .replacen(
+                    "d_model = 32\nn_head = 4",
+                    "d_model = 32\nn_head = 4\nd_mlp = 96",
+                    1,
+                )
+            }),
+            "`model.d_mlp`: is set both in [model] and in [[sizes]] (size \"s\")",
+        ),
     ]
 }
 

@@ -97,6 +97,79 @@ fn attempts(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// A directory holding a `squeue` that fails as it does when slurmctld is down.
+fn broken_squeue(tmp: &Path) -> std::ffi::OsString {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tmp.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let squeue = bin.join("squeue");
+    std::fs::write(
+        &squeue,
+        "#!/bin/sh\necho 'squeue: error: Unable to contact slurm controller (connect failure)' >&2\nexit 1\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&squeue, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+#[test]
+fn a_failing_squeue_refuses_a_local_run_of_a_sweep_submitted_to_slurm() {
+    // No cluster needed: squeue is a stand-in that fails. Before, the failure read as
+    // "nothing queued" and the sweep ran here, beside Slurm tasks that might train the same jobs.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| t);
+    let sweeps = tmp.path().join("sweeps");
+    let sweep = sweeps.join("smoke");
+    std::fs::create_dir_all(sweep.join("slurm")).unwrap();
+    let submission = serde_json::json!({
+        "n": 1, "array_id": "4242", "job_name": "elab-smoke-0a0b0c0d-1",
+        "script": "slurm/sub-1.sh", "tasks": "slurm/sub-1.tasks", "jobs": [],
+        "submitted": 0.0, "sbatch_args": [],
+    });
+    std::fs::write(sweep.join("slurm/sub-1.json"), submission.to_string()).unwrap();
+    let path = broken_squeue(tmp.path());
+
+    let out = run(sweep_cmd(&config, &sweeps).env("PATH", &path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Unable to contact slurm controller")
+            && stderr.contains("was submitted to Slurm")
+            && stderr.contains("could be trained twice"),
+        "{stderr}"
+    );
+    let trained: Vec<_> = std::fs::read_dir(sweep.join("jobs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|job| job.join("evals.jsonl").exists() || job.join("attempts.jsonl").exists())
+        .collect();
+    assert!(trained.is_empty(), "jobs ran locally: {trained:?}");
+
+    // A submission whose array id was never recorded is looked up by name: a failing squeue
+    // there is an error too, not "never submitted".
+    let mut lost = submission.clone();
+    lost["array_id"] = serde_json::Value::Null;
+    std::fs::write(sweep.join("slurm/sub-1.json"), lost.to_string()).unwrap();
+    let out = run(sweep_cmd(&config, &sweeps).env("PATH", &path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("Unable to contact slurm controller"),
+        "{stderr}"
+    );
+
+    // `elab status` still works, showing the recorded tasks with an unknown state.
+    let out = run(elab().arg("status").arg(&sweep).env("PATH", &path));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn a_sweep_through_slurm_equals_the_local_executor() {
     if !slurm_available() {
@@ -227,6 +300,104 @@ fn a_requeued_task_resumes_from_its_checkpoint() {
         "SLURM_RESTART_COUNT recorded: {a:?}"
     );
     assert_eq!(last["executor"], format!("slurm:{target}"));
+    let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
+    assert!(log.contains("resumed from checkpoint"), "{log}");
+
+    // Complete, without duplicates, and equal to an uninterrupted local run.
+    let local = tmp.path().join("local");
+    ok(&run(&mut sweep_cmd(&config, &local)));
+    assert_equal_records(&local.join("smoke"), &sweep, 1000, 50, 2);
+}
+
+#[test]
+fn a_task_warned_of_its_time_limit_checkpoints_requeues_itself_and_resumes() {
+    if !slurm_available() {
+        return;
+    }
+    let _cluster = lock();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        let t = t
+            .replace("steps = 120", "steps = 1000")
+            .replace("every = 40", "every = 50")
+            .replace("seed = [0, 1]", "seed = [0]")
+            .replace(
+                "name = \"s\"\nn_layer = 1\nd_model = 32\nn_head = 4",
+                "name = \"s\"\nn_layer = 1\nd_model = 16\nn_head = 2\nd_mlp = 32",
+            );
+        format!("{t}\n[executor.slurm]\ntime = \"30:00\"\nsignal_secs = 60\n")
+    });
+    let sweeps = tmp.path().join("sweeps");
+    let sweep = sweeps.join("smoke");
+    let log = std::fs::File::create(tmp.path().join("sweep.err")).unwrap();
+    let mut child = slurm_cmd(&config, &sweeps)
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+
+    // Once a task has a checkpoint past step 0, warn it as Slurm does `signal_secs` before the
+    // time limit: SIGUSR1 to the batch script alone (sbatch --signal=B:USR1@60). Waiting for
+    // the real limit would take minutes; this is the same signal to the same process.
+    let mut victim: Option<(usize, PathBuf)> = None;
+    assert!(
+        wait_for(Duration::from_secs(180), || {
+            let Ok(text) = std::fs::read_to_string(sweep.join("slurm/sub-1.tasks")) else {
+                return false;
+            };
+            for (task, id) in text.lines().enumerate() {
+                let run = RunDir::new(sweep.join("jobs").join(id));
+                if run.checkpoint_step().is_some_and(|s| s > 0) && run.read_summary().is_none() {
+                    victim = Some((task, run.path().to_path_buf()));
+                    return true;
+                }
+            }
+            false
+        }),
+        "no task got past its first checkpoint"
+    );
+    let (task, dir) = victim.unwrap();
+    let array = array_id(&sweep, 1);
+    let target = format!("{array}_{task}");
+    let args: Vec<String> =
+        serde_json::from_value(submission(&sweep, 1)["sbatch_args"].clone()).unwrap();
+    assert!(
+        args.contains(&"--signal=B:USR1@60".to_string()) && args.contains(&"--requeue".to_string()),
+        "{args:?}"
+    );
+    let out = Command::new("scancel")
+        .args(["--signal=USR1", "--batch", &target])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "scancel --signal=USR1: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(tmp.path().join("sweep.err")).unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("2 done, 0 diverged, 0 failed"), "{stderr}");
+
+    // The worker checkpointed and exited 75; the script requeued its own task; the task ran
+    // again, resumed from the checkpoint and finished.
+    let a = attempts(&dir);
+    assert!(a.len() >= 2, "{a:?}");
+    assert_eq!(
+        (&a[0]["exit"], &a[0]["restart_count"]),
+        (&serde_json::json!(75), &serde_json::json!(0)),
+        "{a:?}"
+    );
+    let last = a.last().unwrap();
+    assert_eq!(last["exit"], 0, "{a:?}");
+    assert!(last["restart_count"].as_u64().unwrap() >= 1, "{a:?}");
+    assert_eq!(last["executor"], format!("slurm:{target}"));
+    let out = std::fs::read_to_string(dir.join(format!("slurm-{target}.out"))).unwrap();
+    assert!(out.contains(&format!("elab: requeueing {target}")), "{out}");
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("summary.json")).unwrap()).unwrap();
+    assert!(summary["resumes"].as_u64().unwrap() >= 1, "{summary}");
     let log = std::fs::read_to_string(dir.join("train.log")).unwrap();
     assert!(log.contains("resumed from checkpoint"), "{log}");
 

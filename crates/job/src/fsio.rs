@@ -1,22 +1,30 @@
 //! Crash-safe file writes. A reader sees the old file or the new one, never a torn one.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{self, Write};
-use std::os::unix::io::AsRawFd;
 use std::path::Path;
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync the directory.
+/// Writes `bytes` to `path` atomically: temporary file (a unique name in the same directory,
+/// so concurrent writers never share one), fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp.{}", std::process::id()));
-    {
-        let mut file = File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+/// The directory holding `path`: `.` for a bare file name (whose `parent()` is `""`).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
 }
 
 /// Appends one line and fsyncs it before returning: an appended line is saved.
@@ -40,22 +48,17 @@ pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
         .truncate(false)
         .write(true)
         .open(path)?;
-    // SAFETY: flock on a descriptor we own; no memory is shared with the kernel.
-    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-    if rc == 0 {
-        return Ok(Some(file));
-    }
-    let err = io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
-        Ok(None)
-    } else {
-        Err(err)
+    match file.try_lock() {
+        Ok(()) => Ok(Some(file)),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(e),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn atomic_write_replaces_and_lock_excludes() {
@@ -73,5 +76,16 @@ mod tests {
         assert!(try_lock(&lock).unwrap().is_none());
         drop(held);
         assert!(try_lock(&lock).unwrap().is_some());
+    }
+
+    #[test]
+    fn atomic_write_to_a_bare_file_name_in_the_current_directory() {
+        // `Path::new("perf.md").parent()` is `Some("")`: the directory sync must use ".".
+        assert_eq!(parent_dir(Path::new("perf.md")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("docs/perf.md")), Path::new("docs"));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("b.md");
+        write_atomic(&p, b"x").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"x");
     }
 }

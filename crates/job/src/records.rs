@@ -3,8 +3,8 @@
 //! ```text
 //! <run>/spec.toml        the resolved job (its hash is the job id)
 //! <run>/evals.jsonl      one JSON object per (step, split), appended and fsynced
-//! <run>/checkpoint.json  points at the last complete checkpoint directory
-//! <run>/ckpt-<step>/     model.bpk, optim.bpk
+//! <run>/checkpoint.json  points at the last complete checkpoint directory and the one before
+//! <run>/ckpt-<step>/     model.bpk, optim.bpk, state.json (the last two complete ones are kept)
 //! <run>/summary.json     written once, when the run ends (done or diverged)
 //! <run>/heartbeat.json   rewritten by a live worker: pid, step, time
 //! <run>/train.log        the worker's log
@@ -43,8 +43,57 @@ pub struct EvalRow {
     pub split: Split,
     /// Training tokens read so far (steps x batch x context length).
     pub tokens: u64,
-    #[serde(flatten)]
+    /// Non-finite values are kept (JSON has no NaN: they are written as "NaN", "inf", "-inf").
+    #[serde(flatten, with = "finite_or_text")]
     pub metrics: BTreeMap<String, f64>,
+}
+
+/// serde_json writes NaN and +-inf as `null`, which reads back as no value at all: a diverging
+/// run's last records would vanish. Finite values stay JSON numbers (bit-exact round trip);
+/// the others become the strings Rust prints for them, which the CSV export writes as they are.
+mod finite_or_text {
+    use std::collections::BTreeMap;
+
+    use serde::de::Error;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(f64),
+        Text(String),
+        /// Written for NaN by versions before this encoding.
+        Null,
+    }
+
+    pub fn serialize<S: Serializer>(m: &BTreeMap<String, f64>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(m.iter().map(|(k, &v)| {
+            let value = if v.is_finite() {
+                Value::Number(v)
+            } else {
+                Value::Text(v.to_string())
+            };
+            (k, value)
+        }))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, f64>, D::Error> {
+        BTreeMap::<String, Value>::deserialize(d)?
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::Number(x) => Ok((k, x)),
+                Value::Null => Ok((k, f64::NAN)),
+                Value::Text(t) => match t.as_str() {
+                    "NaN" => Ok((k, f64::NAN)),
+                    "inf" => Ok((k, f64::INFINITY)),
+                    "-inf" => Ok((k, f64::NEG_INFINITY)),
+                    _ => Err(D::Error::custom(format!(
+                        "metric `{k}`: expected a number, \"NaN\", \"inf\" or \"-inf\", got \"{t}\""
+                    ))),
+                },
+            })
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -111,23 +160,50 @@ impl RunDir {
         read_json(&self.summary())
     }
 
-    /// Step of the last complete checkpoint, if any.
+    /// Step of the last complete checkpoint, if any (for display: an unreadable pointer reads
+    /// as none here; the trainer uses [`RunDir::checkpoints`], which fails instead).
     pub fn checkpoint_step(&self) -> Option<u64> {
-        read_json::<CheckpointPointer>(&self.checkpoint_pointer()).map(|p| p.step)
+        self.checkpoints().ok()?.first().copied()
+    }
+
+    /// Steps of the complete checkpoints to resume from, newest first (at most two: a corrupt
+    /// newest one falls back to the one before). No pointer file means no checkpoint; a pointer
+    /// that cannot be read or parsed is an error, never "start over".
+    pub fn checkpoints(&self) -> io::Result<Vec<u64>> {
+        let path = self.checkpoint_pointer();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        };
+        let pointer: CheckpointPointer = serde_json::from_slice(&bytes).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is corrupt ({e}); move it away to start the run over",
+                    path.display()
+                ),
+            )
+        })?;
+        Ok(std::iter::once(pointer.step)
+            .chain(pointer.previous)
+            .filter(|&s| self.checkpoint_dir(s).is_dir())
+            .collect())
     }
 
     /// Publishes `ckpt-<step>/` (already written and fsynced) as the checkpoint to resume
-    /// from, then removes older checkpoint directories.
+    /// from, keeps the one it replaces as the fallback, and removes older directories.
     pub fn publish_checkpoint(&self, step: u64) -> io::Result<()> {
-        let pointer = serde_json::to_vec(&CheckpointPointer { step })?;
+        let previous = self.checkpoints()?.first().copied().filter(|&s| s != step);
+        let pointer = serde_json::to_vec(&CheckpointPointer { step, previous })?;
         fsio::write_atomic(&self.checkpoint_pointer(), &pointer)?;
-        let keep = self.checkpoint_dir(step);
+        let keep = [Some(step), previous].map(|s| s.map(|s| self.checkpoint_dir(s)));
         for entry in std::fs::read_dir(&self.0)? {
             let path = entry?.path();
             let is_ckpt = path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("ckpt-"));
-            if is_ckpt && path != keep {
+            if is_ckpt && !keep.contains(&Some(path.clone())) {
                 std::fs::remove_dir_all(&path)?;
             }
         }
@@ -136,15 +212,15 @@ impl RunDir {
 
     /// Drops records past `step` (written after the checkpoint a run resumes from), so that
     /// the resumed run appends them again exactly once. Atomic: old file or new one.
+    /// The kept lines are copied as they were written: serde_json's default float parser can
+    /// be one ulp off, so a parse and re-serialization would change the records.
     pub fn truncate_evals_after(&self, step: u64) -> io::Result<()> {
-        let rows: Vec<EvalRow> = read_evals(&self.evals())?
-            .into_iter()
-            .filter(|r| r.step <= step)
-            .collect();
         let mut text = String::new();
-        for row in &rows {
-            text.push_str(&serde_json::to_string(row)?);
-            text.push('\n');
+        for (row, line) in read_eval_lines(&self.evals())? {
+            if row.step <= step {
+                text.push_str(&line);
+                text.push('\n');
+            }
         }
         fsio::write_atomic(&self.evals(), text.as_bytes())
     }
@@ -157,6 +233,9 @@ impl RunDir {
 #[derive(Serialize, Deserialize)]
 struct CheckpointPointer {
     step: u64,
+    /// The checkpoint this one replaced, kept as a fallback.
+    #[serde(default)]
+    previous: Option<u64>,
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
@@ -164,18 +243,43 @@ fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
     serde_json::from_slice(&bytes).ok()
 }
 
-/// Reads evaluation records, skipping a torn last line and keeping one row per (step, split)
-/// (the last written), sorted by step then split. A missing file is no records.
+/// Reads evaluation records, keeping one row per (step, split) (the last written), sorted by
+/// step then split. A missing file is no records. A last line without its newline is a write
+/// torn by a crash and is skipped; any other line that does not parse is an error, so that a
+/// record is never dropped silently.
 pub fn read_evals(path: &Path) -> io::Result<Vec<EvalRow>> {
+    Ok(read_eval_lines(path)?
+        .into_iter()
+        .map(|(row, _)| row)
+        .collect())
+}
+
+/// [`read_evals`] with the line each row was read from.
+fn read_eval_lines(path: &Path) -> io::Result<Vec<(EvalRow, String)>> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
+    let torn = !text.is_empty() && !text.ends_with('\n');
+    let lines: Vec<&str> = text.lines().collect();
     let mut rows = BTreeMap::new();
-    for line in text.lines() {
-        if let Ok(row) = serde_json::from_str::<EvalRow>(line) {
-            rows.insert((row.step, row.split), row);
+    for (i, line) in lines.iter().enumerate() {
+        match serde_json::from_str::<EvalRow>(line) {
+            Ok(row) => {
+                rows.insert((row.step, row.split), (row, line.to_string()));
+            }
+            Err(_) if torn && i + 1 == lines.len() => {}
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}:{}: not an evaluation record ({e})",
+                        path.display(),
+                        i + 1
+                    ),
+                ));
+            }
         }
     }
     Ok(rows.into_values().collect())
@@ -229,6 +333,45 @@ mod tests {
     }
 
     #[test]
+    fn non_finite_metrics_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        for (step, loss) in [
+            (1, 2.5),
+            (2, f64::NAN),
+            (4, f64::INFINITY),
+            (8, f64::NEG_INFINITY),
+        ] {
+            run.append_eval(&row(step, Split::Train, loss)).unwrap();
+        }
+        run.truncate_evals_after(4).unwrap();
+        let rows = read_evals(&run.evals()).unwrap();
+        let losses: Vec<f64> = rows.iter().map(|r| r.metrics["loss"]).collect();
+        assert_eq!(losses.len(), 3);
+        assert_eq!(losses[0], 2.5);
+        assert!(losses[1].is_nan());
+        assert_eq!(losses[2], f64::INFINITY);
+        // Records written as `null` by earlier versions read as NaN, not as a missing row.
+        let old: EvalRow =
+            serde_json::from_str(r#"{"step":3,"split":"val","tokens":0,"loss":null}"#).unwrap();
+        assert!(old.metrics["loss"].is_nan());
+    }
+
+    #[test]
+    fn a_corrupt_record_that_is_not_the_torn_last_line_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        run.append_eval(&row(0, Split::Train, 1.0)).unwrap();
+        std::fs::write(
+            run.evals(),
+            std::fs::read_to_string(run.evals()).unwrap() + "garbage\n",
+        )
+        .unwrap();
+        run.append_eval(&row(1, Split::Train, 1.0)).unwrap();
+        assert!(read_evals(&run.evals()).is_err());
+    }
+
+    #[test]
     fn checkpoint_pointer_and_cleanup() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path());
@@ -237,8 +380,16 @@ mod tests {
             std::fs::create_dir(run.checkpoint_dir(step)).unwrap();
             run.publish_checkpoint(step).unwrap();
         }
-        assert_eq!(run.checkpoint_step(), Some(8));
+        assert_eq!(run.checkpoints().unwrap(), vec![8, 4]);
+        std::fs::create_dir(run.checkpoint_dir(16)).unwrap();
+        run.publish_checkpoint(16).unwrap();
+        // The newest two are kept: a corrupt newest one falls back to the one before.
+        assert_eq!(run.checkpoints().unwrap(), vec![16, 8]);
         assert!(!run.checkpoint_dir(4).exists());
         assert!(run.checkpoint_dir(8).exists());
+        // An unreadable pointer is an error, not "no checkpoint".
+        std::fs::write(run.checkpoint_pointer(), "{\"ste").unwrap();
+        assert!(run.checkpoints().is_err());
+        assert_eq!(run.checkpoint_step(), None);
     }
 }

@@ -31,11 +31,12 @@ pub enum Activation {
 
 /// Shape of the GPT-style decoder (see `elab-model`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(from = "ModelFile")]
 pub struct ModelSpec {
     pub n_layer: usize,
     pub d_model: usize,
     pub n_head: usize,
+    /// Default 4 * d_model.
     pub d_mlp: usize,
     pub activation: Activation,
     /// Pre-LN blocks and a final norm; `false` drops every LayerNorm (Nanda et al. 2023).
@@ -46,14 +47,59 @@ pub struct ModelSpec {
 
 impl Default for ModelSpec {
     fn default() -> Self {
+        ModelFile::default().into()
+    }
+}
+
+impl ModelSpec {
+    /// The shape fields: what a size of a sweep's ladder sets (see `elab-sweep`).
+    pub const SHAPE_FIELDS: [&'static str; 4] = ["n_layer", "d_model", "n_head", "d_mlp"];
+
+    /// `model.n_layer`, `model.d_model`, `model.n_head` or `model.d_mlp`.
+    pub fn is_shape_key(dotted: &str) -> bool {
+        dotted
+            .strip_prefix("model.")
+            .is_some_and(|f| Self::SHAPE_FIELDS.contains(&f))
+    }
+}
+
+/// `[model]` as written: `d_mlp` may be left out, and then is 4 * d_model.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct ModelFile {
+    n_layer: usize,
+    d_model: usize,
+    n_head: usize,
+    d_mlp: Option<usize>,
+    activation: Activation,
+    layer_norm: bool,
+    tied_embeddings: bool,
+}
+
+impl Default for ModelFile {
+    fn default() -> Self {
         Self {
             n_layer: 1,
             d_model: 128,
             n_head: 4,
-            d_mlp: 512,
+            d_mlp: None,
             activation: Activation::Relu,
             layer_norm: true,
             tied_embeddings: false,
+        }
+    }
+}
+
+impl From<ModelFile> for ModelSpec {
+    fn from(m: ModelFile) -> Self {
+        Self {
+            n_layer: m.n_layer,
+            d_model: m.d_model,
+            n_head: m.n_head,
+            d_mlp: m.d_mlp.unwrap_or(4 * m.d_model),
+            activation: m.activation,
+            layer_norm: m.layer_norm,
+            tied_embeddings: m.tied_embeddings,
         }
     }
 }
@@ -143,6 +189,12 @@ impl Default for EvalSpec {
             max_val_examples: 0,
         }
     }
+}
+
+/// Whether `text` has the form of a job id ([`JobSpec::id`]): 12 lowercase hex digits. Ids
+/// name directories and reach Slurm scripts, so anything else is refused where they are read.
+pub fn is_job_id(text: &str) -> bool {
+    text.len() == 12 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// Steps at which a run of `steps` updates is evaluated: 0, powers of two, every `every`, last.
@@ -248,7 +300,7 @@ impl JobSpec {
         Ok(())
     }
 
-    /// The job id: a hash of the canonical resolved spec (12 hex digits).
+    /// The job id: a hash of the canonical resolved spec (12 hex digits, see [`is_job_id`]).
     pub fn id(&self) -> String {
         let canonical = serde_json::to_string(self).expect("a job spec always serializes");
         let digest = Sha256::digest(canonical.as_bytes());
@@ -286,6 +338,11 @@ n_head = 4
         assert_eq!(spec.train.weight_decay, 1.0);
         assert_eq!(JobSpec::from_toml(&spec.to_toml()).unwrap(), spec);
         assert_eq!(spec.n_ctx(), 4);
+        // d_mlp left out: 4 * d_model, as in a sweep's [[sizes]].
+        assert_eq!(spec.model.d_mlp, 256);
+        assert_eq!(ModelSpec::default().d_mlp, 512);
+        assert!(is_job_id(&spec.id()));
+        assert!(!is_job_id("abc") && !is_job_id("../../etc/xx") && !is_job_id("0123456789AB"));
     }
 
     #[test]

@@ -2,7 +2,6 @@
 //! like nanoGPT's model.py. Config in, `Module` out, `forward` from tokens to logits.
 //! It knows nothing of files, schedules or tasks.
 
-use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, softmax};
@@ -91,18 +90,23 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+    /// Attention for the queries at positions `first..` of `x` `[batch, time, d]`, each over
+    /// the positions up to itself (`future` is the `[time, time]` mask, true above the diagonal).
+    pub fn forward(&self, x: Tensor<3>, first: usize, future: Tensor<2, Bool>) -> Tensor<3> {
         let [b, t, d] = x.dims();
-        let hd = d / self.n_head;
-        let heads = |x: Tensor<3>| x.reshape([b, t, self.n_head, hd]).swap_dims(1, 2);
+        let (h, hd, tq) = (self.n_head, d / self.n_head, t - first);
+        let heads = |x: Tensor<3>, t| x.reshape([b, t, h, hd]).swap_dims(1, 2);
         let mut qkv = self.c_attn.forward(x).chunk(3, 2);
-        let v = heads(qkv.pop().unwrap());
-        let k = heads(qkv.pop().unwrap());
-        let q = heads(qkv.pop().unwrap());
+        let v = heads(qkv.pop().unwrap(), t);
+        let k = heads(qkv.pop().unwrap(), t);
+        let q = heads(qkv.pop().unwrap().narrow(1, first, tq), tq);
         let att = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-        let future = generate_autoregressive_mask(b, t, &att.device()).reshape([b, 1, t, t]);
+        let future = future
+            .narrow(0, first, tq)
+            .unsqueeze::<4>()
+            .expand([b, h, tq, t]);
         let att = softmax(att.mask_fill(future, -1e9), 3);
-        let y = att.matmul(v).swap_dims(1, 2).reshape([b, t, d]);
+        let y = att.matmul(v).swap_dims(1, 2).reshape([b, tq, d]);
         self.c_proj.forward(y)
     }
 }
@@ -139,8 +143,13 @@ fn norm(ln: &Option<LayerNorm>, x: Tensor<3>) -> Tensor<3> {
 }
 
 impl Block {
-    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone() + self.attn.forward(norm(&self.ln_1, x));
+    /// The block's output at positions `first..` (earlier positions still serve as keys).
+    pub fn forward(&self, x: Tensor<3>, first: usize, future: Tensor<2, Bool>) -> Tensor<3> {
+        let t = x.dims()[1];
+        let attn = self
+            .attn
+            .forward(norm(&self.ln_1, x.clone()), first, future);
+        let x = x.narrow(1, first, t - first) + attn;
         x.clone() + self.mlp.forward(norm(&self.ln_2, x))
     }
 }
@@ -156,15 +165,20 @@ pub struct Gpt {
 }
 
 impl Gpt {
-    /// Token ids `[batch, time]` to logits `[batch, time, vocab]`.
-    pub fn forward(&self, idx: Tensor<2, Int>) -> Tensor<3> {
+    /// Token ids `[batch, time]` to the logits at positions `first..`: `[batch, time - first,
+    /// vocab]`. Only the positions a loss or a decoder reads need logits (nanoGPT does the same
+    /// when generating): the last block computes its queries, MLP and head there only.
+    pub fn forward(&self, idx: Tensor<2, Int>, first: usize) -> Tensor<3> {
         let [b, t] = idx.dims();
-        let pos = Tensor::<1, Int>::arange(0..t as i64, &idx.device())
+        let device = idx.device();
+        let pos = Tensor::<1, Int>::arange(0..t as i64, &device)
             .reshape([1, t])
             .expand([b, t]);
+        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
         let mut x = self.wte.forward(idx) + self.wpe.forward(pos);
-        for block in &self.blocks {
-            x = block.forward(x);
+        let last = self.blocks.len() - 1; // n_layer >= 1 (validated in the spec)
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, if i == last { first } else { 0 }, future.clone());
         }
         let x = norm(&self.ln_f, x);
         match &self.lm_head {
@@ -215,8 +229,13 @@ mod tests {
         let model = GptConfig::from_spec(&spec(2, 32, 4, 64, true, false), 10, 6).init(&device);
         let a = Tensor::<2, Int>::from_data([[1, 2, 3, 4, 5, 6]], &device);
         let b = Tensor::<2, Int>::from_data([[1, 2, 3, 9, 9, 9]], &device);
-        let (la, lb) = (model.forward(a), model.forward(b));
+        let (la, lb) = (model.forward(a.clone(), 0), model.forward(b, 0));
         assert_eq!(la.dims(), [1, 6, 10]);
+        // The logits of a suffix of positions are those of the full forward.
+        let tail = model.forward(a, 4);
+        assert_eq!(tail.dims(), [1, 2, 10]);
+        let close = |x: Tensor<3>, y: Tensor<3>| (x - y).abs().max().into_scalar::<f32>() < 1e-5;
+        assert!(close(tail, la.clone().narrow(1, 4, 2)));
         // Changing tokens 3.. must not change the logits at positions 0..3.
         let first = |l: Tensor<3>| l.narrow(1, 0, 3).into_data().try_to_vec::<f32>().unwrap();
         assert_eq!(first(la.clone()), first(lb.clone()));

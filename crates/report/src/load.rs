@@ -7,9 +7,9 @@ use std::path::Path;
 
 use anyhow::Context;
 use elab_job::{
-    EvalRow, JobSpec, ParamCounts, Split, Summary, param_counts, read_evals, train_flops_per_token,
+    EvalRow, JobSpec, JobState, ModelSpec, ParamCounts, Split, Summary, SweepDir, param_counts,
+    read_evals, train_flops_per_token,
 };
-use elab_sweep::{JobState, SweepDir};
 
 /// Everything the exporters need about one job.
 #[derive(Debug, Clone)]
@@ -72,10 +72,7 @@ impl JobRecord {
 }
 
 pub fn is_size_or_seed_axis(key: &str) -> bool {
-    matches!(
-        key,
-        "seed" | "model.n_layer" | "model.d_model" | "model.n_head" | "model.d_mlp"
-    )
+    key == "seed" || ModelSpec::is_shape_key(key)
 }
 
 /// A whole sweep: its name and every job, planned jobs first (in plan order), then orphans.

@@ -392,24 +392,14 @@ impl Plot for GrokPlot<'_> {
     }
 }
 
-/// Viridis, linearly interpolated between five stops; `None` (no data) is light grey.
+/// Viridis (plotters' colormap) for a value in [0, 1], clamped; `None` or NaN (no data) is
+/// light grey.
 fn viridis(v: Option<f64>) -> RGBColor {
-    const STOPS: [(u8, u8, u8); 5] = [
-        (68, 1, 84),
-        (59, 82, 139),
-        (33, 145, 140),
-        (94, 201, 98),
-        (253, 231, 37),
-    ];
-    let Some(v) = v.filter(|v| v.is_finite()) else {
-        return RGBColor(220, 220, 220);
-    };
-    let t = v.clamp(0.0, 1.0) * (STOPS.len() - 1) as f64;
-    let i = (t.floor() as usize).min(STOPS.len() - 2);
-    let f = t - i as f64;
-    let mix = |a: u8, b: u8| (a as f64 + f * (b as f64 - a as f64)).round() as u8;
-    let (a, b) = (STOPS[i], STOPS[i + 1]);
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    use plotters::style::colors::colormaps::{ColorMap, ViridisRGB};
+    match v.filter(|v| v.is_finite()) {
+        Some(v) => ViridisRGB.get_color(v.clamp(0.0, 1.0) as f32),
+        None => RGBColor(220, 220, 220),
+    }
 }
 
 struct MapPlot<'a> {
@@ -564,8 +554,8 @@ mod tests {
     #[test]
     fn viridis_ends_and_missing() {
         assert_eq!(viridis(Some(0.0)), RGBColor(68, 1, 84));
-        assert_eq!(viridis(Some(1.0)), RGBColor(253, 231, 37));
-        assert_eq!(viridis(Some(7.0)), RGBColor(253, 231, 37));
+        assert_eq!(viridis(Some(1.0)), RGBColor(254, 232, 37));
+        assert_eq!(viridis(Some(7.0)), RGBColor(254, 232, 37));
         assert_eq!(viridis(None), RGBColor(220, 220, 220));
         assert_eq!(viridis(Some(f64::NAN)), RGBColor(220, 220, 220));
     }

@@ -1,11 +1,9 @@
 //! Thresholds over scale for every comparison group, metric and scale (params, FLOPs), with the
 //! mirage comparison on the exact-match rows. Pure computation on loaded records.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use elab_analysis::{Criteria, ThresholdReport, analyze_threshold, mean_by_scale, mirage_report};
-use elab_job::Split;
-use elab_sweep::JobState;
+use elab_job::{JobState, Split};
+use rayon::prelude::*;
 
 use crate::load::{Group, JobRecord};
 
@@ -147,16 +145,19 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
                 .flat_map(move |scale| Score::ALL.into_iter().map(move |score| (gi, scale, score)))
         })
         .collect();
-    let reports = parallel_map(&work, |&(gi, scale, score)| {
-        let group = &groups[gi];
-        let criteria = score.criteria(answer_len(group));
-        analyze_threshold(
-            &points(group, score, scale),
-            &criteria,
-            BOOTSTRAP,
-            BOOTSTRAP_SEED,
-        )
-    });
+    let reports: Vec<ThresholdReport> = work
+        .par_iter()
+        .map(|&(gi, scale, score)| {
+            let group = &groups[gi];
+            let criteria = score.criteria(answer_len(group));
+            analyze_threshold(
+                &points(group, score, scale),
+                &criteria,
+                BOOTSTRAP,
+                BOOTSTRAP_SEED,
+            )
+        })
+        .collect();
 
     let mut rows = Vec::new();
     for (chunk, reports) in work
@@ -204,38 +205,6 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
 /// A group shares its task, hence its answer length.
 fn answer_len(group: &Group<'_>) -> usize {
     group.jobs.first().map_or(1, |j| j.answer_len)
-}
-
-/// `f` over `items` on every core, results in input order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, items.len().max(1));
-    let next = AtomicUsize::new(0);
-    let mut out: Vec<Option<R>> = std::iter::repeat_with(|| None).take(items.len()).collect();
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let mut done = Vec::new();
-                    loop {
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(item) = items.get(i) else { break };
-                        done.push((i, f(item)));
-                    }
-                    done
-                })
-            })
-            .collect();
-        for worker in workers {
-            for (i, r) in worker.join().expect("a threshold fit panicked") {
-                out[i] = Some(r);
-            }
-        }
-    });
-    out.into_iter()
-        .map(|r| r.expect("every item is computed"))
-        .collect()
 }
 
 /// Max over scales of |mean exact match - (mean token accuracy)^L|; `None` unless both metrics

@@ -4,11 +4,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use elab_job::{
-    EvalRow, JobSpec, RunDir, RunStatus, Split, Summary, eval_steps, param_counts,
-    train_flops_per_token,
+    EvalRow, JobSpec, Plan, PlannedJob, RunDir, RunStatus, Split, Summary, eval_steps,
+    param_counts, train_flops_per_token,
 };
 use elab_report::{ExportOptions, export, plot, schema};
-use elab_sweep::{Plan, PlannedJob};
 
 const D_MODELS: [usize; 5] = [16, 32, 64, 128, 256];
 const SEEDS: [u64; 2] = [0, 1];
@@ -52,11 +51,16 @@ fn true_x0() -> f64 {
     (lp(D_MODELS[2]) + lp(D_MODELS[3])) / 2.0
 }
 
-/// Metrics of one eval row: exact match rises over training to a final value that is a
-/// logistic in log10(params); token accuracy is em^(1/L) so that em = p^L exactly.
+/// Metrics of one eval row with exact match `em`, token accuracy em^(1/L) (so em = p^L).
 fn metrics(em: f64, answer_len: usize) -> BTreeMap<String, f64> {
+    let p = em.clamp(0.0, 1.0).powf(1.0 / answer_len as f64);
+    metrics_of(p, em, answer_len)
+}
+
+/// Metrics of one eval row with token accuracy `p` and exact match `em`; the other smooth
+/// metrics follow p (log-probability L ln p, edit distance L (1 - p)).
+fn metrics_of(p: f64, em: f64, answer_len: usize) -> BTreeMap<String, f64> {
     let l = answer_len as f64;
-    let p = em.clamp(0.0, 1.0).powf(1.0 / l);
     let floor = p.max(1e-3);
     BTreeMap::from([
         ("loss".to_string(), -floor.ln()),
@@ -75,63 +79,85 @@ struct Synthetic {
     specs: Vec<JobSpec>,
 }
 
-/// 5 sizes x 2 seeds, every job done, plus whatever `extra` adds to the sweep directory.
+/// 5 sizes x 2 seeds, every job done, plus whatever `extra` adds to the sweep directory. The
+/// final validation exact match is a logistic in log10(params).
 fn synthetic(extra: impl FnOnce(&Path, &mut Plan)) -> Synthetic {
+    let x0 = true_x0();
+    let specs: Vec<JobSpec> = SEEDS
+        .iter()
+        .flat_map(|&seed| D_MODELS.iter().map(move |&d| spec(d, seed)))
+        .collect();
+    synthetic_with(specs, extra, |x, seed, answer_len, progress| {
+        let noise = if seed == 0 { -0.01 } else { 0.01 };
+        let final_em = (1.0 / (1.0 + (-LOGISTIC_K * (x - x0)).exp()) + noise).clamp(0.0, 1.0);
+        let em = final_em * progress;
+        (em.powf(1.0 / answer_len as f64), em)
+    })
+}
+
+/// A sweep of `specs`, every job done. `val(x, seed, L, progress)` gives the validation
+/// (token accuracy, exact match) of a job with 10^x parameters and an L-token answer, at
+/// `progress` = step / steps of its training.
+fn synthetic_with(
+    specs: Vec<JobSpec>,
+    extra: impl FnOnce(&Path, &mut Plan),
+    val: impl Fn(f64, u64, usize, f64) -> (f64, f64),
+) -> Synthetic {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = tmp.path().join("sweeps/synthetic");
     let out = tmp.path().join("results/synthetic");
-    let x0 = true_x0();
     let mut plan = Plan {
         sweep: "synthetic".into(),
         jobs: Vec::new(),
     };
-    let mut specs = Vec::new();
-    for seed in SEEDS {
-        for (i, &d) in D_MODELS.iter().enumerate() {
-            let spec = spec(d, seed);
-            let id = spec.id();
-            let run = RunDir::new(sweep.join("jobs").join(&id));
-            std::fs::create_dir_all(run.path()).unwrap();
-            std::fs::write(run.spec(), spec.to_toml()).unwrap();
-            let (_, _, answer_len) = spec.task.shape();
-            let x = (params(&spec) as f64).log10();
-            let noise = if seed == 0 { -0.01 } else { 0.01 };
-            let final_em = (1.0 / (1.0 + (-LOGISTIC_K * (x - x0)).exp()) + noise).clamp(0.0, 1.0);
-            for step in eval_steps(STEPS, spec.eval.every) {
-                let tokens = step * 100 * spec.n_ctx() as u64;
-                let train_em = (step as f64 / 8.0).min(1.0);
-                let val_em = final_em * step as f64 / STEPS as f64;
-                for (split, em) in [(Split::Train, train_em), (Split::Val, val_em)] {
-                    run.append_eval(&EvalRow {
-                        step,
-                        split,
-                        tokens,
-                        metrics: metrics(em, answer_len),
-                    })
-                    .unwrap();
-                }
+    let mut sizes: Vec<usize> = specs.iter().map(|s| s.model.d_model).collect();
+    sizes.sort_unstable();
+    sizes.dedup();
+    for spec in &specs {
+        let seed = spec.seed;
+        let i = sizes.iter().position(|&d| d == spec.model.d_model).unwrap();
+        let id = spec.id();
+        let run = RunDir::new(sweep.join("jobs").join(&id));
+        std::fs::create_dir_all(run.path()).unwrap();
+        std::fs::write(run.spec(), spec.to_toml()).unwrap();
+        let (_, _, answer_len) = spec.task.shape();
+        let x = (params(spec) as f64).log10();
+        for step in eval_steps(STEPS, spec.eval.every) {
+            let tokens = step * 100 * spec.n_ctx() as u64;
+            let train_em = (step as f64 / 8.0).min(1.0);
+            let (p, em) = val(x, seed, answer_len, step as f64 / STEPS as f64);
+            for (split, metrics) in [
+                (Split::Train, metrics(train_em, answer_len)),
+                (Split::Val, metrics_of(p, em, answer_len)),
+            ] {
+                run.append_eval(&EvalRow {
+                    step,
+                    split,
+                    tokens,
+                    metrics,
+                })
+                .unwrap();
             }
-            let summary = Summary {
-                status: RunStatus::Done,
-                steps: STEPS,
-                wall_seconds: 1.5,
-                backend: "cpu".into(),
-                device: "cpu".into(),
-                resumes: 0,
-            };
-            std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
-            let axes = BTreeMap::from([
-                ("seed".to_string(), toml::Value::Integer(seed as i64)),
-                ("train.weight_decay".to_string(), toml::Value::Float(1.0)),
-            ]);
-            plan.jobs.push(PlannedJob {
-                id,
-                size: format!("s{i}"),
-                axes,
-                spec: None,
-            });
-            specs.push(spec);
         }
+        let summary = Summary {
+            status: RunStatus::Done,
+            steps: STEPS,
+            wall_seconds: 1.5,
+            backend: "cpu".into(),
+            device: "cpu".into(),
+            resumes: 0,
+        };
+        std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+        let axes = BTreeMap::from([
+            ("seed".to_string(), toml::Value::Integer(seed as i64)),
+            ("train.weight_decay".to_string(), toml::Value::Float(1.0)),
+        ]);
+        plan.jobs.push(PlannedJob {
+            id,
+            size: format!("s{i}"),
+            axes,
+            spec: None,
+        });
     }
     extra(&sweep, &mut plan);
     std::fs::write(
@@ -274,7 +300,9 @@ fn exports_csv_plots_and_report() {
     // em = p^L for the means up to seed noise: the gap is small.
     let gap: f64 = em["mirage_max_gap"].parse().unwrap();
     assert!(gap < 0.05, "gap {gap}");
-    assert!(["true", "false"].contains(&em["mirage"].as_str()));
+    // Token accuracy here is em^(1/L) of a logistic: it jumps with exact match, so the jump is
+    // not made by the metric (mirage_flag_is_the_known_answer covers both answers).
+    assert_eq!(em["mirage"], "false");
     let edit = thresholds
         .iter()
         .find(|r| r["metric"] == "edit_distance" && r["scale"] == "params")
@@ -331,6 +359,76 @@ fn exports_csv_plots_and_report() {
     for f in &summary.files {
         assert!(s.out.join(f).is_file(), "{}", f.display());
     }
+}
+
+/// The final validation verdicts (metric -> verdict over params) and the mirage flag of a
+/// one-group sweep of 9 sizes x 2 seeds of 9-digit multiplication (an 18-token answer), whose
+/// final token accuracy is `p(t)` with t in [0, 1] spanning the sizes' log10(params), and
+/// whose exact match is p^18, as if tokens were independent.
+fn mirage_case(p: impl Fn(f64) -> f64) -> (BTreeMap<String, String>, String) {
+    const BASE_MUL: &str = "[task]\nkind = \"digits\"\nop = \"mul\"\ndigits = 9\ntrain_size = 1000\nval_size = 2000\n[model]\nn_layer = 2\nn_head = 4\n[train]\nsteps = 64\nbatch_size = 100\n[eval]\nevery = 32\n";
+    let specs: Vec<JobSpec> = SEEDS
+        .iter()
+        .flat_map(|&seed| {
+            [8, 12, 16, 24, 32, 48, 64, 96, 128].map(|d| {
+                let mut spec = JobSpec::from_toml(BASE_MUL).unwrap();
+                spec.model.d_model = d;
+                spec.model.d_mlp = 4 * d;
+                spec.seed = seed;
+                spec
+            })
+        })
+        .collect();
+    let xs: Vec<f64> = specs.iter().map(|s| (params(s) as f64).log10()).collect();
+    let (lo, hi) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let s = synthetic_with(
+        specs,
+        |_, _| {},
+        |x, seed, answer_len, progress| {
+            assert_eq!(answer_len, 18);
+            // A little seed noise, so that the seeds are not copies.
+            let noise = if seed == 0 { -0.001 } else { 0.001 };
+            let p = ((p((x - lo) / (hi - lo)) + noise).clamp(0.0, 1.0)) * progress;
+            (p, p.powi(18))
+        },
+    );
+    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    let (_, thresholds) = read_csv(&s.out.join("thresholds.csv"));
+    let params_rows: Vec<_> = thresholds
+        .iter()
+        .filter(|r| r["scale"] == "params")
+        .collect();
+    let verdicts = params_rows
+        .iter()
+        .map(|r| (r["metric"].clone(), r["verdict"].clone()))
+        .collect();
+    let em = params_rows
+        .iter()
+        .find(|r| r["metric"] == "exact_match")
+        .unwrap();
+    (verdicts, em["mirage"].clone())
+}
+
+#[test]
+fn mirage_flag_is_the_known_answer() {
+    // Token accuracy rises smoothly (linearly in log params from 0.5, then levels off at
+    // 0.99); p^18 turns that into a sharp jump in exact match: a metric-made jump.
+    let (verdicts, mirage) = mirage_case(|t| (0.5 + 0.49 * t / 0.7).min(0.99));
+    assert_eq!(verdicts["exact_match"], "emergent", "{verdicts:?}");
+    assert_eq!(verdicts["token_accuracy"], "smooth", "{verdicts:?}");
+    assert_ne!(verdicts["answer_logprob"], "emergent", "{verdicts:?}");
+    assert_ne!(verdicts["edit_distance"], "emergent", "{verdicts:?}");
+    assert_eq!(mirage, "true", "{verdicts:?}");
+
+    // Token accuracy itself jumps (a logistic in log params, 0.3 to 0.99 within half a
+    // decade): exact match jumps with it, and that jump is not the metric's doing.
+    let (verdicts, mirage) = mirage_case(|t| 0.3 + 0.69 / (1.0 + (-20.0 * (t - 0.5)).exp()));
+    assert_eq!(verdicts["exact_match"], "emergent", "{verdicts:?}");
+    assert_eq!(verdicts["token_accuracy"], "emergent", "{verdicts:?}");
+    assert_eq!(mirage, "false", "{verdicts:?}");
 }
 
 /// `src="..."` and `href="..."` values that are not anchors or absolute URLs.

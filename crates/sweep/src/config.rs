@@ -1,10 +1,21 @@
 //! The sweep file: fixed defaults for every job, a size ladder (zip axis) and product axes,
 //! expanded into the jobs of a [`Plan`]. Every error names the file, the line and the key.
+//!
+//! One rule for the model shape (n_layer, d_model, n_head, d_mlp): each field is set in one
+//! place. Without `[[sizes]]`, `[model]` is the only size. With `[[sizes]]`, each size sets
+//! n_layer, d_model and n_head, so `[model]` may not; d_mlp is set per size or once in
+//! `[model]` for every size, not both, and is 4 * d_model where neither sets it.
+
+mod slurm_options;
+
+pub use slurm_options::{DEFAULT_SIGNAL_SECS, SlurmOptions};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use elab_job::{EvalSpec, JobSpec, ModelSpec, SpecError, TaskSpec, TrainSpec, did_you_mean};
+use elab_job::{
+    EvalSpec, JobSpec, ModelSpec, Plan, PlannedJob, SpecError, TaskSpec, TrainSpec, did_you_mean,
+};
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Value};
 
@@ -40,7 +51,7 @@ pub struct Size {
     pub n_layer: usize,
     pub d_model: usize,
     pub n_head: usize,
-    /// Default 4 * d_model.
+    /// Default: `[model]`'s d_mlp if it sets one, else 4 * d_model. Always set once parsed.
     #[serde(default)]
     pub d_mlp: Option<usize>,
     /// Overrides `train.lr` for this size.
@@ -74,7 +85,35 @@ struct SweepFile {
 #[serde(deny_unknown_fields)]
 struct ExecutorSection {
     #[serde(default)]
-    slurm: Option<crate::slurm::SlurmOptions>,
+    slurm: Option<SlurmOptions>,
+}
+
+/// The shape fields `[model]` sets in the file, with where (what defaulted is not here).
+#[derive(Default, Deserialize)]
+struct ShapeProbe {
+    #[serde(default)]
+    model: ModelShape,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct ModelShape {
+    n_layer: Option<Spanned<Value>>,
+    d_model: Option<Spanned<Value>>,
+    n_head: Option<Spanned<Value>>,
+    d_mlp: Option<Spanned<Value>>,
+}
+
+impl ModelShape {
+    fn get(&self, field: &str) -> Option<&Spanned<Value>> {
+        match field {
+            "n_layer" => self.n_layer.as_ref(),
+            "d_model" => self.d_model.as_ref(),
+            "n_head" => self.n_head.as_ref(),
+            "d_mlp" => self.d_mlp.as_ref(),
+            _ => None,
+        }
+    }
 }
 
 /// A parsed sweep file.
@@ -91,26 +130,7 @@ pub struct SweepConfig {
     /// Line of each size (`sizes.<name>`) and axis (`axes.<key>`), for errors found on expansion.
     pub lines: BTreeMap<String, usize>,
     /// `[executor.slurm]`, validated (see `elab sweep --executor slurm`).
-    pub slurm: Option<crate::slurm::SlurmOptions>,
-}
-
-/// One job of the plan: its spec, id, size, swept values and place in the run order.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlannedJob {
-    pub id: String,
-    pub size: String,
-    /// The value of every product axis for this job (dotted key -> value).
-    pub axes: BTreeMap<String, Value>,
-    #[serde(skip)]
-    pub spec: Option<JobSpec>,
-}
-
-/// All jobs of a sweep, in the order they run: breadth-first over seeds, then sizes, then the
-/// other axes, so that every curve gets points early.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Plan {
-    pub sweep: String,
-    pub jobs: Vec<PlannedJob>,
+    pub slurm: Option<SlurmOptions>,
 }
 
 fn line_at(text: &str, offset: usize) -> usize {
@@ -209,6 +229,16 @@ impl SweepConfig {
                 line_at(text, size.span().start),
             );
         }
+        if !sizes.is_empty() {
+            let probe: ShapeProbe =
+                toml::from_str(text).map_err(|e| SpecError::from_toml(&e, text).in_file(path))?;
+            check_shape_set_once(path, text, &probe.model, &file.sizes)?;
+            // d_mlp: the size's, else [model]'s (when it sets one), else 4 * d_model.
+            let shared_d_mlp = probe.model.d_mlp.is_some().then_some(base.model.d_mlp);
+            for size in &mut sizes {
+                size.d_mlp = Some(size.d_mlp.or(shared_d_mlp).unwrap_or(4 * size.d_model));
+            }
+        }
 
         let base_table = toml::Table::try_from(&base).expect("a job spec is a table");
         let mut axes = Vec::new();
@@ -238,7 +268,7 @@ impl SweepConfig {
                 check_path(&base_table, &dotted).map_err(|msg| {
                     err_at(path, text, span.clone(), &format!("axes.{dotted}"), msg)
                 })?;
-                if is_shape_key(&dotted) && !sizes.is_empty() {
+                if ModelSpec::is_shape_key(&dotted) && !sizes.is_empty() {
                     return Err(err_at(
                         path,
                         text,
@@ -266,7 +296,8 @@ impl SweepConfig {
         Ok(config)
     }
 
-    /// Expands the sweep into its jobs (see [`Plan`]).
+    /// Expands the sweep into its jobs, in the order they run: breadth-first over seeds, then
+    /// sizes, then the other axes, so that every curve gets points early.
     pub fn plan(&self) -> Result<Plan, SpecError> {
         let default_size = Size {
             name: "default".into(),
@@ -392,11 +423,48 @@ fn with_line(e: SpecError, line: Option<usize>) -> SpecError {
     }
 }
 
-fn is_shape_key(key: &str) -> bool {
-    matches!(
-        key,
-        "model.n_layer" | "model.d_model" | "model.n_head" | "model.d_mlp"
-    )
+/// The shape rule (see the module doc): a shape field set in `[model]` must not be set by any
+/// size. Errors point at `[model]`'s line, the one to remove.
+fn check_shape_set_once(
+    path: &Path,
+    text: &str,
+    model: &ModelShape,
+    sizes: &[Spanned<Size>],
+) -> Result<(), SpecError> {
+    for field in ModelSpec::SHAPE_FIELDS {
+        let Some(set) = model.get(field) else {
+            continue;
+        };
+        let sets = |s: &Size| match field {
+            "d_mlp" => s.d_mlp.is_some(),
+            _ => true,
+        };
+        let also: Vec<String> = sizes
+            .iter()
+            .map(Spanned::get_ref)
+            .filter(|s| sets(s))
+            .map(|s| format!("{:?}", s.name))
+            .collect();
+        if also.is_empty() {
+            continue;
+        }
+        let fix = if field == "d_mlp" {
+            "remove it from [model] to set it per size, or from every size to share [model]'s"
+        } else {
+            "every size sets n_layer, d_model and n_head, so remove it from [model]"
+        };
+        return Err(err_at(
+            path,
+            text,
+            set.span(),
+            &format!("model.{field}"),
+            format!(
+                "is set both in [model] and in [[sizes]] (size {}); a shape field (n_layer, d_model, n_head, d_mlp) is set in one place: {fix}",
+                also.join(", ")
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `train = { weight_decay = [0, 1] }` (what `train.weight_decay = [..]` parses to) becomes
@@ -469,4 +537,99 @@ fn product(axes: &[&(String, Vec<Value>)]) -> Vec<Vec<(String, Value)>> {
             })
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SWEEP: &str = r#"[sweep]
+name = "t"
+
+[task]
+kind = "digits"
+digits = 2
+train_size = 400
+val_size = 300
+
+[model]
+activation = "gelu"
+
+[[sizes]]
+name = "xs"
+n_layer = 1
+d_model = 16
+n_head = 2
+
+[[sizes]]
+name = "s"
+n_layer = 1
+d_model = 32
+n_head = 4
+"#;
+
+    fn parse(text: &str) -> Result<SweepConfig, SpecError> {
+        SweepConfig::parse(Path::new("t.toml"), text)
+    }
+
+    fn d_mlps(config: &SweepConfig) -> Vec<usize> {
+        let plan = config.plan().unwrap();
+        plan.jobs
+            .iter()
+            .map(|j| j.spec.as_ref().unwrap().model.d_mlp)
+            .collect()
+    }
+
+    #[test]
+    fn a_shape_field_in_model_and_in_sizes_is_an_error() {
+        for (field, extra) in [
+            ("model.d_model", "d_model = 64\n"),
+            ("model.n_layer", "n_layer = 2\n"),
+            ("model.n_head", "n_head = 8\n"),
+        ] {
+            let text = SWEEP.replace(
+                "activation = \"gelu\"\n",
+                &format!("activation = \"gelu\"\n{extra}"),
+            );
+            let err = parse(&text).unwrap_err();
+            assert_eq!(err.field, field, "{err}");
+            assert_eq!(err.line, Some(12), "the line in [model]: {err}");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with("t.toml:12")
+                    && msg.contains("[[sizes]] (size \"xs\", \"s\")")
+                    && msg.contains("set in one place"),
+                "{msg}"
+            );
+        }
+        // d_mlp in [model] and in one size.
+        let text = SWEEP
+            .replace(
+                "activation = \"gelu\"\n",
+                "activation = \"gelu\"\nd_mlp = 100\n",
+            )
+            .replace("d_model = 32\n", "d_model = 32\nd_mlp = 64\n");
+        let err = parse(&text).unwrap_err();
+        assert_eq!((err.field.as_str(), err.line), ("model.d_mlp", Some(12)));
+        assert!(err.message.contains("(size \"s\")"), "{err}");
+    }
+
+    #[test]
+    fn d_mlp_is_set_in_one_place_and_defaults_to_4_d_model() {
+        // Neither sets it: 4 * d_model per size, as without [[sizes]].
+        assert_eq!(d_mlps(&parse(SWEEP).unwrap()), vec![64, 128]);
+        // [model] sets it for every size.
+        let shared = SWEEP.replace(
+            "activation = \"gelu\"\n",
+            "activation = \"gelu\"\nd_mlp = 100\n",
+        );
+        assert_eq!(d_mlps(&parse(&shared).unwrap()), vec![100, 100]);
+        // Sizes set it, each its own (a size without one gets 4 * d_model).
+        let per_size = SWEEP.replace("d_model = 16\n", "d_model = 16\nd_mlp = 48\n");
+        assert_eq!(d_mlps(&parse(&per_size).unwrap()), vec![48, 128]);
+        // Without [[sizes]], [model] is the one size, and the default is the same rule.
+        let no_sizes = SWEEP[..SWEEP.find("[[sizes]]").unwrap()]
+            .replace("activation = \"gelu\"\n", "d_model = 64\nn_head = 4\n");
+        assert_eq!(d_mlps(&parse(&no_sizes).unwrap()), vec![256]);
+    }
 }

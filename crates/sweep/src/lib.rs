@@ -2,31 +2,29 @@
 //! keeps every job's state on disk; an executor runs what is not finished.
 //!
 //! Data flows one way: [`SweepConfig`] -> [`Plan`] -> [`SweepDir`] -> executor -> records.
-//! The executors run `elab train` workers, so this crate never links burn.
+//! The plan and the sweep directory are on-disk formats, defined in `elab-job`; this crate
+//! writes them. The executors run `elab train` workers, so this crate never links burn.
+//!
+//! Modules, each importing only those above it: `config` (the sweep file, with the Slurm
+//! options), `status` (plan and status tables), `local` and `slurm` (the executors).
 
 mod config;
 mod local;
 mod slurm;
 mod status;
-mod sweepdir;
 
-pub use config::{Plan, PlannedJob, Size, SweepConfig, SweepSection};
+pub use config::{Size, SlurmOptions, SweepConfig, SweepSection};
 pub use local::{LocalSettings, SweepReport, run_local};
-pub use slurm::{
-    SlurmOptions, SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status,
-};
+pub use slurm::{SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status};
 pub use slurm::{
     cancel as cancel_slurm, job_tasks as slurm_job_tasks,
     refuse_if_queued as refuse_if_queued_in_slurm, submissions as slurm_submissions,
 };
 pub use status::{PlanRow, plan_rows, print_plan, status_table};
-pub use sweepdir::{
-    Attempt, HEARTBEAT_STALE_SECS, JobState, SweepDir, heartbeat_age, now, sweep_dir,
-};
 
 use std::collections::BTreeMap;
 
-use elab_job::SpecError;
+use elab_job::{JobState, Plan, SpecError, SweepDir, unix_now};
 
 /// What a (re)start of a sweep will do, job by job.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -64,7 +62,7 @@ pub fn prepare(
                 });
             }
             // Keep the previous config beside the new one: the orphans were made from it.
-            let previous = dir.root.join(format!("config.{}.toml", now() as u64));
+            let previous = dir.root.join(format!("config.{}.toml", unix_now() as u64));
             std::fs::write(previous, &frozen.text).map_err(PrepareError::Io)?;
         } else if frozen.text == config.text {
             config_text = None;

@@ -2,25 +2,28 @@
 //! time. A worker that crashes, is OOM-killed or is killed alone is retried from its
 //! checkpoint with backoff; a diverged job is final. Ctrl-C (or SIGTERM) asks every worker
 //! to checkpoint and stop; a second one kills them (their state on disk is still safe).
+//!
+//! The scheduler never leaves its workers behind without a checkpoint: an error of its own
+//! (say `attempts.jsonl` cannot be written) or a bug (a panic) asks every worker to checkpoint
+//! and stop, waits for them, and only then reports the error. Each worker is signalled only by
+//! the task that owns its process handle, and only until that task has reaped it, so a signal
+//! can never reach a recycled pid.
 
 use std::collections::{HashMap, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
+use elab_job::{Attempt, JobState, Plan, PlannedJob, Progress, SweepDir, exit, unix_now};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::task::JoinSet;
-
-use crate::config::{Plan, PlannedJob};
-use crate::sweepdir::{Attempt, JobState, SweepDir, now};
-
-/// Exit codes of `elab train` (see the CLI).
-const EXIT_BAD_INPUT: i32 = 2;
-const EXIT_DIVERGED: i32 = 3;
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// How the local executor runs a sweep.
 #[derive(Debug, Clone)]
@@ -42,19 +45,36 @@ pub struct SweepReport {
     pub interrupted: bool,
 }
 
-#[derive(Deserialize)]
-struct Progress {
-    step: u64,
-    steps: u64,
-    loss: f64,
-    val_exact_match: Option<f64>,
+/// What the workers are asked to do, sent to every worker's supervising task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Stop {
+    Run,
+    /// Checkpoint at the next step and exit (SIGINT, as a terminal's Ctrl-C would send).
+    Checkpoint,
+    /// Now (SIGKILL): the last checkpoint is still safe.
+    Kill,
 }
 
+impl Stop {
+    fn signal(self) -> Option<i32> {
+        match self {
+            Stop::Run => None,
+            Stop::Checkpoint => Some(libc::SIGINT),
+            Stop::Kill => Some(libc::SIGKILL),
+        }
+    }
+}
+
+/// How a worker ended.
+#[derive(Debug)]
 struct Finished {
     id: String,
     exit: Option<i32>,
     signal: Option<i32>,
+    /// The last lines of its stderr.
     stderr_tail: String,
+    /// The signals its supervising task sent it.
+    signalled: Vec<i32>,
 }
 
 /// Runs every job of `plan` that is not done or diverged.
@@ -63,6 +83,7 @@ pub fn run_local(
     plan: &Plan,
     settings: &LocalSettings,
 ) -> anyhow::Result<SweepReport> {
+    plan.check_ids().map_err(anyhow::Error::msg)?;
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -74,122 +95,440 @@ async fn schedule(
     plan: &Plan,
     settings: &LocalSettings,
 ) -> anyhow::Result<SweepReport> {
-    let mut report = SweepReport::default();
-    let mut queue: VecDeque<(&PlannedJob, u32, Instant)> = VecDeque::new();
-    for job in &plan.jobs {
-        match dir.job_state(&job.id) {
-            JobState::Done => report.done += 1,
-            JobState::Diverged => report.diverged += 1,
-            _ => queue.push_back((job, 0, Instant::now())),
-        }
-    }
-    let bars = Bars::new(plan.jobs.len(), report.done + report.diverged);
-    let mut running: JoinSet<Finished> = JoinSet::new();
-    let mut pids: HashMap<String, u32> = HashMap::new();
-    let mut attempts_of: HashMap<String, u32> = HashMap::new();
-    let mut started_at: HashMap<String, f64> = HashMap::new();
+    let mut s = Scheduler::new(dir, plan, settings);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
-    let mut stopping = false;
+    // The first error (or panic) of the scheduler itself: every worker is asked to checkpoint,
+    // and the error is returned once all have exited.
+    let mut failure: Option<anyhow::Error> = None;
 
     loop {
-        // Launch what fits, in plan order, skipping jobs still in backoff.
-        while !stopping && running.len() < settings.slots {
-            let now_i = Instant::now();
-            let Some(pos) = queue.iter().position(|(_, _, ready)| *ready <= now_i) else {
-                break;
-            };
-            let (job, attempt, _) = queue.remove(pos).expect("position is in range");
-            attempts_of.insert(job.id.clone(), attempt);
-            started_at.insert(job.id.clone(), now());
-            let bar = bars.job_bar(job);
-            let pid = spawn_worker(&mut running, dir, job, settings, bar)?;
-            tracing::info!(job = %job.id, size = %job.size, attempt, pid, "started");
-            pids.insert(job.id.clone(), pid);
+        if !s.stopping()
+            && let Err(e) = guard(|| s.launch())
+        {
+            s.fail(&mut failure, e);
         }
-        if running.is_empty() && (queue.is_empty() || stopping) {
+        if s.running.is_empty() && (s.queue.is_empty() || s.stopping()) {
             break;
         }
-        let next_ready = queue.iter().map(|(_, _, r)| *r).min();
-        let wake = next_ready
+        let wake = s.next_wake();
+        tokio::select! {
+            Some(joined) = s.running.join_next() => {
+                let handled = match joined {
+                    Ok(f) => guard(|| s.finished(f)),
+                    Err(e) => Err(anyhow::anyhow!("a worker's supervising task failed: {e}")),
+                };
+                if let Err(e) = handled {
+                    s.fail(&mut failure, e);
+                }
+            }
+            _ = sigint.recv() => s.interrupt(),
+            _ = sigterm.recv() => s.interrupt(),
+            _ = tokio::time::sleep(wake) => {}
+        }
+    }
+    s.bars.clear();
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(s.report),
+    }
+}
+
+/// `f`, with a panic turned into an error, so that the scheduler can still stop its workers
+/// gracefully.
+fn guard<T>(f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(anyhow::anyhow!(
+            "the sweep scheduler panicked ({what}); this is a bug"
+        ))
+    })
+}
+
+/// The scheduler's state. Its methods are synchronous, so that a panic in one of them can be
+/// caught ([`guard`]) between two awaits.
+struct Scheduler<'a> {
+    dir: &'a SweepDir,
+    plan: &'a Plan,
+    settings: &'a LocalSettings,
+    report: SweepReport,
+    /// Jobs to run: (job, attempt number, not before).
+    queue: VecDeque<(&'a PlannedJob, u32, Instant)>,
+    running: JoinSet<Finished>,
+    attempts_of: HashMap<String, u32>,
+    started_at: HashMap<String, f64>,
+    stop: watch::Sender<Stop>,
+    bars: Bars,
+}
+
+impl<'a> Scheduler<'a> {
+    fn new(dir: &'a SweepDir, plan: &'a Plan, settings: &'a LocalSettings) -> Self {
+        let mut report = SweepReport::default();
+        let mut queue = VecDeque::new();
+        for job in &plan.jobs {
+            match dir.job_state(&job.id) {
+                JobState::Done => report.done += 1,
+                JobState::Diverged => report.diverged += 1,
+                _ => queue.push_back((job, 0, Instant::now())),
+            }
+        }
+        let bars = Bars::new(plan.jobs.len(), report.done + report.diverged);
+        Self {
+            dir,
+            plan,
+            settings,
+            report,
+            queue,
+            running: JoinSet::new(),
+            attempts_of: HashMap::new(),
+            started_at: HashMap::new(),
+            stop: watch::Sender::new(Stop::Run),
+            bars,
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        *self.stop.borrow() != Stop::Run
+    }
+
+    /// When the next job in backoff becomes ready (or an hour, if none waits).
+    fn next_wake(&self) -> Duration {
+        self.queue
+            .iter()
+            .map(|(_, _, ready)| *ready)
+            .min()
             .map(|r| r.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600))
-            .max(Duration::from_millis(50));
-        tokio::select! {
-            Some(joined) = running.join_next() => {
-                let f = joined?;
-                pids.remove(&f.id);
-                let _ = std::fs::remove_file(dir.job(&f.id).heartbeat());
-                dir.record_attempt(&f.id, &Attempt {
-                    started: started_at.remove(&f.id).unwrap_or_default(),
-                    ended: Some(now()),
+            .max(Duration::from_millis(50))
+    }
+
+    /// Launches what fits, in plan order, skipping jobs still in backoff.
+    fn launch(&mut self) -> anyhow::Result<()> {
+        while self.running.len() < self.settings.slots {
+            let now = Instant::now();
+            let Some(pos) = self.queue.iter().position(|(_, _, ready)| *ready <= now) else {
+                break;
+            };
+            let (job, attempt, _) = self.queue.remove(pos).expect("position is in range");
+            self.attempts_of.insert(job.id.clone(), attempt);
+            self.started_at.insert(job.id.clone(), unix_now());
+            let bar = self.bars.job_bar(job);
+            let pid = self.spawn_worker(job, bar)?;
+            tracing::info!(job = %job.id, size = %job.size, attempt, pid, "started");
+        }
+        Ok(())
+    }
+
+    /// Records a worker's attempt and decides what comes next for its job.
+    fn finished(&mut self, f: Finished) -> anyhow::Result<()> {
+        let _ = std::fs::remove_file(self.dir.job(&f.id).heartbeat());
+        let recorded = self
+            .dir
+            .record_attempt(
+                &f.id,
+                &Attempt {
+                    started: self.started_at.remove(&f.id).unwrap_or_default(),
+                    ended: Some(unix_now()),
                     exit: f.exit,
                     signal: f.signal,
                     executor: "local".into(),
                     restart_count: None,
-                })?;
-                let job = plan.jobs.iter().find(|j| j.id == f.id).expect("a running job is planned");
-                let attempt = attempts_of[&f.id];
-                match f.exit {
-                    Some(0) => {
-                        report.done += 1;
-                        bars.event(&format!("done      {}", label(job)));
-                    }
-                    Some(EXIT_DIVERGED) => {
-                        report.diverged += 1;
-                        bars.event(&format!("diverged  {} (not retried)", label(job)));
-                    }
-                    _ if stopping => {
-                        bars.event(&format!("stopped   {} (resumes from its last checkpoint)", label(job)));
-                    }
-                    exit => {
-                        let retry = exit != Some(EXIT_BAD_INPUT) && attempt < settings.max_retries;
-                        let why = match (exit, f.signal) {
-                            (_, Some(sig)) => format!("killed by signal {sig}"),
-                            (Some(code), _) => format!("exit code {code}"),
-                            _ => "unknown exit".into(),
-                        };
-                        tracing::warn!(job = %f.id, %why, stderr = %f.stderr_tail, "worker failed");
-                        if retry {
-                            let backoff = Duration::from_secs(1 << attempt.min(6));
-                            bars.event(&format!("failed    {} ({why}); retry {} of {} in {}s, from its checkpoint", label(job), attempt + 1, settings.max_retries, backoff.as_secs()));
-                            queue.push_front((job, attempt + 1, Instant::now() + backoff));
-                        } else {
-                            report.failed += 1;
-                            bars.event(&format!("failed    {} ({why}); log: {}\n{}", label(job), dir.job(&f.id).log().display(), f.stderr_tail));
-                        }
-                    }
-                }
-                bars.finish_job(&f.id, report.done + report.diverged);
+                },
+            )
+            .with_context(|| {
+                format!(
+                    "recording the attempt of job {} in {}",
+                    f.id,
+                    self.dir.attempts(&f.id).display()
+                )
+            });
+        let plan = self.plan;
+        let job = plan
+            .jobs
+            .iter()
+            .find(|j| j.id == f.id)
+            .with_context(|| format!("job {} ran but is not in the plan", f.id))?;
+        let attempt = self.attempts_of.get(&f.id).copied().unwrap_or_default();
+        let code = |c: u8| Some(i32::from(c));
+        match f.exit {
+            e if e == code(exit::DONE) => {
+                self.report.done += 1;
+                self.bars.event(&format!("done      {}", label(job)));
             }
-            _ = sigint.recv() => stop(&mut stopping, &pids, &bars, &mut report),
-            _ = sigterm.recv() => stop(&mut stopping, &pids, &bars, &mut report),
-            _ = tokio::time::sleep(wake) => {}
+            e if e == code(exit::DIVERGED) => {
+                self.report.diverged += 1;
+                self.bars
+                    .event(&format!("diverged  {} (not retried)", label(job)));
+            }
+            _ if self.stopping() => {
+                self.bars.event(&format!(
+                    "stopped   {} (resumes from its last checkpoint)",
+                    label(job)
+                ));
+            }
+            e => {
+                let retry = e != code(exit::BAD_INPUT) && attempt < self.settings.max_retries;
+                let why = match (e, f.signal) {
+                    (_, Some(sig)) => format!("killed by signal {sig}"),
+                    (Some(c), _) => format!("exit code {c}"),
+                    _ => "unknown exit".into(),
+                };
+                tracing::warn!(job = %f.id, %why, stderr = %f.stderr_tail, "worker failed");
+                if retry {
+                    let backoff = Duration::from_secs(1 << attempt.min(6));
+                    self.bars.event(&format!(
+                        "failed    {} ({why}); retry {} of {} in {}s, from its checkpoint",
+                        label(job),
+                        attempt + 1,
+                        self.settings.max_retries,
+                        backoff.as_secs()
+                    ));
+                    self.queue
+                        .push_front((job, attempt + 1, Instant::now() + backoff));
+                } else {
+                    self.report.failed += 1;
+                    self.bars.event(&format!(
+                        "failed    {} ({why}); log: {}\n{}",
+                        label(job),
+                        self.dir.job(&f.id).log().display(),
+                        f.stderr_tail
+                    ));
+                }
+            }
+        }
+        if !f.signalled.is_empty() {
+            tracing::info!(job = %f.id, signals = ?f.signalled, "signalled by the scheduler");
+        }
+        self.bars
+            .finish_job(&f.id, self.report.done + self.report.diverged);
+        recorded
+    }
+
+    /// Ctrl-C or SIGTERM. First: every worker checkpoints and stops. Second: kill them now.
+    fn interrupt(&mut self) {
+        self.report.interrupted = true;
+        if self.stopping() {
+            self.bars
+                .event("second interrupt: killing workers now (their last checkpoints are safe)");
+            self.stop.send_replace(Stop::Kill);
+        } else {
+            self.bars.event(
+                "interrupt: running jobs checkpoint and stop (interrupt again to stop at once)",
+            );
+            self.stop.send_replace(Stop::Checkpoint);
         }
     }
-    bars.clear();
-    Ok(report)
+
+    /// The scheduler itself failed: keep the first error, and ask every worker to checkpoint
+    /// and stop (the loop then waits for them before returning the error).
+    fn fail(&mut self, failure: &mut Option<anyhow::Error>, e: anyhow::Error) {
+        if failure.is_some() {
+            tracing::error!("{e:#}");
+            self.bars.event(&format!("error: {e:#}"));
+            return;
+        }
+        self.bars.event(&format!(
+            "error: {e:#}\nstopping: {} running job(s) checkpoint and stop first",
+            self.running.len()
+        ));
+        if !self.stopping() {
+            self.stop.send_replace(Stop::Checkpoint);
+        }
+        *failure = Some(e);
+    }
+
+    fn spawn_worker(&mut self, job: &PlannedJob, bar: ProgressBar) -> anyhow::Result<u32> {
+        let run = self.dir.job(&job.id);
+        let mut cmd = tokio::process::Command::new(&self.settings.elab);
+        cmd.arg("train")
+            .arg(run.spec())
+            .arg("--out")
+            .arg(run.path())
+            .arg("--backend")
+            .arg(&self.settings.backend)
+            .arg("--progress-json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group: a terminal's Ctrl-C reaches the scheduler only, which then
+            // asks each worker to checkpoint.
+            .process_group(0)
+            // Only if its supervising task is dropped unfinished, which the scheduler never does.
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe. A worker must not outlive its scheduler (`kill -9`
+        // of the sweep), or two workers could later train the same job.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.settings.elab.display()))?;
+        let pid = child.id().unwrap_or_default();
+        // Readers run as their own tasks: whatever happens to them, the supervising task still
+        // owns the child, waits for it, and can stop it gracefully.
+        let progress = tokio::spawn(show_progress(child.stdout.take().expect("piped"), bar));
+        let tail = tokio::spawn(read_tail(child.stderr.take().expect("piped")));
+        self.running.spawn(supervise(
+            job.id.clone(),
+            child,
+            self.stop.subscribe(),
+            progress,
+            tail,
+        ));
+        Ok(pid)
+    }
 }
 
-/// First signal: every worker checkpoints and stops. Second: kill them now.
-fn stop(stopping: &mut bool, pids: &HashMap<String, u32>, bars: &Bars, report: &mut SweepReport) {
-    report.interrupted = true;
-    let (sig, msg) = if *stopping {
-        (
-            libc::SIGKILL,
-            "second interrupt: killing workers now (their last checkpoints are safe)",
-        )
-    } else {
-        (
-            libc::SIGINT,
-            "interrupt: running jobs checkpoint and stop (interrupt again to stop at once)",
-        )
+/// Owns a worker: waits for it to exit, and meanwhile passes on every stop request as a signal.
+/// `child.id()` is `None` once the child has been reaped (by `child.wait()`, in this task), so
+/// a signal never reaches a pid that may have been reused.
+async fn supervise(
+    id: String,
+    mut child: Child,
+    mut stop: watch::Receiver<Stop>,
+    progress: JoinHandle<()>,
+    tail: JoinHandle<String>,
+) -> Finished {
+    let mut sent = Stop::Run;
+    let mut signalled = Vec::new();
+    let status = loop {
+        let wanted = *stop.borrow_and_update();
+        if wanted > sent {
+            if let (Some(sig), Some(pid)) = (wanted.signal(), child.id()) {
+                // SAFETY: kill(2) on our own child, not reaped yet (see above).
+                unsafe { libc::kill(pid as i32, sig) };
+                signalled.push(sig);
+            }
+            sent = wanted;
+        }
+        tokio::select! {
+            status = child.wait() => break status,
+            changed = stop.changed() => {
+                if changed.is_err() {
+                    // The scheduler is gone: nothing more will be asked.
+                    break child.wait().await;
+                }
+            }
+        }
     };
-    *stopping = true;
-    bars.event(msg);
-    for &pid in pids.values() {
-        // SAFETY: plain kill(2) on a child we spawned and have not reaped.
-        unsafe { libc::kill(pid as i32, sig) };
+    use std::os::unix::process::ExitStatusExt;
+    let (exit, signal) = match status {
+        Ok(s) => (s.code(), s.signal()),
+        Err(_) => (None, None),
+    };
+    // The pipes close when the worker exits (unless something it started keeps them open).
+    let grace = Duration::from_secs(5);
+    let stderr_tail = match tokio::time::timeout(grace, tail).await {
+        Ok(Ok(text)) => text,
+        Ok(Err(e)) => format!("(stderr not read: {e})"),
+        Err(_) => "(stderr still open after the worker exited)".into(),
+    };
+    let _ = tokio::time::timeout(grace, progress).await;
+    Finished {
+        id,
+        exit,
+        signal,
+        stderr_tail,
+        signalled,
+    }
+}
+
+/// Moves the job's bar with the progress lines the worker prints (see [`Progress`]).
+async fn show_progress(stdout: ChildStdout, bar: ProgressBar) {
+    let mut lines = BufReader::new(stdout).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if let Ok(p) = serde_json::from_str::<Progress>(&line) {
+            bar.set_length(p.steps);
+            bar.set_position(p.step);
+            let em = p
+                .val_exact_match
+                .map(|v| format!("  val exact {v:.3}"))
+                .unwrap_or_default();
+            bar.set_message(format!("loss {:.4}{em}", p.loss));
+        }
+    }
+}
+
+/// The last [`Tail::LINES`] lines of a worker's stderr, read to its end.
+async fn read_tail(mut stderr: ChildStderr) -> String {
+    read_tail_of(&mut stderr).await
+}
+
+async fn read_tail_of(stream: &mut (impl AsyncRead + Unpin)) -> String {
+    let mut tail = Tail::default();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => tail.push(&buf[..n]),
+        }
+    }
+    tail.finish()
+}
+
+/// The end of a stream, kept in bounded memory whatever its size: the last [`Tail::LINES`]
+/// lines, each cut at [`Tail::LINE_BYTES`] bytes.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    /// The line being read.
+    partial: Vec<u8>,
+    /// The line being read was longer than `LINE_BYTES`.
+    cut: bool,
+}
+
+impl Tail {
+    const LINES: usize = 8;
+    const LINE_BYTES: usize = 2000;
+
+    fn push(&mut self, bytes: &[u8]) {
+        for piece in bytes.split_inclusive(|&b| b == b'\n') {
+            let (text, ends) = match piece.strip_suffix(b"\n") {
+                Some(text) => (text, true),
+                None => (piece, false),
+            };
+            let room = Self::LINE_BYTES - self.partial.len();
+            self.partial
+                .extend_from_slice(&text[..text.len().min(room)]);
+            self.cut |= text.len() > room;
+            if ends {
+                self.end_line();
+            }
+        }
+    }
+
+    fn end_line(&mut self) {
+        let mut line = String::from_utf8_lossy(&self.partial).into_owned();
+        if self.cut {
+            line.push_str(" [...]");
+        }
+        self.lines.push_back(line);
+        if self.lines.len() > Self::LINES {
+            self.lines.pop_front();
+        }
+        self.partial.clear();
+        self.cut = false;
+    }
+
+    fn finish(mut self) -> String {
+        if !self.partial.is_empty() || self.cut {
+            self.end_line();
+        }
+        Vec::from(self.lines).join("\n")
+    }
+
+    /// Bytes held (for the test of the bound).
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.partial.capacity().max(self.partial.len())
+            + self.lines.iter().map(String::len).sum::<usize>()
     }
 }
 
@@ -202,81 +541,6 @@ fn label(job: &PlannedJob) -> String {
         if axes.is_empty() { "" } else { " " },
         axes.join(" ")
     )
-}
-
-fn spawn_worker(
-    running: &mut JoinSet<Finished>,
-    dir: &SweepDir,
-    job: &PlannedJob,
-    settings: &LocalSettings,
-    bar: ProgressBar,
-) -> anyhow::Result<u32> {
-    let run = dir.job(&job.id);
-    let mut cmd = tokio::process::Command::new(&settings.elab);
-    cmd.arg("train")
-        .arg(run.spec())
-        .arg("--out")
-        .arg(run.path())
-        .arg("--backend")
-        .arg(&settings.backend)
-        .arg("--progress-json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        // Its own process group: a terminal's Ctrl-C reaches the scheduler only, which then
-        // asks each worker to checkpoint.
-        .process_group(0)
-        .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. A worker must not outlive its scheduler (`kill -9`
-    // of the sweep), or two workers could later train the same job.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn()?;
-    let pid = child.id().unwrap_or_default();
-    let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let id = job.id.clone();
-    running.spawn(async move {
-        let progress = async {
-            let mut lines = BufReader::new(stdout).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Ok(p) = serde_json::from_str::<Progress>(&line) {
-                    bar.set_length(p.steps);
-                    bar.set_position(p.step);
-                    let em = p
-                        .val_exact_match
-                        .map(|v| format!("  val exact {v:.3}"))
-                        .unwrap_or_default();
-                    bar.set_message(format!("loss {:.4}{em}", p.loss));
-                }
-            }
-        };
-        let errors = async {
-            let mut all = Vec::new();
-            let _ = stderr.read_to_end(&mut all).await;
-            let text = String::from_utf8_lossy(&all);
-            let lines: Vec<&str> = text.lines().collect();
-            lines[lines.len().saturating_sub(8)..].join("\n")
-        };
-        let ((), stderr_tail) = tokio::join!(progress, errors);
-        let status = child.wait().await;
-        use std::os::unix::process::ExitStatusExt;
-        let (exit, signal) = match status {
-            Ok(s) => (s.code(), s.signal()),
-            Err(_) => (None, None),
-        };
-        Finished {
-            id,
-            exit,
-            signal,
-            stderr_tail,
-        }
-    });
-    Ok(pid)
 }
 
 /// The progress display: one overall bar with ETA, one line per running job. On a terminal
@@ -325,16 +589,22 @@ impl Bars {
             .get("seed")
             .map(|s| format!(" s{s}"))
             .unwrap_or_default();
-        bar.set_prefix(format!("{} {}{}", &job.id[..8], job.size, seed));
+        let short = job.id.get(..8).unwrap_or(&job.id);
+        bar.set_prefix(format!("{short} {}{seed}", job.size));
         self.jobs
             .lock()
-            .expect("not poisoned")
+            .unwrap_or_else(|e| e.into_inner())
             .insert(job.id.clone(), bar.clone());
         bar
     }
 
     fn finish_job(&self, id: &str, finished: usize) {
-        if let Some(bar) = self.jobs.lock().expect("not poisoned").remove(id) {
+        if let Some(bar) = self
+            .jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id)
+        {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }
@@ -353,5 +623,190 @@ impl Bars {
     fn clear(&self) {
         self.overall.finish_and_clear();
         let _ = self.multi.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+
+    #[test]
+    fn the_stderr_tail_is_bounded_and_keeps_the_last_lines() {
+        const BOUND: usize = 2 * (Tail::LINES + 2) * Tail::LINE_BYTES;
+        let mut tail = Tail::default();
+        // 2 MB of output, in reads that split lines anywhere, and one endless line.
+        let text: String = (0..100_000)
+            .map(|i| format!("line {i:06} ....\n"))
+            .collect();
+        for chunk in text.as_bytes().chunks(777) {
+            tail.push(chunk);
+            assert!(tail.held() <= BOUND);
+        }
+        let long = vec![b'x'; 1_000_000];
+        tail.push(&long);
+        tail.push(b"\nlast words");
+        assert!(tail.held() <= BOUND);
+        let out = tail.finish();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), Tail::LINES);
+        assert_eq!(lines[0], "line 099994 ....");
+        assert_eq!(lines[5], "line 099999 ....");
+        assert_eq!(lines[6].len(), Tail::LINE_BYTES + " [...]".len());
+        assert_eq!(lines[7], "last words");
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut stream: &[u8] = b"a\nb\n\xffc";
+        assert_eq!(rt.block_on(read_tail_of(&mut stream)), "a\nb\n\u{fffd}c");
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn sh(script: &str) -> Child {
+        tokio::process::Command::new("sh")
+            .args(["-c", script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap()
+    }
+
+    async fn supervised(mut child: Child, stop: watch::Receiver<Stop>) -> Finished {
+        let progress = tokio::spawn(show_progress(
+            child.stdout.take().unwrap(),
+            ProgressBar::hidden(),
+        ));
+        let tail = tokio::spawn(read_tail(child.stderr.take().unwrap()));
+        supervise("0123456789ab".into(), child, stop, progress, tail).await
+    }
+
+    #[test]
+    fn a_worker_is_signalled_while_it_runs_and_never_after() {
+        runtime().block_on(async {
+            // A live worker: one SIGINT, on which it "checkpoints" and exits 75.
+            let tmp = tempfile::tempdir().unwrap();
+            let ready = tmp.path().join("ready");
+            let (tx, rx) = watch::channel(Stop::Run);
+            let child = sh(&format!(
+                "trap 'echo stopping >&2; exit 75' INT; touch '{}'; while :; do sleep 0.02; done",
+                ready.display()
+            ));
+            let task = tokio::spawn(supervised(child, rx));
+            let start = Instant::now();
+            while !ready.exists() && start.elapsed() < Duration::from_secs(20) {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            tx.send_replace(Stop::Checkpoint);
+            let f = task.await.unwrap();
+            assert_eq!((f.exit, f.signal), (Some(75), None), "{f:?}");
+            assert_eq!(f.signalled, vec![libc::SIGINT]);
+            assert_eq!(f.stderr_tail, "stopping");
+
+            // A worker that has exited and been reaped is not signalled, whatever is asked.
+            let (tx, rx) = watch::channel(Stop::Run);
+            let f = supervised(sh("echo bye >&2; exit 4"), rx).await;
+            tx.send_replace(Stop::Kill);
+            assert_eq!((f.exit, f.signalled.len()), (Some(4), 0), "{f:?}");
+            assert_eq!(f.stderr_tail, "bye");
+        });
+    }
+
+    fn plan(ids: &[&str]) -> Plan {
+        Plan {
+            sweep: "t".into(),
+            jobs: ids
+                .iter()
+                .map(|id| PlannedJob {
+                    id: id.to_string(),
+                    size: "xs".into(),
+                    axes: BTreeMap::new(),
+                    spec: None,
+                })
+                .collect(),
+        }
+    }
+
+    fn settings(elab: &Path, slots: usize) -> LocalSettings {
+        LocalSettings {
+            elab: elab.to_path_buf(),
+            slots,
+            max_retries: 0,
+            backend: "cpu".into(),
+        }
+    }
+
+    #[test]
+    fn a_plan_with_a_short_id_is_an_error_not_a_panic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SweepDir::new(tmp.path());
+        let err = run_local(
+            &dir,
+            &plan(&["0123456789ab", "abc"]),
+            &settings(Path::new("/nonexistent/elab"), 1),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("\"abc\", which is not a job id"),
+            "{err}"
+        );
+    }
+
+    /// A stand-in for `elab train` (args: train <spec> --out <dir> ...): a job whose directory
+    /// holds `fast` waits until another worker is up, then exits 0; any other trains until
+    /// SIGINT, then "checkpoints" (leaves `stopped`) and exits 75.
+    const FAKE_ELAB: &str = r#"#!/bin/sh
+out="$4"
+if [ -e "$out/fast" ]; then
+    while ! ls "$out"/../*/ready >/dev/null 2>&1; do sleep 0.01; done
+    exit 0
+fi
+trap 'echo checkpointed > "$out/stopped"; exit 75' INT
+echo up > "$out/ready"
+while :; do sleep 0.02; done
+"#;
+
+    #[test]
+    fn a_failed_attempts_write_stops_the_other_workers_gracefully() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elab = tmp.path().join("elab");
+        std::fs::write(&elab, FAKE_ELAB).unwrap();
+        std::fs::set_permissions(&elab, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = SweepDir::new(tmp.path().join("sweep"));
+        let (fast, slow) = ("0000000000aa", "0000000000bb");
+        for id in [fast, slow] {
+            std::fs::create_dir_all(dir.job(id).path()).unwrap();
+        }
+        std::fs::write(dir.job(fast).path().join("fast"), "").unwrap();
+        // attempts.jsonl cannot be appended to: it is a directory.
+        std::fs::create_dir(dir.attempts(fast)).unwrap();
+
+        let err = run_local(&dir, &plan(&[fast, slow]), &settings(&elab, 2)).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("recording the attempt of job 0000000000aa")
+                && msg.contains("attempts.jsonl"),
+            "{msg}"
+        );
+        // The other worker was asked to checkpoint, did, and its attempt was recorded; before,
+        // the scheduler returned at once and it was SIGKILLed with nothing recorded.
+        assert!(dir.job(slow).path().join("stopped").exists());
+        let attempts = dir.read_attempts(slow);
+        assert_eq!(attempts.len(), 1, "{attempts:?}");
+        assert_eq!(
+            (attempts[0].exit, attempts[0].signal),
+            (Some(75), None),
+            "{attempts:?}"
+        );
     }
 }

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 
-use elab_job::{EvalRow, JobSpec, Split, param_counts, train_flops_per_token};
-
-use crate::config::Plan;
-use crate::sweepdir::{JobState, SweepDir, read_heartbeat};
+use elab_job::{
+    EvalRow, Heartbeat, JobSpec, JobState, Plan, Split, SweepDir, param_counts,
+    train_flops_per_token,
+};
 
 /// One job of the plan, with what it costs.
 #[derive(Debug, Clone)]
@@ -161,7 +161,7 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
                 .unwrap_or_else(|| "-".into())
         };
         let step = match state {
-            JobState::Running => read_heartbeat(&dir.job(&id))
+            JobState::Running => Heartbeat::read(&dir.job(&id))
                 .map(|beat| beat.step)
                 .or(row.as_ref().map(|r| r.step)),
             _ => row.as_ref().map(|r| r.step),

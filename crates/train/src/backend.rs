@@ -35,9 +35,6 @@ pub struct ChosenDevice {
 
 /// Picks the device. `Auto` takes wgpu only for a real GPU: a software adapter (Mesa's
 /// llvmpipe) trains ~30x slower than burn's Flex CPU backend, so it is never chosen silently.
-///
-/// Call before any other thread starts: it sets `BURN_DEVICE`, which burn reads when it builds
-/// optimizer state on the default device while loading a checkpoint.
 pub fn choose_device(backend: Backend) -> anyhow::Result<ChosenDevice> {
     let chosen = match backend {
         Backend::Cpu => cpu("--backend cpu".into()),
@@ -70,13 +67,6 @@ pub fn choose_device(backend: Backend) -> anyhow::Result<ChosenDevice> {
             Err(e) => cpu(format!("no wgpu adapter ({e})")),
         },
     };
-    let env = if chosen.backend == "wgpu" {
-        "wgpu"
-    } else {
-        "flex"
-    };
-    // SAFETY: called at start-up, before the run spawns threads that could read the environment.
-    unsafe { std::env::set_var("BURN_DEVICE", env) };
     Ok(chosen)
 }
 

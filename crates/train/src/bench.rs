@@ -1,10 +1,10 @@
-//! `elab bench`: training speed for a ladder of model sizes on each backend, as a markdown
-//! table for docs/performance.md. A benchmark, not a test: numbers, never assertions.
-
-use std::fmt::Write as _;
+//! `elab bench`: training speed for a ladder of model sizes, plus the Nanda et al. grokking
+//! recipe, on one device. A benchmark, not a test: numbers, never assertions.
+//! `benches/torch_twin.py` builds the same models in PyTorch for `just bench-compare`.
 
 use elab_job::{JobSpec, ModelSpec, param_counts, train_flops_per_token};
-use elab_tasks::{DigitOp, DigitsTask, TaskSpec};
+use elab_tasks::{DigitOp, DigitsTask, ModOp, ModularTask, TaskSpec};
+use serde::Serialize;
 
 use crate::{ChosenDevice, time_steps};
 
@@ -18,11 +18,36 @@ pub const LADDER: [(&str, usize, usize, usize); 5] = [
     ("10M", 6, 384, 6),
 ];
 
-/// Batch of the benchmark job (3-digit reversed addition: 11 tokens of context).
+/// Batch of the ladder's job (3-digit reversed addition: 11 tokens of context).
 pub const BENCH_BATCH: usize = 256;
 
-fn job(n_layer: usize, d_model: usize, n_head: usize) -> JobSpec {
-    let mut spec = JobSpec::from_toml("[task]\nkind = \"modular\"").expect("a valid job");
+/// One rung's measurement (also a JSON line of `elab bench --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct BenchRow {
+    pub rung: String,
+    pub backend: String,
+    pub device: String,
+    pub n_layer: usize,
+    pub d_model: usize,
+    pub params: u64,
+    pub batch: usize,
+    pub n_ctx: usize,
+    pub ms_per_step: f64,
+    pub tokens_per_s: f64,
+    /// Training FLOP/s counted as 6N + 6 n_layer n_ctx d per token (N: non-embedding).
+    pub gflops: f64,
+    /// Peak resident memory while this rung ran (Linux: VmHWM after a reset), MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// A job with every default (the task is replaced by each rung).
+fn default_job() -> JobSpec {
+    JobSpec::from_toml("[task]\nkind = \"modular\"").expect("a valid job")
+}
+
+/// The ladder's job: 3-digit reversed addition, default model with d_mlp = 4 d.
+fn ladder_job(n_layer: usize, d_model: usize, n_head: usize) -> JobSpec {
+    let mut spec = default_job();
     spec.task = TaskSpec::Digits(DigitsTask {
         op: DigitOp::Add,
         digits: 3,
@@ -41,40 +66,119 @@ fn job(n_layer: usize, d_model: usize, n_head: usize) -> JobSpec {
     spec
 }
 
-/// Measures every rung on `chosen`; returns the device line and a markdown table.
-pub fn bench(chosen: ChosenDevice, steps: u64, max_params: u64) -> anyhow::Result<String> {
-    let mut out = String::new();
-    let device_line = format!(
-        "{} on `{}` ({})",
-        chosen.backend, chosen.name, chosen.reason
-    );
-    for (name, n_layer, d_model, n_head) in LADDER {
-        let spec = job(n_layer, d_model, n_head);
-        let (vocab, _, _) = spec.task.shape();
-        let counts = param_counts(&spec.model, vocab, spec.n_ctx());
+/// The shape of Nanda et al. 2023's grokking run: x + y (mod 113), 30% of the pairs as one
+/// full batch, 1 layer, d 128, 4 heads, d_mlp 512, ReLU, no LayerNorm.
+fn nanda_job() -> JobSpec {
+    let mut spec = default_job();
+    spec.task = TaskSpec::Modular(ModularTask {
+        p: 113,
+        op: ModOp::Add,
+        train_fraction: 0.3,
+    });
+    spec.model = ModelSpec {
+        layer_norm: false,
+        ..ModelSpec::default()
+    };
+    spec.train.batch_size = 0;
+    spec
+}
+
+/// The rungs in order: the ladder, then "nanda".
+pub fn rungs() -> Vec<(&'static str, JobSpec)> {
+    LADDER
+        .iter()
+        .map(|&(name, l, d, h)| (name, ladder_job(l, d, h)))
+        .chain(std::iter::once(("nanda", nanda_job())))
+        .collect()
+}
+
+/// Measures the rungs named in `only` (all if empty) of at most `max_params` parameters.
+pub fn bench(
+    chosen: ChosenDevice,
+    steps: u64,
+    max_params: u64,
+    only: &[String],
+) -> anyhow::Result<Vec<BenchRow>> {
+    let names: Vec<&str> = rungs().iter().map(|(name, _)| *name).collect();
+    if let Some(unknown) = only.iter().find(|r| !names.contains(&r.as_str())) {
+        anyhow::bail!(
+            "unknown rung `{unknown}`: expected one of {}",
+            names.join(", ")
+        );
+    }
+    let mut rows = Vec::new();
+    for (name, spec) in rungs() {
+        if !only.is_empty() && !only.iter().any(|r| r == name) {
+            continue;
+        }
+        let data = spec.task.generate(spec.seed);
+        let counts = param_counts(&spec.model, data.vocab_size, spec.n_ctx());
         if counts.total > max_params {
             continue;
         }
-        let backend_name = chosen.backend;
+        let batch = match spec.train.batch_size {
+            0 => data.train.len(),
+            b => b,
+        };
+        reset_peak_rss();
         let seconds = time_steps(&spec, chosen.clone(), 3, steps)?;
-        let tokens_per_s = (BENCH_BATCH * spec.n_ctx()) as f64 / seconds;
+        let tokens_per_s = (batch * spec.n_ctx()) as f64 / seconds;
         let flops = train_flops_per_token(&spec.model, &counts, spec.n_ctx()) * tokens_per_s;
-        let _ = writeln!(
-            out,
-            "| {backend_name} | {name} | {} | {} | {} | {:.1} | {:.0} | {:.2} |",
-            n_layer,
-            d_model,
-            counts.total,
-            seconds * 1e3,
+        let row = BenchRow {
+            rung: name.to_string(),
+            backend: chosen.backend.to_string(),
+            device: chosen.name.clone(),
+            n_layer: spec.model.n_layer,
+            d_model: spec.model.d_model,
+            params: counts.total,
+            batch,
+            n_ctx: spec.n_ctx(),
+            ms_per_step: seconds * 1e3,
             tokens_per_s,
-            flops / 1e9
-        );
+            gflops: flops / 1e9,
+            peak_rss_mib: peak_rss_mib(),
+        };
         eprintln!(
-            "{backend_name} {name}: {:.1} ms/step, {tokens_per_s:.0} tokens/s",
-            seconds * 1e3
+            "{} {name}: {:.1} ms/step, {tokens_per_s:.0} tokens/s",
+            row.backend, row.ms_per_step
         );
+        rows.push(row);
     }
-    Ok(format!(
-        "Device: {device_line}\n\n| backend | size | n_layer | d_model | params | ms/step | tokens/s | GFLOP/s (6N+attn) |\n|---|---|---|---|---|---|---|---|\n{out}"
-    ))
+    Ok(rows)
+}
+
+/// The rows as a markdown table.
+pub fn markdown(rows: &[BenchRow]) -> String {
+    let mut out = String::from(
+        "| backend | rung | n_layer | d_model | params | batch x n_ctx | ms/step | tokens/s | GFLOP/s (6N+attn) | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let rss = r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"));
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} x {} | {:.1} | {:.0} | {:.2} | {rss} |\n",
+            r.backend,
+            r.rung,
+            r.n_layer,
+            r.d_model,
+            r.params,
+            r.batch,
+            r.n_ctx,
+            r.ms_per_step,
+            r.tokens_per_s,
+            r.gflops
+        ));
+    }
+    out
+}
+
+/// Linux resets the peak resident set size (VmHWM) when "5" is written to clear_refs.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }

@@ -7,4 +7,5 @@ pub mod metrics;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};
-pub use trainer::{Outcome, Progress, RunOptions, time_steps, train};
+pub use elab_job::Progress;
+pub use trainer::{Outcome, RunOptions, time_steps, train};

@@ -5,6 +5,11 @@
 //! the learning rate is a pure function of t; a checkpoint holds the weights, the AdamW
 //! moments and t. So training N steps, stopping and resuming for N more replays exactly
 //! the updates of 2N straight steps (bitwise on the Flex CPU backend).
+//!
+//! The step loop never waits on the device: losses stay on it and are read back together at
+//! evaluations, heartbeats and the end. Divergence is noticed there, and nothing non-finite is
+//! ever checkpointed, so a diverged run ends on its last finite checkpoint with every record
+//! kept.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -16,7 +21,7 @@ use burn::module::{ModuleVisitor, Param};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use elab_job::{EvalRow, JobSpec, RunDir, RunStatus, Split, Summary, eval_steps, fsio};
+use elab_job::{EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, eval_steps, fsio};
 use elab_model::{Gpt, GptConfig};
 use elab_tasks::{Dataset, SplitMix64, shuffle};
 use serde::{Deserialize, Serialize};
@@ -36,16 +41,6 @@ pub enum Outcome {
     Finished(Summary),
     /// Stopped on request at `step`, checkpointed there; running again resumes.
     Interrupted { step: u64 },
-}
-
-/// What a live run reports after each step (the CLI prints it as a JSON line for the sweep).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Progress {
-    pub step: u64,
-    pub steps: u64,
-    pub loss: f64,
-    /// Validation exact match at the last evaluation.
-    pub val_exact_match: Option<f64>,
 }
 
 pub struct RunOptions<'a> {
@@ -101,7 +96,10 @@ fn claim_run_dir(spec: &JobSpec, run: &RunDir) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Err(_) => Ok(fsio::write_atomic(&run.spec(), spec.to_toml().as_bytes())?),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(fsio::write_atomic(&run.spec(), spec.to_toml().as_bytes())?)
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", run.spec().display())),
     }
 }
 
@@ -114,6 +112,8 @@ struct Trainer<'a> {
     step: u64,
     wall_before: f64,
     resumes: u32,
+    /// Started from a checkpoint (whose evaluation rows are already written).
+    resumed: bool,
     batch_size: usize,
     order: BatchOrder,
 }
@@ -135,33 +135,49 @@ impl<'a> Trainer<'a> {
         let config = GptConfig::from_spec(&spec.model, data.vocab_size, spec.n_ctx());
         let mut model = materialize(config.init(&cpu)).fork(&chosen.device.clone().autodiff());
         let t = &spec.train;
-        let mut optim = AdamWConfig::new()
-            .with_beta_1(t.beta1 as f32)
-            .with_beta_2(t.beta2 as f32)
-            .with_epsilon(t.eps as f32)
-            .with_weight_decay(t.weight_decay as f32)
-            .init();
+        let new_optim = || {
+            AdamWConfig::new()
+                .with_beta_1(t.beta1 as f32)
+                .with_beta_2(t.beta2 as f32)
+                .with_epsilon(t.eps as f32)
+                .with_weight_decay(t.weight_decay as f32)
+                .init()
+        };
+        let mut optim = new_optim();
         let (mut step, mut wall_before, mut resumes) = (0, 0.0, 0);
-        match run.checkpoint_step() {
-            Some(saved) => {
-                let dir = run.checkpoint_dir(saved);
-                let state: CheckpointState =
-                    serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)?;
-                model = model
-                    .try_load_file(dir.join("model.bpk"))
-                    .context("loading the checkpointed model")?;
-                optim = optim
-                    .load(dir.join("optim.bpk"))
-                    .context("loading the checkpointed optimizer")?;
-                (step, wall_before, resumes) = (state.step, state.wall_seconds, state.resumes + 1);
-                run.truncate_evals_after(step)?;
-                tracing::info!(step, "resumed from checkpoint");
+        let mut resumed = false;
+        let saved = run
+            .checkpoints()
+            .context("reading the checkpoint pointer")?;
+        if saved.is_empty() {
+            // Records without a checkpoint come from an attempt that died between its first
+            // evaluation and its first checkpoint: start over cleanly.
+            let _ = std::fs::remove_file(run.evals());
+        }
+        for &saved_step in &saved {
+            match load_checkpoint(&run.checkpoint_dir(saved_step), model.clone(), new_optim()) {
+                Ok((m, o, state)) => {
+                    (model, optim) = (m, o);
+                    (step, wall_before, resumes) =
+                        (state.step, state.wall_seconds, state.resumes + 1);
+                    resumed = true;
+                    run.truncate_evals_after(step)?;
+                    tracing::info!(step, "resumed from checkpoint");
+                    break;
+                }
+                Err(e) => tracing::warn!(
+                    step = saved_step,
+                    error = format!("{e:#}"),
+                    "checkpoint unreadable; trying the previous one"
+                ),
             }
-            None => {
-                // Records without a checkpoint come from an attempt that died before its
-                // first one: start over cleanly.
-                let _ = std::fs::remove_file(run.evals());
-            }
+        }
+        if !saved.is_empty() && !resumed {
+            bail!(
+                "none of the checkpoints of {} (steps {saved:?}) could be loaded; \
+                 move the run directory away to start it over",
+                run.path().display()
+            );
         }
         let batch_size = match t.batch_size {
             0 => data.train.len(),
@@ -177,6 +193,7 @@ impl<'a> Trainer<'a> {
             step,
             wall_before,
             resumes,
+            resumed,
             batch_size,
             order,
         };
@@ -187,54 +204,81 @@ impl<'a> Trainer<'a> {
         let steps = self.spec.train.steps;
         let evals = eval_steps(steps, self.spec.eval.every);
         let started = Instant::now();
-        let mut last_heartbeat = f64::NEG_INFINITY;
+        let mut last_report = f64::NEG_INFINITY;
         let mut val_exact_match = None;
-        if self.step == 0 {
-            val_exact_match = self.evaluate_and_checkpoint(&model, started)?;
+        let mut loss = None;
+        // Losses of the steps since the last read-back, still on the device.
+        let mut pending: Vec<Tensor<1>> = Vec::new();
+        if !self.resumed {
+            match self.evaluate_and_checkpoint(&model, started)? {
+                Ok(em) => val_exact_match = em,
+                Err(diverged) => return self.finish(diverged, started),
+            }
         }
         while self.step < steps {
             if opts.stop.load(Ordering::SeqCst) {
+                if let Err(diverged) = read_back(&mut pending, self.step) {
+                    return self.finish(diverged, started);
+                }
+                if !weights_are_finite(&model) {
+                    let diverged = RunStatus::Diverged { step: self.step };
+                    return self.finish(diverged, started);
+                }
                 self.checkpoint(&model, started)?;
                 tracing::info!(step = self.step, "stopped on request; checkpointed");
                 return Ok(Outcome::Interrupted { step: self.step });
             }
             let step = self.step + 1;
-            let loss;
-            (model, loss) = self.train_step(model, step);
-            if !loss.is_finite() {
-                tracing::warn!(
-                    step,
-                    loss,
-                    "diverged: non-finite loss; keeping the last checkpoint"
-                );
-                let summary = self.summary(RunStatus::Diverged { step }, started);
-                fsio::write_atomic(&self.run.summary(), &serde_json::to_vec_pretty(&summary)?)?;
-                return Ok(Outcome::Finished(summary));
-            }
+            let step_loss;
+            (model, step_loss) = self.train_step(model, step);
+            pending.push(step_loss);
             self.step = step;
-            if evals.binary_search(&step).is_ok() {
-                val_exact_match = self.evaluate_and_checkpoint(&model, started)?;
-            }
+            let is_eval = evals.binary_search(&step).is_ok();
             let elapsed = started.elapsed().as_secs_f64();
-            if elapsed - last_heartbeat >= HEARTBEAT_SECS {
-                last_heartbeat = elapsed;
+            let due = elapsed - last_report >= HEARTBEAT_SECS;
+            if is_eval || due || step == steps || loss.is_none() {
+                match read_back(&mut pending, step) {
+                    Ok(mean) => loss = Some(mean),
+                    Err(diverged) => return self.finish(diverged, started),
+                }
+            }
+            if is_eval {
+                match self.evaluate_and_checkpoint(&model, started)? {
+                    Ok(em) => val_exact_match = em,
+                    Err(diverged) => return self.finish(diverged, started),
+                }
+            }
+            if due {
+                last_report = elapsed;
                 self.heartbeat()?;
             }
             (opts.on_progress)(&Progress {
                 step,
                 steps,
-                loss,
+                loss: loss.unwrap_or(f64::NAN),
                 val_exact_match,
             });
         }
-        let summary = self.summary(RunStatus::Done, started);
+        self.finish(RunStatus::Done, started)
+    }
+
+    /// Writes the summary: the run is over (done, or diverged on its last finite checkpoint).
+    fn finish(&self, status: RunStatus, started: Instant) -> anyhow::Result<Outcome> {
+        match status {
+            RunStatus::Diverged { step } => tracing::warn!(
+                step,
+                "diverged: non-finite loss; keeping the last finite checkpoint"
+            ),
+            RunStatus::Done => tracing::info!(steps = self.step, "done"),
+        }
+        let summary = self.summary(status, started);
         fsio::write_atomic(&self.run.summary(), &serde_json::to_vec_pretty(&summary)?)?;
-        tracing::info!(steps, wall_seconds = summary.wall_seconds, "done");
         Ok(Outcome::Finished(summary))
     }
 
-    /// One AdamW update on the batch of `step`; returns the batch loss before the update.
-    fn train_step(&mut self, model: Gpt, step: u64) -> (Gpt, f64) {
+    /// One AdamW update on the batch of `step`; returns the batch loss before the update, left
+    /// on the device (reading it back would wait for the device every step).
+    fn train_step(&mut self, model: Gpt, step: u64) -> (Gpt, Tensor<1>) {
         let device = self.chosen.device.clone().autodiff();
         let batch: Vec<&Vec<u32>> = self
             .order
@@ -245,28 +289,27 @@ impl<'a> Trainer<'a> {
         let (input, targets) = tensors(&batch, &self.data, &device);
         let logp = answer_log_probs(&model, input, &self.data);
         let loss = -logp.gather(2, targets.unsqueeze_dim(2)).mean();
-        let value = loss.clone().into_scalar::<f32>() as f64;
-        if !value.is_finite() {
-            return (model, value);
-        }
         let mut grads = GradientsParams::from_grads(loss.backward(), &model);
         if self.spec.train.grad_clip > 0.0 {
             clip_global_norm(&model, &mut grads, self.spec.train.grad_clip);
         }
         let model = self.optim.step(self.spec.train.lr_at(step), model, grads);
-        (model, value)
+        (model, loss.detach().inner())
     }
 
-    /// Scores both splits, appends the rows (fsynced), then checkpoints: a record on disk
-    /// always has its checkpoint at or before it, so a resume never loses or repeats one.
+    /// Scores both splits and appends the rows (fsynced, non-finite values kept), then
+    /// checkpoints if every loss and weight is finite: a record on disk always has its
+    /// checkpoint at or before it, so a resume never loses or repeats one. `Err` is the
+    /// divergence seen in the scores or weights (the rows are written, the checkpoint is not).
     fn evaluate_and_checkpoint(
         &self,
         model: &Gpt,
         started: Instant,
-    ) -> anyhow::Result<Option<f64>> {
+    ) -> anyhow::Result<Result<Option<f64>, RunStatus>> {
         let valid = model.valid();
         let tokens = self.step * (self.batch_size * self.spec.n_ctx()) as u64;
         let mut val_exact_match = None;
+        let mut finite = weights_are_finite(&valid);
         for (split, examples, cap) in [
             (
                 Split::Train,
@@ -281,6 +324,7 @@ impl<'a> Trainer<'a> {
                 cap.min(examples.len())
             };
             let metrics = evaluate(&valid, &examples[..n], &self.data, &self.chosen.device);
+            finite &= metrics["loss"].is_finite();
             if split == Split::Val {
                 val_exact_match = metrics.get("exact_match").copied();
             }
@@ -291,12 +335,15 @@ impl<'a> Trainer<'a> {
                 metrics,
             })?;
         }
+        if !finite {
+            return Ok(Err(RunStatus::Diverged { step: self.step }));
+        }
         self.checkpoint(model, started)?;
-        Ok(val_exact_match)
+        Ok(Ok(val_exact_match))
     }
 
     fn checkpoint(&self, model: &Gpt, started: Instant) -> anyhow::Result<()> {
-        if self.run.checkpoint_step() == Some(self.step) {
+        if self.run.checkpoints()?.first() == Some(&self.step) {
             return Ok(());
         }
         let dir = self.run.checkpoint_dir(self.step);
@@ -324,12 +371,7 @@ impl<'a> Trainer<'a> {
     }
 
     fn heartbeat(&self) -> anyhow::Result<()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs_f64();
-        let beat =
-            serde_json::json!({"pid": std::process::id(), "step": self.step, "unix_time": now});
-        fsio::write_atomic(&self.run.heartbeat(), beat.to_string().as_bytes())?;
+        elab_job::Heartbeat::now(self.step).write(self.run)?;
         Ok(())
     }
 
@@ -356,17 +398,24 @@ pub fn time_steps(
     let scratch =
         RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
     let (mut trainer, mut model) = Trainer::new(spec, &scratch, chosen)?;
-    let mut loss = 0.0;
+    let mut losses = Vec::new();
     for step in 1..=warmup {
+        let loss;
         (model, loss) = trainer.train_step(model, step);
+        losses.push(loss);
     }
+    let _ = read_back(&mut losses, warmup);
     let start = Instant::now();
     for step in warmup + 1..=warmup + steps {
+        let loss;
         (model, loss) = trainer.train_step(model, step);
+        losses.push(loss);
     }
-    // train_step reads the loss back each step, so the device has finished by now.
-    anyhow::ensure!(loss.is_finite(), "loss diverged while benchmarking");
-    Ok(start.elapsed().as_secs_f64() / steps as f64)
+    // As in training: one read-back at the end, which also waits for the device to finish.
+    let finite = read_back(&mut losses, warmup + steps).is_ok();
+    let seconds = start.elapsed().as_secs_f64() / steps as f64;
+    anyhow::ensure!(finite, "loss diverged while benchmarking");
+    Ok(seconds)
 }
 
 /// Input tokens `[n, n_ctx]` and answer targets `[n, answer_len]` for a batch of examples.
@@ -397,8 +446,7 @@ fn int_tensor(values: Vec<i64>, rows: usize, cols: usize, device: &Device) -> Te
 
 /// Log-softmax of the logits at the positions that predict the answer: `[n, answer_len, vocab]`.
 fn answer_log_probs(model: &Gpt, input: Tensor<2, Int>, data: &Dataset) -> Tensor<3> {
-    let logits = model.forward(input);
-    log_softmax(logits.narrow(1, data.prompt_len - 1, data.answer_len), 2)
+    log_softmax(model.forward(input, data.prompt_len - 1), 2)
 }
 
 /// Teacher-forced and greedy-decoded scores of `examples` (see [`crate::metrics`]).
@@ -412,7 +460,7 @@ fn evaluate(
     let mut scorer = Scorer::default();
     let n_ctx = data.seq_len() - 1;
     for chunk in examples.chunks(EVAL_BATCH) {
-        let mut tokens: Vec<i64> = chunk
+        let tokens: Vec<i64> = chunk
             .iter()
             .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
             .collect();
@@ -422,33 +470,98 @@ fn evaluate(
             .try_to_vec::<f32>()
             .unwrap();
         let targets: Vec<u32> = chunk.iter().flat_map(|s| s[p..].iter().copied()).collect();
-        // Greedy decoding: the first answer token is the teacher-forced argmax; each later one
-        // is predicted after writing the earlier guesses into the input. The causal mask makes
-        // the stale target tokens further right invisible.
-        let mut greedy = vec![0u32; targets.len()];
-        for (i, g) in greedy.iter_mut().enumerate().step_by(answer_len) {
-            *g = argmax(&logp[i * vocab..(i + 1) * vocab]) as u32;
-        }
-        for j in 1..answer_len {
-            for e in 0..chunk.len() {
-                tokens[e * n_ctx + p + j - 1] = greedy[e * answer_len + j - 1] as i64;
-            }
-            let input = int_tensor(tokens.clone(), chunk.len(), n_ctx, device);
-            let next = model
-                .forward(input)
-                .narrow(1, p - 1 + j, 1)
-                .argmax(2)
-                .into_data()
-                .convert::<i64>()
-                .try_to_vec::<i64>()
-                .unwrap();
-            for (e, t) in next.into_iter().enumerate() {
-                greedy[e * answer_len + j] = t as u32;
-            }
-        }
+        // Greedy decoding agrees with the teacher-forced argmax up to its first wrong token, so
+        // an example whose teacher-forced argmaxes are all right decodes to the target, and one
+        // with a wrong token is not an exact match either way. Only those need decoding, for
+        // their edit distance.
+        let mut greedy: Vec<u32> = logp.chunks(vocab).map(|row| argmax(row) as u32).collect();
+        let wrong: Vec<usize> = (0..chunk.len())
+            .filter(|&e| {
+                let answer = e * answer_len..(e + 1) * answer_len;
+                greedy[answer.clone()] != targets[answer]
+            })
+            .collect();
+        decode_greedy(model, &tokens, &wrong, &mut greedy, data, device);
         scorer.add(&logp, vocab, &targets, &greedy, answer_len);
     }
     scorer.finish()
+}
+
+/// Replaces answer tokens 1.. of the examples `rows` in `greedy` (`[n, answer_len]`, token 0
+/// already the teacher-forced argmax) by greedy decoding: each token is predicted after writing
+/// the earlier guesses into the input. The causal mask hides the stale targets further right.
+fn decode_greedy(
+    model: &Gpt,
+    tokens: &[i64],
+    rows: &[usize],
+    greedy: &mut [u32],
+    data: &Dataset,
+    device: &Device,
+) {
+    let (p, answer_len, n_ctx) = (data.prompt_len, data.answer_len, data.seq_len() - 1);
+    if rows.is_empty() || answer_len == 1 {
+        return;
+    }
+    let mut input: Vec<i64> = rows
+        .iter()
+        .flat_map(|&e| tokens[e * n_ctx..(e + 1) * n_ctx].iter().copied())
+        .collect();
+    for j in 1..answer_len {
+        for (r, &e) in rows.iter().enumerate() {
+            input[r * n_ctx + p + j - 1] = greedy[e * answer_len + j - 1] as i64;
+        }
+        let next = model
+            .forward(
+                int_tensor(input.clone(), rows.len(), n_ctx, device),
+                p - 1 + j,
+            )
+            .narrow(1, 0, 1)
+            .argmax(2)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
+        for (r, &e) in rows.iter().enumerate() {
+            greedy[e * answer_len + j] = next[r] as u32;
+        }
+    }
+}
+
+/// Reads back the losses of the steps up to `step` (one wait for the device) and returns their
+/// mean, or the divergence at the first non-finite one.
+fn read_back(pending: &mut Vec<Tensor<1>>, step: u64) -> Result<f64, RunStatus> {
+    if pending.is_empty() {
+        return Ok(f64::NAN);
+    }
+    let n = pending.len();
+    let losses = Tensor::cat(std::mem::take(pending), 0)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    match losses.iter().position(|l| !l.is_finite()) {
+        Some(i) => Err(RunStatus::Diverged {
+            step: step + 1 + i as u64 - n as u64,
+        }),
+        None => Ok(losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64),
+    }
+}
+
+/// Loads a checkpoint directory written by [`Trainer::checkpoint`].
+fn load_checkpoint(
+    dir: &std::path::Path,
+    model: Gpt,
+    optim: ModuleOptimizer,
+) -> anyhow::Result<(Gpt, ModuleOptimizer, CheckpointState)> {
+    let state: CheckpointState = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)
+        .context("reading state.json")?;
+    let model = model
+        .try_load_file(dir.join("model.bpk"))
+        .context("loading the checkpointed model")?;
+    let optim = optim
+        .load(dir.join("optim.bpk"))
+        .context("loading the checkpointed optimizer")?;
+    Ok((model, optim, state))
 }
 
 /// The order in which training examples are visited: epoch e is a shuffle seeded by
@@ -498,16 +611,48 @@ fn materialize(model: Gpt) -> Gpt {
 }
 
 /// Scales all gradients so that their global L2 norm is at most `max_norm` (burn's own
-/// clipping works per tensor, which is not what the literature means).
+/// clipping works per tensor, which is not what the literature means). The factor stays on the
+/// device (a factor of exactly 1 leaves a gradient bit for bit as it was): no read-back.
 fn clip_global_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) {
+    struct Scale<'g> {
+        grads: &'g mut GradientsParams,
+        factor: Tensor<1>,
+    }
+    impl ModuleVisitor for Scale<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(g) = self.grads.remove::<D>(param.id) {
+                let factor = self.factor.clone().reshape(Shape::new([1; D]));
+                self.grads.register(param.id, g * factor);
+            }
+        }
+    }
+    let Some(total) = squared_norm(model, Some(grads)) else {
+        return;
+    };
+    let factor = (total.sqrt().recip() * max_norm).clamp_max(1.0);
+    model.visit(&mut Scale { grads, factor });
+}
+
+/// False when any weight is NaN or infinite (one reduction over all parameters).
+fn weights_are_finite(model: &Gpt) -> bool {
+    squared_norm(model, None).is_none_or(|t| t.into_scalar::<f32>().is_finite())
+}
+
+/// Sum of the squares of every parameter of `model`, or of its gradients in `grads`, on the
+/// device; `None` when there is nothing to sum.
+fn squared_norm(model: &Gpt, grads: Option<&GradientsParams>) -> Option<Tensor<1>> {
     struct SquaredNorm<'g> {
-        grads: &'g GradientsParams,
+        grads: Option<&'g GradientsParams>,
         total: Option<Tensor<1>>,
     }
     impl ModuleVisitor for SquaredNorm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let s = g.powf_scalar(2.0).sum();
+            let x = match self.grads {
+                Some(grads) => grads.get::<D>(param.id),
+                None => Some(param.val()),
+            };
+            if let Some(x) = x {
+                let s = x.powf_scalar(2.0).sum();
                 self.total = Some(match self.total.take() {
                     Some(t) => t + s,
                     None => s,
@@ -515,27 +660,9 @@ fn clip_global_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) {
             }
         }
     }
-    struct Scale<'g> {
-        grads: &'g mut GradientsParams,
-        factor: f64,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                self.grads.register(param.id, g * self.factor);
-            }
-        }
-    }
     let mut norm = SquaredNorm { grads, total: None };
     model.visit(&mut norm);
-    let Some(total) = norm.total else { return };
-    let norm = (total.into_scalar::<f32>() as f64).sqrt();
-    if norm > max_norm {
-        model.visit(&mut Scale {
-            grads,
-            factor: max_norm / norm,
-        });
-    }
+    norm.total
 }
 
 #[cfg(test)]

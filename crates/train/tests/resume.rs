@@ -54,6 +54,9 @@ fn run(spec: &JobSpec, dir: &RunDir, stop_at: Option<u64>) -> Outcome {
 
 #[test]
 fn stopping_and_resuming_gives_the_records_of_a_straight_run() {
+    // As `elab` does at start-up: burn stages loaded optimizer state on the default device.
+    // SAFETY: the only test of this binary, before it starts any thread of its own.
+    unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     let spec = JobSpec::from_toml(JOB).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let straight = RunDir::new(tmp.path().join("straight"));

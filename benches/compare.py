@@ -1,0 +1,117 @@
+"""Put `elab bench --json` beside the PyTorch twin (benches/torch_twin.py) as a markdown table.
+
+    python3 benches/compare.py ELAB.jsonl TORCH.jsonl [--append-to docs/performance.md]
+
+Both inputs are JSON lines, one object per rung (rung, params, ms_per_step, tokens_per_s,
+peak_rss_mib, device, ...). Prints a section headed by the date, CPU and torch version, then one
+row per rung. "elab / torch speed" is torch ms / elab ms (above 1: elab is faster); "RSS ratio"
+is elab / torch peak RSS. A rung in only one file gets "-" in the other's columns. --append-to
+also appends the section to that file (atomically). `just bench-compare` runs all of this.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import sys
+import tempfile
+
+
+def load(path):
+    with open(path) as f:
+        rows = [json.loads(line) for line in f if line.strip()]
+    return {r["rung"]: r for r in rows}
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def fmt(value, spec):
+    return "-" if value is None else format(value, spec)
+
+
+def ratio(num, den):
+    return None if num is None or den in (None, 0) else num / den
+
+
+def section(elab, torch):
+    torch_device = next((r.get("device", "") for r in torch.values()), "")
+    version = next((p.split()[1] for p in torch_device.split(", ") if p.startswith("torch ")), "-")
+    date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        f"### elab vs PyTorch: {date}, {cpu_model()}, {os.cpu_count()} cores, torch {version}",
+        "",
+        f"elab: {next((r.get('device', '') for r in elab.values()), '-')}; "
+        f"PyTorch: {torch_device or '-'}",
+        "",
+        "| rung | params | elab ms/step | torch ms/step | elab tokens/s | torch tokens/s "
+        "| elab / torch speed | elab peak RSS MiB | torch peak RSS MiB | RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    rungs = list(elab) + [r for r in torch if r not in elab]
+    for rung in rungs:
+        e, t = elab.get(rung, {}), torch.get(rung, {})
+        em, tm = e.get("ms_per_step"), t.get("ms_per_step")
+        er, tr = e.get("peak_rss_mib"), t.get("peak_rss_mib")
+        params = e.get("params", t.get("params"))
+        if e and t and e.get("params") != t.get("params"):
+            params = f"{e['params']} / {t['params']} (differ!)"
+        cells = [
+            rung,
+            str(params),
+            fmt(em, ".1f"),
+            fmt(tm, ".1f"),
+            fmt(e.get("tokens_per_s"), ".0f"),
+            fmt(t.get("tokens_per_s"), ".0f"),
+            fmt(ratio(tm, em), ".2f"),
+            fmt(er, ".0f"),
+            fmt(tr, ".0f"),
+            fmt(ratio(er, tr), ".2f"),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    note = "Peak RSS is the whole process (VmHWM): torch's includes what importing torch costs."
+    lines += ["", note]
+    return "\n".join(lines) + "\n"
+
+
+def append_atomically(path, text):
+    old = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+    sep = "" if not old or old.endswith("\n\n") else ("\n" if old.endswith("\n") else "\n\n")
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".compare-")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(old + sep + text)
+        if os.path.exists(path):
+            os.chmod(tmp, os.stat(path).st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("elab", help="JSON lines from `elab bench --json`")
+    ap.add_argument("torch", help="JSON lines from benches/torch_twin.py")
+    ap.add_argument("--append-to", help="also append the section to this markdown file")
+    args = ap.parse_args()
+    text = section(load(args.elab), load(args.torch))
+    sys.stdout.write(text)
+    if args.append_to:
+        append_atomically(args.append_to, text)
+        print(f"appended to {args.append_to}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+//! The sbatch script of one submission: `task.sh` with its `@NAME@` placeholders filled in.
+//! Every value put in is validated (job ids are hex, the backend is a keyword, exit codes are
+//! numbers) or single-quoted (paths, sbatch options).
+
+use std::path::Path;
+
+use elab_job::{SpecError, exit};
+
+const TEMPLATE: &str = include_str!("task.sh");
+
+/// What one submission's script runs.
+pub(super) struct ScriptValues<'a> {
+    pub elab: &'a str,
+    pub sweep_dir: &'a str,
+    pub backend: &'a str,
+    /// The task list, relative to the sweep directory.
+    pub tasks_file: &'a str,
+    pub sweep_name: &'a str,
+    pub n: u32,
+    pub sbatch_args: &'a [String],
+}
+
+pub(super) fn script(v: &ScriptValues<'_>) -> Result<String, SpecError> {
+    let shown: Vec<String> = v
+        .sbatch_args
+        .iter()
+        .map(|a| shell_quote("sbatch option", a))
+        .collect::<Result<_, _>>()?;
+    Ok(render(
+        TEMPLATE,
+        &[
+            ("SWEEP_NAME", v.sweep_name.to_string()),
+            ("N", v.n.to_string()),
+            ("SBATCH_ARGS", shown.join(" ")),
+            ("ELAB", shell_quote("elab binary", v.elab)?),
+            ("SWEEP_DIR", shell_quote("sweep directory", v.sweep_dir)?),
+            ("TASKS", shell_quote("task list", v.tasks_file)?),
+            ("BACKEND", shell_quote("backend", v.backend)?),
+            ("EXIT_BAD_INPUT", exit::BAD_INPUT.to_string()),
+            ("EXIT_INTERRUPTED", exit::INTERRUPTED.to_string()),
+        ],
+    ))
+}
+
+/// Replaces each `@NAME@` (capitals and `_`) of `template` by its value, in one pass, so a
+/// value is never scanned for placeholders. Other `@`s, and names without a value, are kept.
+fn render(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('@') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        let len = after
+            .bytes()
+            .take_while(|b| b.is_ascii_uppercase() || *b == b'_')
+            .count();
+        let value = (len > 0 && after[len..].starts_with('@'))
+            .then(|| values.iter().find(|(name, _)| *name == &after[..len]))
+            .flatten();
+        match value {
+            Some((_, value)) => {
+                out.push_str(value);
+                rest = &after[len + 1..];
+            }
+            None => {
+                out.push('@');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `'text'` for bash; refuses what cannot be a sane path in a script.
+pub(super) fn shell_quote(field: &str, text: &str) -> Result<String, SpecError> {
+    if text.chars().any(|c| c.is_control()) {
+        return Err(SpecError::new(
+            field,
+            format!("contains a control character: {text:?}"),
+        ));
+    }
+    Ok(format!("'{}'", text.replace('\'', r"'\''")))
+}
+
+/// `path` made absolute, as UTF-8 (it is written into a script).
+pub(super) fn abs_utf8(field: &str, path: &Path) -> Result<String, SpecError> {
+    let abs = std::path::absolute(path)
+        .map_err(|e| SpecError::new(field, format!("{}: {e}", path.display())))?;
+    abs.to_str()
+        .map(str::to_string)
+        .ok_or_else(|| SpecError::new(field, format!("is not valid UTF-8: {}", abs.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_paths() {
+        assert_eq!(shell_quote("p", "/a b/it's").unwrap(), r"'/a b/it'\''s'");
+        assert!(shell_quote("p", "/a\nb").is_err());
+    }
+
+    /// The `@NAME@` tokens of `text`.
+    fn placeholders(text: &str) -> Vec<&str> {
+        let mut names = Vec::new();
+        let mut rest = text;
+        while let Some(at) = rest.find('@') {
+            let after = &rest[at + 1..];
+            let len = after
+                .bytes()
+                .take_while(|b| b.is_ascii_uppercase() || *b == b'_')
+                .count();
+            if len > 0 && after[len..].starts_with('@') {
+                names.push(&after[..len]);
+                rest = &after[len + 1..];
+            } else {
+                rest = after;
+            }
+        }
+        names
+    }
+
+    #[test]
+    fn every_placeholder_is_filled() {
+        assert!(placeholders(TEMPLATE).len() >= 9);
+        let args = vec!["--signal=B:USR1@120".to_string(), "--job-name=x".into()];
+        let text = script(&ScriptValues {
+            elab: "/opt/elab",
+            sweep_dir: "/s/it's",
+            backend: "cpu",
+            tasks_file: "slurm/sub-1.tasks",
+            sweep_name: "smoke",
+            n: 1,
+            sbatch_args: &args,
+        })
+        .unwrap();
+        assert_eq!(placeholders(&text), Vec::<&str>::new(), "{text}");
+        assert!(text.starts_with("#!/bin/bash\n"));
+        assert!(text.contains("ELAB='/opt/elab'\n"));
+        assert!(text.contains(r"SWEEP='/s/it'\''s'"));
+        assert!(text.contains("'--signal=B:USR1@120'"));
+        assert!(text.contains(r#"if [ "$CODE" = 75 ]"#));
+        assert!(text.contains("exit 2 ;;"));
+        assert!(text.contains("\"$ELAB\" record-attempt"));
+        // One pass: a value is never scanned for placeholders.
+        assert_eq!(
+            render("a@X@b@Y@c@", &[("X", "@Y@".into()), ("Y", "2".into())]),
+            "a@Y@b2c@"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! The sweep's tasks as seen from outside the submitter: `elab status`'s Slurm section, the
+//! local executor's check that Slurm runs nothing of the sweep, and `elab cancel`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::process::Command;
+
+use elab_job::{Plan, SweepDir};
+
+use super::squeue::{SlurmTask, job_tasks};
+use super::submit::submissions;
+
+/// `elab status`'s Slurm section: each submitted job's task and its state in the queue.
+/// `None` when the sweep was never submitted to Slurm.
+pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
+    let subs = submissions(dir);
+    if subs.is_empty() {
+        return None;
+    }
+    let mut out = String::new();
+    let arrays: Vec<String> = subs
+        .iter()
+        .map(|s| s.array_id.clone().unwrap_or_else(|| "?".into()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nslurm: {} submission(s), arrays {}",
+        subs.len(),
+        arrays.join(", ")
+    );
+    let tasks = match job_tasks(dir) {
+        Ok(t) => t,
+        Err(e) => {
+            let _ = writeln!(out, "({e}; showing the recorded tasks only)");
+            let mut t = BTreeMap::new();
+            for s in &subs {
+                for (i, job) in s.jobs.iter().enumerate() {
+                    t.insert(
+                        job.clone(),
+                        SlurmTask {
+                            array_id: s.array_id.clone().unwrap_or_else(|| "?".into()),
+                            task: i,
+                            state: "?".into(),
+                        },
+                    );
+                }
+            }
+            t
+        }
+    };
+    let _ = writeln!(
+        out,
+        "{:<12} {:<9} {:<16} {:<14} {:>8}",
+        "job", "lab", "slurm task", "slurm state", "restarts"
+    );
+    let ids = plan.jobs.iter().map(|j| j.id.clone()).chain(
+        tasks
+            .keys()
+            .filter(|k| !plan.jobs.iter().any(|j| &j.id == *k))
+            .cloned(),
+    );
+    for id in ids {
+        let Some(t) = tasks.get(&id) else { continue };
+        let restarts = dir
+            .read_attempts(&id)
+            .iter()
+            .rev()
+            .find(|a| a.executor == format!("slurm:{}_{}", t.array_id, t.task))
+            .and_then(|a| a.restart_count)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "-".into());
+        let state = if t.state == "GONE" {
+            "gone (not in squeue)".to_string()
+        } else {
+            t.state.to_lowercase()
+        };
+        let _ = writeln!(
+            out,
+            "{:<12} {:<9} {:<16} {:<14} {:>8}",
+            id,
+            dir.job_state(&id).to_string(),
+            format!("{}_{}", t.array_id, t.task),
+            state,
+            restarts
+        );
+    }
+    Some(out)
+}
+
+/// Refuses to run the sweep here while Slurm still has tasks of it in the queue: a job would
+/// be trained by two workers. Sweeps never submitted to Slurm pass without asking squeue; a
+/// sweep that was, when squeue cannot answer, is refused too.
+pub fn refuse_if_queued(dir: &SweepDir) -> anyhow::Result<()> {
+    if submissions(dir).is_empty() {
+        return Ok(());
+    }
+    let root = dir.root.display();
+    let tasks = job_tasks(dir).map_err(|e| {
+        anyhow::anyhow!(
+            "{root} was submitted to Slurm, and whether tasks of it still run cannot be told: {e}.\nNot running it here, where a job could be trained twice; retry when `squeue` works, or `elab cancel {root}` first"
+        )
+    })?;
+    let queued = tasks.values().filter(|t| t.active()).count();
+    anyhow::ensure!(
+        queued == 0,
+        "{root} has {queued} job(s) pending or running in Slurm; wait for them, or `elab cancel {root}` first"
+    );
+    Ok(())
+}
+
+/// `elab cancel`: scancel every array of the sweep that still has tasks in the queue.
+/// Returns the arrays cancelled.
+pub fn cancel(dir: &SweepDir) -> anyhow::Result<Vec<String>> {
+    let tasks = job_tasks(dir)?;
+    let mut arrays: Vec<String> = tasks
+        .values()
+        .filter(|t| t.active())
+        .map(|t| t.array_id.clone())
+        .collect();
+    arrays.sort();
+    arrays.dedup();
+    for array in &arrays {
+        let out = Command::new("scancel")
+            .arg(array)
+            .output()
+            .map_err(|e| anyhow::anyhow!("scancel: {e}"))?;
+        anyhow::ensure!(
+            out.status.success(),
+            "scancel {array}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        tracing::info!(array, "cancelled");
+    }
+    Ok(arrays)
+}

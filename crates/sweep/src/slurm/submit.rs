@@ -1,0 +1,237 @@
+//! Submitting jobs as an array (`sbatch`), recording each submission before and after, and
+//! waiting for the tasks to leave the queue.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use elab_job::{Plan, SweepDir, fsio, is_job_id, unix_now};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::SlurmSettings;
+use super::script::{ScriptValues, script};
+use super::squeue::{SlurmTask, job_tasks};
+use crate::config::DEFAULT_SIGNAL_SECS;
+
+/// One `sbatch` of the sweep: which array task trains which job (`slurm/sub-<n>.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Submission {
+    pub n: u32,
+    /// Set once sbatch answered; `None` if the submitter died in between (then found again
+    /// by `job_name`).
+    pub array_id: Option<String>,
+    pub job_name: String,
+    /// Relative to the sweep directory.
+    pub script: String,
+    pub tasks: String,
+    /// Task index -> job id.
+    pub jobs: Vec<String>,
+    pub submitted: f64,
+    pub sbatch_args: Vec<String>,
+}
+
+/// `sweeps/<name>/slurm/`.
+pub fn slurm_dir(dir: &SweepDir) -> PathBuf {
+    dir.root.join("slurm")
+}
+
+/// Every submission of the sweep, oldest first.
+pub fn submissions(dir: &SweepDir) -> Vec<Submission> {
+    let mut subs: Vec<Submission> = std::fs::read_dir(slurm_dir(dir))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("sub-") && name.ends_with(".json")
+        })
+        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .collect();
+    subs.sort_by_key(|s| s.n);
+    subs
+}
+
+pub(super) fn record(dir: &SweepDir, sub: &Submission) -> std::io::Result<()> {
+    let path = slurm_dir(dir).join(format!("sub-{}.json", sub.n));
+    fsio::write_atomic(&path, &serde_json::to_vec_pretty(sub)?)
+}
+
+/// A short stable tag of the sweep directory, so that job names of two sweeps never collide.
+pub(super) fn dir_tag(root: &str) -> String {
+    let digest = Sha256::digest(root.as_bytes());
+    digest.iter().take(4).map(|b| format!("{b:02x}")).collect()
+}
+
+/// The largest array Slurm accepts here (MaxArraySize - 1 is the largest index).
+pub(super) fn max_array_size() -> usize {
+    let out = Command::new("scontrol").args(["show", "config"]).output();
+    out.ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find(|l| l.trim_start().starts_with("MaxArraySize"))
+                .and_then(|l| l.split('=').nth(1))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        })
+        .unwrap_or(1001)
+        .max(1)
+}
+
+/// Where one submission goes: the sweep directory and `elab` by absolute path, and the tag
+/// that makes its job names unique.
+pub(super) struct Target<'a> {
+    pub dir: &'a SweepDir,
+    pub root: &'a str,
+    pub elab: &'a str,
+    pub tag: &'a str,
+}
+
+/// Writes the task list, the script and the submission record, then runs sbatch and records
+/// the array id it answers.
+pub(super) fn submit(
+    to: &Target<'_>,
+    settings: &SlurmSettings,
+    plan: &Plan,
+    ids: &[String],
+    n: u32,
+) -> anyhow::Result<Submission> {
+    for id in ids {
+        // Job ids are hashes; anything else would be a bug, and must not reach a script.
+        anyhow::ensure!(is_job_id(id), "{id:?} is not a job id");
+    }
+    let job_name = format!("elab-{}-{}-{n}", plan.sweep, to.tag);
+    let script_name = format!("sub-{n}.sh");
+    let tasks_name = format!("sub-{n}.tasks");
+    let signal = settings.options.signal_secs.unwrap_or(DEFAULT_SIGNAL_SECS);
+    let array = match settings.options.max_running {
+        Some(k) => format!("0-{}%{k}", ids.len() - 1),
+        None => format!("0-{}", ids.len() - 1),
+    };
+    let mut args = vec![
+        "--parsable".to_string(),
+        format!("--job-name={job_name}"),
+        format!("--array={array}"),
+        "--requeue".into(),
+        "--open-mode=append".into(),
+        format!("--signal=B:USR1@{signal}"),
+        format!("--chdir={}", to.root),
+        format!("--output=slurm/sub-{n}_%A_%a.out"),
+    ];
+    args.extend(settings.options.sbatch_args());
+    let text = script(&ScriptValues {
+        elab: to.elab,
+        sweep_dir: to.root,
+        backend: &settings.backend,
+        tasks_file: &format!("slurm/{tasks_name}"),
+        sweep_name: &plan.sweep,
+        n,
+        sbatch_args: &args,
+    })?;
+    let sdir = slurm_dir(to.dir);
+    fsio::write_atomic(
+        &sdir.join(&tasks_name),
+        format!("{}\n", ids.join("\n")).as_bytes(),
+    )?;
+    fsio::write_atomic(&sdir.join(&script_name), text.as_bytes())?;
+    let mut sub = Submission {
+        n,
+        array_id: None,
+        job_name,
+        script: format!("slurm/{script_name}"),
+        tasks: format!("slurm/{tasks_name}"),
+        jobs: ids.to_vec(),
+        submitted: unix_now(),
+        sbatch_args: args.clone(),
+    };
+    record(to.dir, &sub)?;
+    let out = Command::new("sbatch")
+        .args(&args)
+        .arg(sdir.join(&script_name))
+        .output()
+        .map_err(|e| anyhow::anyhow!("sbatch: {e} (is Slurm installed here?)"))?;
+    if !out.status.success() {
+        // Not submitted: drop the record so that it is not mistaken for a lost submission.
+        let _ = std::fs::remove_file(sdir.join(format!("sub-{n}.json")));
+        anyhow::bail!(
+            "sbatch failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let id = stdout
+        .trim()
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    anyhow::ensure!(
+        !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()),
+        "sbatch answered {stdout:?}, not a job id"
+    );
+    sub.array_id = Some(id);
+    record(to.dir, &sub)?;
+    tracing::info!(array = ?sub.array_id, jobs = ids.len(), "submitted");
+    Ok(sub)
+}
+
+/// Polls squeue until no task of the sweep is pending or running, printing a line whenever
+/// the counts change. Gives up after 10 failed polls in a row.
+pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
+    eprintln!(
+        "waiting for the tasks (Ctrl-C stops waiting; the tasks keep running: `elab status`, `elab cancel`)"
+    );
+    let poll = std::env::var("ELAB_SLURM_POLL_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2.0);
+    let mut last = String::new();
+    let mut errors = 0;
+    loop {
+        let tasks = match job_tasks(dir) {
+            Ok(t) => {
+                errors = 0;
+                t
+            }
+            Err(e) if errors < 10 => {
+                errors += 1;
+                tracing::warn!("{e}");
+                std::thread::sleep(Duration::from_secs_f64(poll));
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for t in tasks.values() {
+            *counts.entry(t.state.clone()).or_default() += 1;
+        }
+        let line: Vec<String> = counts
+            .iter()
+            .map(|(s, n)| format!("{n} {}", s.to_lowercase()))
+            .collect();
+        let line = format!("slurm: {}", line.join(", "));
+        if line != last {
+            eprintln!("{line}");
+            tracing::info!("{line}");
+            last = line;
+        }
+        if !tasks.values().any(SlurmTask::active) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs_f64(poll));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dir_tags_are_short_stable_and_distinct() {
+        let a = dir_tag("/home/me/sweeps/arith");
+        assert_eq!(a.len(), 8);
+        assert_eq!(a, dir_tag("/home/me/sweeps/arith"));
+        assert_ne!(a, dir_tag("/home/me/sweeps/arith2"));
+    }
+}
