@@ -1,5 +1,5 @@
-# emergence-lab recipes. Every recipe is one cargo command, so a machine without `just`
-# can run the same thing (see README.md).
+# emergence-lab recipes. Every recipe but bench-compare is one cargo command, so a machine
+# without `just` can run the same thing (see README.md).
 
 export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/emergence-lab/target")
 python := env_var_or_default("PYTHON", "python3")
@@ -32,12 +32,21 @@ test:
 bench *args="":
     cargo run -q -p elab -- bench --backend all --append-to docs/performance.md {{args}}
 
-# elab vs the PyTorch twin on the same machine, back to back; table appended to docs/performance.md
-bench-compare steps="10":
-    mkdir -p "$CARGO_TARGET_DIR"
-    cargo run -q -p elab -- bench --backend cpu --steps {{steps}} --json > "$CARGO_TARGET_DIR/bench-elab.jsonl"
-    {{python}} benches/torch_twin.py --steps {{steps}} > "$CARGO_TARGET_DIR/bench-torch.jsonl"
-    {{python}} benches/compare.py "$CARGO_TARGET_DIR/bench-elab.jsonl" "$CARGO_TARGET_DIR/bench-torch.jsonl" --append-to docs/performance.md
+# elab vs the PyTorch twin (benches/torch_twin.py) on the same machine, rung by rung and back to
+# back, each rung in a fresh process (so that its peak RSS is its own); the table is appended to
+# docs/performance.md. Needs PyTorch (PYTHON=/path/to/python with torch installed).
+bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    out="$CARGO_TARGET_DIR/bench-compare"
+    mkdir -p "$out"
+    : > "$out/elab.jsonl"; : > "$out/torch.jsonl"
+    cargo build -q -p elab
+    for rung in {{rungs}}; do
+        cargo run -q -p elab -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
+        {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} >> "$out/torch.jsonl"
+    done
+    {{python}} benches/compare.py "$out/elab.jsonl" "$out/torch.jsonl" --append-to docs/performance.md
 
 # Formatting and lints
 lint:

@@ -96,7 +96,7 @@ impl CausalSelfAttention {
         let [b, t, d] = x.dims();
         let (h, hd, tq) = (self.n_head, d / self.n_head, t - first);
         let heads = |x: Tensor<3>, t| x.reshape([b, t, h, hd]).swap_dims(1, 2);
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2);
+        let mut qkv = linear(&self.c_attn, x).chunk(3, 2);
         let v = heads(qkv.pop().unwrap(), t);
         let k = heads(qkv.pop().unwrap(), t);
         let q = heads(qkv.pop().unwrap().narrow(1, first, tq), tq);
@@ -107,7 +107,7 @@ impl CausalSelfAttention {
             .expand([b, h, tq, t]);
         let att = softmax(att.mask_fill(future, -1e9), 3);
         let y = att.matmul(v).swap_dims(1, 2).reshape([b, tq, d]);
-        self.c_proj.forward(y)
+        linear(&self.c_proj, y)
     }
 }
 
@@ -120,10 +120,20 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.c_fc.forward(x);
+        let h = linear(&self.c_fc, x);
         let h = if self.gelu { gelu(h) } else { relu(h) };
-        self.c_proj.forward(h)
+        linear(&self.c_proj, h)
     }
+}
+
+/// `layer` applied to `[batch, time, d]` as one `[batch * time, d]` matmul. burn's `Linear`
+/// keeps a 3-D input as `batch` separate small matmuls unless `time` is a multiple of its row
+/// tile (a GPU heuristic): on the CPU, with contexts of 4-12 tokens, that was most of a step.
+fn linear(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [b, t, d] = x.dims();
+    let y = layer.forward(x.reshape([b * t, d]));
+    let n = y.dims()[1];
+    y.reshape([b, t, n])
 }
 
 /// A pre-LN block: x + attn(ln(x)), then x + mlp(ln(x)). Without LayerNorm, plain residuals.
@@ -182,8 +192,15 @@ impl Gpt {
         }
         let x = norm(&self.ln_f, x);
         match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => x.matmul(self.wte.weight.val().transpose().unsqueeze()),
+            Some(head) => linear(head, x),
+            None => {
+                let [b, t, d] = x.dims();
+                let [vocab, _] = self.wte.weight.dims();
+                let logits = x
+                    .reshape([b * t, d])
+                    .matmul(self.wte.weight.val().transpose());
+                logits.reshape([b, t, vocab])
+            }
         }
     }
 }
