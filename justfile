@@ -1,7 +1,8 @@
 # emergence-lab recipes. Every recipe but bench-compare is one cargo command, so a machine
 # without `just` can run the same thing (see README.md).
 
-export CARGO_TARGET_DIR := env_var_or_default("CARGO_TARGET_DIR", env_var("HOME") / ".cache/emergence-lab/target")
+# Builds go where plain `cargo` puts them (./target, or $CARGO_TARGET_DIR when set, as CI sets
+# it), so that `just` and the README's cargo commands share one build.
 python := env_var_or_default("PYTHON", "python3")
 
 # Run (or resume) a sweep: `just sweep configs/arith.toml`
@@ -38,7 +39,7 @@ bench *args="":
 bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda":
     #!/usr/bin/env bash
     set -euo pipefail
-    out="$CARGO_TARGET_DIR/bench-compare"
+    out="${CARGO_TARGET_DIR:-target}/bench-compare"
     mkdir -p "$out"
     : > "$out/elab.jsonl"; : > "$out/torch.jsonl"
     cargo build -q -p elab

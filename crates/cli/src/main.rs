@@ -410,19 +410,19 @@ fn bench(
     json: bool,
     append_to: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    // `all`: the CPU, and wgpu too when a real GPU is there.
-    let devices = match backend {
-        "all" => {
-            let gpu = elab_train::choose_device(Backend::Auto)?;
-            let cpu = elab_train::choose_device(Backend::Cpu)?;
-            std::iter::once(cpu)
-                .chain((gpu.backend == "wgpu").then_some(gpu))
-                .collect()
-        }
-        other => vec![elab_train::choose_device(other.parse()?)?],
-    };
+    // `all`: the CPU, then wgpu too when a real GPU is there. The CPU goes first: probing for a
+    // GPU starts wgpu's runtime (on a machine without one, Mesa's software adapter), whose
+    // threads and memory would otherwise sit in the CPU's numbers.
     let mut rows = Vec::new();
-    for device in devices {
+    if backend == "all" {
+        let cpu = elab_train::choose_device(Backend::Cpu)?;
+        rows.extend(elab_train::bench::bench(cpu, steps, max_params, rungs)?);
+        let gpu = elab_train::choose_device(Backend::Auto)?;
+        if gpu.backend == "wgpu" {
+            rows.extend(elab_train::bench::bench(gpu, steps, max_params, rungs)?);
+        }
+    } else {
+        let device = elab_train::choose_device(backend.parse()?)?;
         rows.extend(elab_train::bench::bench(device, steps, max_params, rungs)?);
     }
     if json {
@@ -441,7 +441,7 @@ fn bench(
         .unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let section = format!(
-        "\n### `elab bench --backend {backend}`: {cpu}, {cores} cores\n\n{}\nLadder: 3-digit reversed addition, batch {} x 11 tokens; nanda: x + y (mod 113), full batch. {steps} timed steps after 3 warmup steps.\n",
+        "\n### `elab bench --backend {backend}`: {cpu}, {cores} cores\n\n{}\nLadder: 3-digit reversed addition, batch {} x 11 tokens; nanda: x + y (mod 113), full batch. {steps} timed steps after 3 warmup steps. Peak RSS includes memory kept from earlier rungs of the same process (`just bench-compare` runs each rung alone).\n",
         elab_train::bench::markdown(&rows),
         elab_train::bench::BENCH_BATCH
     );
