@@ -30,10 +30,14 @@ fn reference(tmp: &Path, steps: u64) -> (std::path::PathBuf, Duration) {
     (sweeps.join("smoke"), start.elapsed())
 }
 
+/// Steps per job of the kill test: long enough that five kills land before the sweep is done
+/// (the smoke jobs train at about 2,000 steps per second).
+const KILL_TEST_STEPS: u64 = 3000;
+
 #[test]
 fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let (reference, took) = reference(tmp.path(), 600);
+    let (reference, took) = reference(tmp.path(), KILL_TEST_STEPS);
     // Concurrency never exceeded the slots (2) in the reference run.
     let mut spans = Vec::new();
     for id in records(&reference).keys() {
@@ -56,7 +60,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     );
     assert_eq!(max_overlap, 2, "the two slots were used");
 
-    let config = config_with_steps(tmp.path(), 600);
+    let config = config_with_steps(tmp.path(), KILL_TEST_STEPS);
     let sweeps = tmp.path().join("killed");
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
@@ -65,9 +69,9 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         rng ^= rng << 13;
         rng ^= rng >> 7;
         rng ^= rng << 17;
-        // Anywhere from start-up to a quarter of the whole sweep: mid-step, mid-eval,
-        // mid-checkpoint, between jobs.
-        let at = Duration::from_millis(100 + rng % (took.as_millis() as u64 / 4).max(500));
+        // Anywhere from start-up to a tenth of the whole sweep: mid-step, mid-eval,
+        // mid-checkpoint, between jobs (short enough that several kills land before it ends).
+        let at = Duration::from_millis(100 + rng % (took.as_millis() as u64 / 10).max(300));
         let exited = wait_for(at, || child.try_wait().unwrap().is_some());
         if exited {
             break;
@@ -86,7 +90,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_equal_records(&reference, &sweeps.join("smoke"), 600, 40, 4);
+    assert_equal_records(&reference, &sweeps.join("smoke"), KILL_TEST_STEPS, 40, 4);
 }
 
 #[test]

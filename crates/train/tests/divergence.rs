@@ -2,37 +2,14 @@
 //! values written as such) and only finite checkpoints. One test per binary: burn's seed is
 //! process-global.
 
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+mod common;
 
 use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
+use common::{tiny_job, train_cpu};
 use elab_job::{JobSpec, RunDir, RunStatus, eval_steps, read_evals};
 use elab_model::GptConfig;
-use elab_train::{Backend, Outcome, RunOptions, train};
-
-const JOB: &str = r#"
-seed = 3
-[task]
-kind = "digits"
-op = "add"
-digits = 2
-reversed = true
-train_size = 200
-val_size = 100
-[model]
-n_layer = 1
-d_model = 16
-n_head = 2
-d_mlp = 32
-[train]
-steps = 40
-batch_size = 32
-lr = 1e30
-warmup_steps = 0
-[eval]
-every = 10
-"#;
+use elab_train::Outcome;
 
 /// True when every parameter of the checkpointed model in `dir` is finite.
 fn weights_are_finite(spec: &JobSpec, dir: &std::path::Path) -> bool {
@@ -61,19 +38,10 @@ fn weights_are_finite(spec: &JobSpec, dir: &std::path::Path) -> bool {
 
 #[test]
 fn a_diverged_run_keeps_every_record_and_only_finite_checkpoints() {
-    let spec = JobSpec::from_toml(JOB).unwrap();
+    let spec = tiny_job(3, 1e30);
     let tmp = tempfile::tempdir().unwrap();
     let run = RunDir::new(tmp.path().join("run"));
-    let outcome = train(
-        &spec,
-        &run,
-        RunOptions {
-            backend: Backend::Cpu,
-            stop: Arc::new(AtomicBool::new(false)),
-            on_progress: &mut |_| {},
-        },
-    )
-    .unwrap();
+    let outcome = train_cpu(&spec, &run, None).unwrap();
     let Outcome::Finished(summary) = outcome else {
         panic!("not finished: {outcome:?}")
     };

@@ -2,53 +2,11 @@
 //! corrupt newest checkpoint (falls back to the one before), an unreadable checkpoint pointer
 //! (an error, never a silent restart). One test per binary: burn's seed is process-global.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod common;
 
-use elab_job::{JobSpec, RunDir, read_evals};
-use elab_train::{Backend, Outcome, RunOptions, train};
-
-const JOB: &str = r#"
-seed = 5
-[task]
-kind = "digits"
-op = "add"
-digits = 2
-reversed = true
-train_size = 200
-val_size = 100
-[model]
-n_layer = 1
-d_model = 16
-n_head = 2
-d_mlp = 32
-[train]
-steps = 40
-batch_size = 32
-lr = 3e-3
-[eval]
-every = 10
-"#;
-
-/// Trains `dir`, stopping (with a checkpoint) once step `stop_at` is reached.
-fn run(spec: &JobSpec, dir: &RunDir, stop_at: Option<u64>) -> anyhow::Result<Outcome> {
-    let stop = Arc::new(AtomicBool::new(stop_at == Some(0)));
-    let flag = stop.clone();
-    let mut on_progress = |p: &elab_train::Progress| {
-        if Some(p.step) == stop_at {
-            flag.store(true, Ordering::SeqCst);
-        }
-    };
-    train(
-        spec,
-        dir,
-        RunOptions {
-            backend: Backend::Cpu,
-            stop,
-            on_progress: &mut on_progress,
-        },
-    )
-}
+use common::{tiny_job, train_cpu as run};
+use elab_job::{RunDir, read_evals};
+use elab_train::Outcome;
 
 fn lines(dir: &RunDir) -> Vec<String> {
     std::fs::read_to_string(dir.evals())
@@ -60,10 +18,7 @@ fn lines(dir: &RunDir) -> Vec<String> {
 
 #[test]
 fn resumes_from_step_zero_and_from_the_previous_checkpoint_and_fails_closed() {
-    // As `elab` does at start-up: burn stages loaded optimizer state on the default device.
-    // SAFETY: the only test of this binary, before it starts any thread of its own.
-    unsafe { std::env::set_var("BURN_DEVICE", "flex") };
-    let spec = JobSpec::from_toml(JOB).unwrap();
+    let spec = tiny_job(5, 3e-3);
     let tmp = tempfile::tempdir().unwrap();
     let straight = RunDir::new(tmp.path().join("straight"));
     assert!(matches!(

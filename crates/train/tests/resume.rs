@@ -1,11 +1,10 @@
 //! Exact resume: 2N steps straight and N steps + stop + N more give the same records, bit for
 //! bit on the Flex CPU backend. One test per binary: burn's seed is process-global.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+mod common;
 
 use elab_job::{JobSpec, RunDir, RunStatus, read_evals};
-use elab_train::{Backend, Outcome, RunOptions, train};
+use elab_train::Outcome;
 
 const JOB: &str = r#"
 seed = 7
@@ -33,30 +32,11 @@ every = 10
 "#;
 
 fn run(spec: &JobSpec, dir: &RunDir, stop_at: Option<u64>) -> Outcome {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let mut on_progress = |p: &elab_train::Progress| {
-        if Some(p.step) == stop_at {
-            flag.store(true, Ordering::SeqCst);
-        }
-    };
-    train(
-        spec,
-        dir,
-        RunOptions {
-            backend: Backend::Cpu,
-            stop,
-            on_progress: &mut on_progress,
-        },
-    )
-    .unwrap()
+    common::train_cpu(spec, dir, stop_at).unwrap()
 }
 
 #[test]
 fn stopping_and_resuming_gives_the_records_of_a_straight_run() {
-    // As `elab` does at start-up: burn stages loaded optimizer state on the default device.
-    // SAFETY: the only test of this binary, before it starts any thread of its own.
-    unsafe { std::env::set_var("BURN_DEVICE", "flex") };
     let spec = JobSpec::from_toml(JOB).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let straight = RunDir::new(tmp.path().join("straight"));
