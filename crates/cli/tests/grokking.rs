@@ -31,6 +31,8 @@ fn modular_addition_groks_with_weight_decay_and_not_without() {
 
     let jobs = sweeps.join("grok-small/jobs");
     let (mut grokked, mut controls) = (0, 0);
+    // The final total weight norm (a progress measure recorded on the train rows), by weight decay.
+    let (mut norms_wd, mut norms_free) = (Vec::new(), Vec::new());
     for (id, (_, rows)) in records(&sweeps.join("grok-small")) {
         let spec = JobSpec::from_file(&jobs.join(&id).join("spec.toml")).unwrap();
         let curve = |split| -> BTreeMap<u64, f64> {
@@ -41,6 +43,11 @@ fn modular_addition_groks_with_weight_decay_and_not_without() {
         };
         let (train, val) = (curve(Split::Train), curve(Split::Val));
         let t_train99 = first_step(&train, 0.99).expect("training accuracy reaches 0.99");
+        let final_norm = rows
+            .iter()
+            .rfind(|r| r.split == Split::Train)
+            .map(|r| r.metrics["weight_norm"])
+            .unwrap();
         let t_val95 = first_step(&val, 0.95);
         let report = format!(
             "seed {} wd {}: t_train99 {t_train99}, t_val95 {t_val95:?}",
@@ -61,10 +68,20 @@ fn modular_addition_groks_with_weight_decay_and_not_without() {
                 .fold(0.0, f64::max);
             assert!(stretch < 0.6, "validation rose early ({stretch}): {report}");
             grokked += 1;
+            norms_wd.push(final_norm);
         } else {
             assert_eq!(t_val95, None, "generalized without weight decay: {report}");
             controls += 1;
+            norms_free.push(final_norm);
         }
     }
     assert_eq!((grokked, controls), (3, 3));
+    // Weight decay holds the weight norm down (about 20 here); without it the norm grows
+    // several-fold while the model memorizes (about 125).
+    let most_wd = norms_wd.iter().copied().fold(0.0, f64::max);
+    let least_free = norms_free.iter().copied().fold(f64::INFINITY, f64::min);
+    assert!(
+        least_free > 3.0 * most_wd,
+        "weight norms: with weight decay {norms_wd:?}, without {norms_free:?}"
+    );
 }

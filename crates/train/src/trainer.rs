@@ -309,7 +309,8 @@ impl<'a> Trainer<'a> {
         let valid = model.valid();
         let tokens = self.step * (self.batch_size * self.spec.n_ctx()) as u64;
         let mut val_exact_match = None;
-        let mut finite = weights_are_finite(&valid);
+        let norms = weight_norms(&valid);
+        let mut finite = norms["weight_norm"].is_finite();
         for (split, examples, cap) in [
             (
                 Split::Train,
@@ -323,8 +324,11 @@ impl<'a> Trainer<'a> {
             } else {
                 cap.min(examples.len())
             };
-            let metrics = evaluate(&valid, &examples[..n], &self.data, &self.chosen.device);
+            let mut metrics = evaluate(&valid, &examples[..n], &self.data, &self.chosen.device);
             finite &= metrics["loss"].is_finite();
+            if split == Split::Train {
+                metrics.extend(norms.clone());
+            }
             if split == Split::Val {
                 val_exact_match = metrics.get("exact_match").copied();
             }
@@ -636,6 +640,50 @@ fn clip_global_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) {
 /// False when any weight is NaN or infinite (one reduction over all parameters).
 fn weights_are_finite(model: &Gpt) -> bool {
     squared_norm(model, None).is_none_or(|t| t.into_scalar::<f32>().is_finite())
+}
+
+/// The L2 norm of all weights (`weight_norm`) and of each module (`weight_norm.wte`,
+/// `weight_norm.blocks.0.attn`, ...): the progress measure of Nanda et al. 2023 and Omnigrok,
+/// whose fall marks the cleanup that ends grokking. One read-back for all of them.
+fn weight_norms(model: &Gpt) -> BTreeMap<String, f64> {
+    #[derive(Default)]
+    struct Norms {
+        path: Vec<String>,
+        sums: BTreeMap<String, Tensor<1>>,
+    }
+    impl ModuleVisitor for Norms {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            // `blocks.<i>.<attn|mlp|ln_1|ln_2>` inside the blocks, the field name elsewhere.
+            let depth = if self.path[0] == "blocks" { 3 } else { 1 };
+            let module = format!("weight_norm.{}", self.path[..depth].join("."));
+            let s = param.val().powf_scalar(2.0).sum();
+            let sum = match self.sums.remove(&module) {
+                Some(t) => t + s,
+                None => s,
+            };
+            self.sums.insert(module, sum);
+        }
+    }
+    let mut norms = Norms::default();
+    model.visit(&mut norms);
+    let names: Vec<String> = norms.sums.keys().cloned().collect();
+    let squares = Tensor::cat(norms.sums.into_values().collect(), 0)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let total = squares.iter().map(|&s| s as f64).sum::<f64>().sqrt();
+    names
+        .into_iter()
+        .zip(squares.iter().map(|&s| (s as f64).sqrt()))
+        .chain(std::iter::once(("weight_norm".to_string(), total)))
+        .collect()
 }
 
 /// Sum of the squares of every parameter of `model`, or of its gradients in `grads`, on the
