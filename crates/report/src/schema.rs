@@ -54,6 +54,21 @@ pub const METRICS: [(&str, &str, &str); 6] = [
     ),
 ];
 
+/// Progress measures recorded beside the metrics (train rows only: they do not depend on the
+/// split); in curves.csv, not in runs.csv's final columns.
+pub const PROGRESS_MEASURES: [(&str, &str, &str); 2] = [
+    (
+        "weight_norm",
+        "L2 norm",
+        "of all parameters: weight decay holds it down, and its fall marks the cleanup that ends grokking",
+    ),
+    (
+        "weight_norm.<module>",
+        "L2 norm",
+        "of one module's parameters: `wte`, `wpe`, `blocks.<i>.attn`, `blocks.<i>.mlp`, `blocks.<i>.ln_1`, `blocks.<i>.ln_2`, `ln_f`, `lm_head` (those the model has)",
+    ),
+];
+
 /// Placeholder for the per-axis columns, as documented.
 pub const AXIS_PATTERN: &str = "axis_<key>";
 
@@ -312,6 +327,9 @@ pub fn markdown() -> String {
     out.push_str("## Metrics\n\n| metric | unit | meaning |\n|---|---|---|\n");
     for (m, unit, meaning) in METRICS {
         let _ = writeln!(out, "| `{m}` | {unit} | {meaning} |");
+    }
+    for (m, unit, meaning) in PROGRESS_MEASURES {
+        let _ = writeln!(out, "| `{m}` | {unit} | {meaning}; train rows only |");
     }
     out.push_str(
         "\n## runs.csv\n\nOne row per job: every planned job, then every orphan (a job directory no\n\
