@@ -15,11 +15,12 @@ pub struct ParamCounts {
     pub kaplan_12ld2: u64,
 }
 
-/// Counts for a decoder with biases in every Linear and LayerNorm, as `elab-model` builds it.
+/// Counts for a decoder with biases in every Linear (but the attention's when `attn_bias` is
+/// off) and LayerNorm, as `elab-model` builds it.
 pub fn param_counts(m: &ModelSpec, vocab: usize, n_ctx: usize) -> ParamCounts {
     let (d, f, l) = (m.d_model as u64, m.d_mlp as u64, m.n_layer as u64);
     let norm = if m.layer_norm { 2 * d } else { 0 };
-    let attention = (d * 3 * d + 3 * d) + (d * d + d);
+    let attention = 4 * d * d + if m.attn_bias { 4 * d } else { 0 };
     let mlp = (d * f + f) + (f * d + d);
     let block = 2 * norm + attention + mlp;
     let non_embedding = l * block + norm;

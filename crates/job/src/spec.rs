@@ -29,7 +29,21 @@ pub enum Activation {
     Gelu,
 }
 
-/// Shape of the GPT-style decoder (see `elab-model`).
+/// How the weights start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// Embeddings N(0, 0.02) as GPT-2; linear layers burn's default, uniform with bound
+    /// 1/sqrt(fan_in) (as PyTorch's `nn.Linear`).
+    #[default]
+    Gpt2,
+    /// Nanda et al. 2023's code: every matrix N(0, 1/d_model) (embeddings included), the
+    /// unembedding N(0, 1/vocab), every bias zero.
+    Nanda,
+}
+
+/// Shape of the GPT-style decoder (see `elab-model`). The recipe fields after the shape are
+/// left out of the job id at their defaults, so that ids from before they existed stay valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ModelFile")]
 pub struct ModelSpec {
@@ -43,6 +57,25 @@ pub struct ModelSpec {
     pub layer_norm: bool,
     /// Unembedding shares the token-embedding matrix.
     pub tied_embeddings: bool,
+    #[serde(skip_serializing_if = "is_default_init")]
+    pub init: Init,
+    /// Every initial weight is multiplied by this (Omnigrok's alpha: the initial weight norm is
+    /// a main knob of the grokking delay).
+    #[serde(skip_serializing_if = "is_one")]
+    pub init_scale: f64,
+    /// Biases in the attention projections (Nanda et al. 2023 have none).
+    #[serde(skip_serializing_if = "is_true")]
+    pub attn_bias: bool,
+}
+
+fn is_default_init(init: &Init) -> bool {
+    *init == Init::default()
+}
+fn is_one(x: &f64) -> bool {
+    *x == 1.0
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for ModelSpec {
@@ -74,6 +107,9 @@ struct ModelFile {
     activation: Activation,
     layer_norm: bool,
     tied_embeddings: bool,
+    init: Init,
+    init_scale: f64,
+    attn_bias: bool,
 }
 
 impl Default for ModelFile {
@@ -86,6 +122,9 @@ impl Default for ModelFile {
             activation: Activation::Relu,
             layer_norm: true,
             tied_embeddings: false,
+            init: Init::Gpt2,
+            init_scale: 1.0,
+            attn_bias: true,
         }
     }
 }
@@ -100,6 +139,9 @@ impl From<ModelFile> for ModelSpec {
             activation: m.activation,
             layer_norm: m.layer_norm,
             tied_embeddings: m.tied_embeddings,
+            init: m.init,
+            init_scale: m.init_scale,
+            attn_bias: m.attn_bias,
         }
     }
 }
@@ -244,6 +286,12 @@ impl JobSpec {
                 return Err(SpecError::new(field, "must be a positive integer, got 0"));
             }
         }
+        if !(m.init_scale.is_finite() && m.init_scale > 0.0) {
+            return Err(SpecError::new(
+                "model.init_scale",
+                format!("must be a positive number, got {}", m.init_scale),
+            ));
+        }
         if !m.d_model.is_multiple_of(m.n_head) {
             return Err(SpecError::new(
                 "model.n_head",
@@ -353,6 +401,22 @@ n_head = 4
         b.train.weight_decay = 0.5;
         assert_ne!(a.id(), b.id());
         assert_eq!(a.id().len(), 12);
+        // The recipe options change the id only when set away from their defaults.
+        let explicit = JOB.replace(
+            "n_head = 4",
+            "n_head = 4\ninit = \"gpt2\"\ninit_scale = 1.0\nattn_bias = true",
+        );
+        assert_eq!(JobSpec::from_toml(&explicit).unwrap().id(), a.id());
+        let mut d = a.clone();
+        d.model.init = Init::Nanda;
+        assert_ne!(d.id(), a.id());
+    }
+
+    #[test]
+    fn a_non_positive_init_scale_is_rejected() {
+        let err = JobSpec::from_toml(&JOB.replace("n_head = 4", "n_head = 4\ninit_scale = 0"))
+            .unwrap_err();
+        assert_eq!(err.field, "model.init_scale");
     }
 
     #[test]

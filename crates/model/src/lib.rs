@@ -2,10 +2,13 @@
 //! like nanoGPT's model.py. Config in, `Module` out, `forward` from tokens to logits.
 //! It knows nothing of files, schedules or tasks.
 
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::module::Param;
+use burn::nn::{
+    Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig,
+};
 use burn::prelude::*;
 use burn::tensor::activation::{gelu, relu, softmax};
-use elab_job::{Activation, ModelSpec};
+use elab_job::{Activation, Init, ModelSpec};
 
 /// Everything needed to build a [`Gpt`]: the job's model section plus the task's vocabulary
 /// and context length.
@@ -20,6 +23,9 @@ pub struct GptConfig {
     pub gelu: bool,
     pub layer_norm: bool,
     pub tied_embeddings: bool,
+    pub attn_bias: bool,
+    pub init: Init,
+    pub init_scale: f64,
 }
 
 impl GptConfig {
@@ -34,49 +40,79 @@ impl GptConfig {
             gelu: m.activation == Activation::Gelu,
             layer_norm: m.layer_norm,
             tied_embeddings: m.tied_embeddings,
+            attn_bias: m.attn_bias,
+            init: m.init,
+            init_scale: m.init_scale,
         }
     }
 
     pub fn init(&self, device: &Device) -> Gpt {
+        let (d, scale) = (self.d_model, self.init_scale);
+        let normal = |std: f64| Initializer::Normal {
+            mean: 0.0,
+            std: scale * std,
+        };
+        // A linear layer: burn's default (uniform, bound 1/sqrt(fan_in), as PyTorch), or
+        // Nanda et al.'s N(0, 1/d_model) with zero biases; `std` overrides the matrix's.
+        let linear = |d_in, d_out, bias: bool, std: Option<f64>| {
+            let config = LinearConfig::new(d_in, d_out).with_bias(bias);
+            let mut layer = match self.init {
+                Init::Gpt2 if scale == 1.0 => config.init(device),
+                Init::Gpt2 => config
+                    .with_initializer(Initializer::KaimingUniform {
+                        gain: scale / 3f64.sqrt(),
+                        fan_out_only: false,
+                    })
+                    .init(device),
+                Init::Nanda => {
+                    let std = std.unwrap_or(1.0 / (d as f64).sqrt());
+                    config.with_initializer(normal(std)).init(device)
+                }
+            };
+            if self.init == Init::Nanda {
+                layer.bias = bias.then(|| Param::from_tensor(Tensor::zeros([d_out], device)));
+            }
+            layer
+        };
         let norm = || {
             self.layer_norm
-                .then(|| LayerNormConfig::new(self.d_model).init(device))
+                .then(|| LayerNormConfig::new(d).init(device))
         };
         let blocks = (0..self.n_layer)
             .map(|_| Block {
                 ln_1: norm(),
                 attn: CausalSelfAttention {
-                    c_attn: LinearConfig::new(self.d_model, 3 * self.d_model).init(device),
-                    c_proj: LinearConfig::new(self.d_model, self.d_model).init(device),
+                    c_attn: linear(d, 3 * d, self.attn_bias, None),
+                    c_proj: linear(d, d, self.attn_bias, None),
                     n_head: self.n_head,
                 },
                 ln_2: norm(),
                 mlp: Mlp {
-                    c_fc: LinearConfig::new(self.d_model, self.d_mlp).init(device),
-                    c_proj: LinearConfig::new(self.d_mlp, self.d_model).init(device),
+                    c_fc: linear(d, self.d_mlp, true, None),
+                    c_proj: linear(self.d_mlp, d, true, None),
                     gelu: self.gelu,
                 },
             })
             .collect();
-        // Embeddings start small (std 0.02, as GPT-2) rather than burn's default N(0, 1).
+        // Embeddings start small (std 0.02, as GPT-2) rather than burn's default N(0, 1);
+        // Nanda et al.'s are N(0, 1/d_model).
+        let embedding_std = match self.init {
+            Init::Gpt2 => 0.02,
+            Init::Nanda => 1.0 / (d as f64).sqrt(),
+        };
         let embedding = |n| {
-            EmbeddingConfig::new(n, self.d_model)
-                .with_initializer(burn::nn::Initializer::Normal {
-                    mean: 0.0,
-                    std: 0.02,
-                })
+            EmbeddingConfig::new(n, d)
+                .with_initializer(normal(embedding_std))
                 .init(device)
         };
+        let unembedding_std = 1.0 / (self.vocab_size as f64).sqrt();
         Gpt {
             wte: embedding(self.vocab_size),
             wpe: embedding(self.n_ctx),
             blocks,
             ln_f: norm(),
-            lm_head: (!self.tied_embeddings).then(|| {
-                LinearConfig::new(self.d_model, self.vocab_size)
-                    .with_bias(false)
-                    .init(device)
-            }),
+            lm_head: (!self.tied_embeddings)
+                .then(|| linear(d, self.vocab_size, false, Some(unembedding_std))),
         }
     }
 }
@@ -219,6 +255,7 @@ mod tests {
             activation: Activation::Gelu,
             layer_norm: ln,
             tied_embeddings: tied,
+            ..ModelSpec::default()
         }
     }
 
@@ -237,6 +274,52 @@ mod tests {
                 "{m:?}"
             );
         }
+    }
+
+    /// Root mean square of a weight matrix.
+    fn rms(t: Tensor<2>) -> f32 {
+        t.powf_scalar(2.0).mean().sqrt().into_scalar::<f32>()
+    }
+
+    #[test]
+    fn nanda_init_and_omnigrok_scale() {
+        let device = Device::flex();
+        device.seed(1);
+        let mut m = spec(1, 128, 4, 512, false, false);
+        m.init = Init::Nanda;
+        m.attn_bias = false;
+        let model = GptConfig::from_spec(&m, 114, 3).init(&device);
+        assert_eq!(model.num_params() as u64, param_counts(&m, 114, 3).total);
+        let inv_sqrt = |n: f32| 1.0 / n.sqrt();
+        let close = |x: f32, want: f32| (x / want - 1.0).abs() < 0.05;
+        assert!(close(rms(model.wte.weight.val()), inv_sqrt(128.0)));
+        let block = &model.blocks[0];
+        assert!(close(rms(block.mlp.c_fc.weight.val()), inv_sqrt(128.0)));
+        assert!(close(
+            rms(model.lm_head.as_ref().unwrap().weight.val()),
+            inv_sqrt(114.0)
+        ));
+        assert!(block.attn.c_attn.bias.is_none());
+        let bias = block.mlp.c_fc.bias.as_ref().unwrap().val();
+        assert_eq!(bias.abs().sum().into_scalar::<f32>(), 0.0);
+
+        // Omnigrok's alpha multiplies every initial weight.
+        m.init_scale = 3.0;
+        let scaled = GptConfig::from_spec(&m, 114, 3).init(&device);
+        assert!(close(rms(scaled.wte.weight.val()), 3.0 * inv_sqrt(128.0)));
+        let mut gpt2 = spec(1, 128, 4, 512, true, false);
+        let base = rms(GptConfig::from_spec(&gpt2, 114, 3).init(&device).blocks[0]
+            .mlp
+            .c_fc
+            .weight
+            .val());
+        gpt2.init_scale = 3.0;
+        let tripled = rms(GptConfig::from_spec(&gpt2, 114, 3).init(&device).blocks[0]
+            .mlp
+            .c_fc
+            .weight
+            .val());
+        assert!(close(tripled, 3.0 * base), "{base} -> {tripled}");
     }
 
     #[test]

@@ -83,6 +83,17 @@ pub struct ModularTask {
     /// Fraction of all equations used for training; the rest is validation.
     #[serde(default = "default_fraction")]
     pub train_fraction: f64,
+    /// Write the operator as a token (`x op y =`, Power et al.); `false` gives `x y =`
+    /// (Nanda et al. 2023). Left out of the job id when true, so old ids stay valid.
+    #[serde(default = "default_op_token", skip_serializing_if = "is_true")]
+    pub op_token: bool,
+}
+
+fn default_op_token() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 fn default_p() -> u64 {
@@ -112,8 +123,10 @@ impl ModularTask {
         Ok(())
     }
 
+    /// (vocabulary: the residues, `=` and the operator if written; prompt length; answer length)
     pub(crate) fn shape(&self) -> (usize, usize, usize) {
-        (self.p as usize + 2, 4, 1)
+        let op = usize::from(self.op_token);
+        (self.p as usize + 1 + op, 3 + op, 1)
     }
 
     pub(crate) fn label(&self) -> String {
@@ -136,13 +149,19 @@ impl ModularTask {
 
     pub(crate) fn generate(&self, seed: u64) -> Dataset {
         let p = self.p;
-        let (op_token, eq_token) = (p as u32, p as u32 + 1);
+        // Token p is the operator and p + 1 is `=`; without the operator, `=` is p.
+        let op_token = p as u32;
+        let eq_token = op_token + u32::from(self.op_token);
         let mut all: Vec<Vec<u32>> = (0..p)
             .flat_map(|x| (0..p).map(move |y| (x, y)))
             .filter(|&(_, y)| !(self.op == ModOp::Div && y == 0))
             .map(|(x, y)| {
-                let c = self.op.apply(x, y, p);
-                vec![x as u32, op_token, y as u32, eq_token, c as u32]
+                let c = self.op.apply(x, y, p) as u32;
+                let (x, y) = (x as u32, y as u32);
+                match self.op_token {
+                    true => vec![x, op_token, y, eq_token, c],
+                    false => vec![x, y, eq_token, c],
+                }
             })
             .collect();
         shuffle(&mut all, &mut SplitMix64::derive(seed, 1));
@@ -168,6 +187,7 @@ mod tests {
             p: 7,
             op,
             train_fraction: 0.5,
+            op_token: true,
         }
     }
 
@@ -212,6 +232,7 @@ mod tests {
             p: 97,
             op: ModOp::Add,
             train_fraction: 0.3,
+            op_token: true,
         };
         let a = t.generate(1);
         assert_eq!(a.train.len(), (97.0f64 * 97.0 * 0.3).round() as usize);
@@ -221,11 +242,28 @@ mod tests {
     }
 
     #[test]
+    fn without_the_operator_token_the_input_is_x_y_equals() {
+        let t = ModularTask {
+            op_token: false,
+            ..task(ModOp::Sub)
+        };
+        assert_eq!(t.shape(), (8, 3, 1));
+        let d = t.generate(3);
+        let with_op = task(ModOp::Sub).generate(3);
+        assert_eq!((d.vocab_size, d.prompt_len), (8, 3));
+        for (s, w) in d.train.iter().zip(&with_op.train) {
+            assert_eq!(s, &vec![w[0], w[2], 7, w[4]], "same split, same answers");
+            assert_eq!(s[3] as i64, (s[0] as i64 - s[1] as i64).rem_euclid(7));
+        }
+    }
+
+    #[test]
     fn rejects_composite_modulus() {
         let t = ModularTask {
             p: 91,
             op: ModOp::Add,
             train_fraction: 0.3,
+            op_token: true,
         };
         assert_eq!(t.validate().unwrap_err().0, "task.p");
     }

@@ -74,6 +74,7 @@ fn nanda_job() -> JobSpec {
         p: 113,
         op: ModOp::Add,
         train_fraction: 0.3,
+        op_token: true,
     });
     spec.model = ModelSpec {
         layer_norm: false,
