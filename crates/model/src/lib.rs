@@ -57,7 +57,7 @@ impl GptConfig {
         let linear = |d_in, d_out, bias: bool, std: Option<f64>| {
             let config = LinearConfig::new(d_in, d_out).with_bias(bias);
             let mut layer = match self.init {
-                Init::Gpt2 if scale == 1.0 => config.init(device),
+                // burn's default initializer, scaled.
                 Init::Gpt2 => config
                     .with_initializer(Initializer::KaimingUniform {
                         gain: scale / 3f64.sqrt(),

@@ -100,7 +100,8 @@ pub fn bench(
     max_params: u64,
     only: &[String],
 ) -> anyhow::Result<Vec<BenchRow>> {
-    let names: Vec<&str> = rungs().iter().map(|(name, _)| *name).collect();
+    let rungs = rungs();
+    let names: Vec<&str> = rungs.iter().map(|(name, _)| *name).collect();
     if let Some(unknown) = only.iter().find(|r| !names.contains(&r.as_str())) {
         anyhow::bail!(
             "unknown rung `{unknown}`: expected one of {}",
@@ -108,7 +109,7 @@ pub fn bench(
         );
     }
     let mut rows = Vec::new();
-    for (name, spec) in rungs() {
+    for (name, spec) in rungs {
         if !only.is_empty() && !only.iter().any(|r| r == name) {
             continue;
         }

@@ -220,7 +220,7 @@ impl<'a> Trainer<'a> {
                 if let Err(diverged) = read_back(&mut pending, self.step) {
                     return self.finish(diverged, started);
                 }
-                if !weights_are_finite(&model) {
+                if !weight_norms(&model)["weight_norm"].is_finite() {
                     let diverged = RunStatus::Diverged { step: self.step };
                     return self.finish(diverged, started);
                 }
@@ -630,16 +630,11 @@ fn clip_global_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) {
             }
         }
     }
-    let Some(total) = squared_norm(model, Some(grads)) else {
+    let Some(total) = squared_norm(model, grads) else {
         return;
     };
     let factor = (total.sqrt().recip() * max_norm).clamp_max(1.0);
     model.visit(&mut Scale { grads, factor });
-}
-
-/// False when any weight is NaN or infinite (one reduction over all parameters).
-fn weights_are_finite(model: &Gpt) -> bool {
-    squared_norm(model, None).is_none_or(|t| t.into_scalar::<f32>().is_finite())
 }
 
 /// The L2 norm of all weights (`weight_norm`) and of each module (`weight_norm.wte`,
@@ -686,21 +681,17 @@ fn weight_norms(model: &Gpt) -> BTreeMap<String, f64> {
         .collect()
 }
 
-/// Sum of the squares of every parameter of `model`, or of its gradients in `grads`, on the
-/// device; `None` when there is nothing to sum.
-fn squared_norm(model: &Gpt, grads: Option<&GradientsParams>) -> Option<Tensor<1>> {
+/// Sum of the squares of the gradients of `model`'s parameters, on the device; `None` when
+/// there is none.
+fn squared_norm(model: &Gpt, grads: &GradientsParams) -> Option<Tensor<1>> {
     struct SquaredNorm<'g> {
-        grads: Option<&'g GradientsParams>,
+        grads: &'g GradientsParams,
         total: Option<Tensor<1>>,
     }
     impl ModuleVisitor for SquaredNorm<'_> {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let x = match self.grads {
-                Some(grads) => grads.get::<D>(param.id),
-                None => Some(param.val()),
-            };
-            if let Some(x) = x {
-                let s = x.powf_scalar(2.0).sum();
+            if let Some(g) = self.grads.get::<D>(param.id) {
+                let s = g.powf_scalar(2.0).sum();
                 self.total = Some(match self.total.take() {
                     Some(t) => t + s,
                     None => s,
