@@ -98,13 +98,16 @@ enum Command {
         #[arg(long)]
         append_to: Option<PathBuf>,
     },
-    /// Train one job (the unit the sweep engine and Slurm run), resuming it if interrupted.
+    /// Train one job, or several of one shape as a pack (the unit the sweep engine and Slurm
+    /// run), resuming each from its checkpoint if interrupted.
     Train {
-        /// A job file: task, model, train, eval, seed.
-        job: PathBuf,
-        /// Run directory [default: sweeps/_runs/<job id>].
+        /// Job files: task, model, train, eval, seed. Several train as one pack: they must
+        /// have the same model shape, token layout, batch size, steps and evaluation steps.
+        #[arg(required = true)]
+        jobs: Vec<PathBuf>,
+        /// Run directory of each job, in order [default: sweeps/_runs/<job id>].
         #[arg(long)]
-        out: Option<PathBuf>,
+        out: Vec<PathBuf>,
         /// auto: wgpu on a real GPU, else the CPU (Flex).
         #[arg(long, default_value = "auto", value_parser = ["auto", "wgpu", "cpu"])]
         backend: String,
@@ -202,11 +205,11 @@ fn main() -> ExitCode {
             append_to,
         } => bench(&backend, steps, max_params, &rungs, json, append_to),
         Command::Train {
-            job,
+            jobs,
             out,
             backend,
             progress_json,
-        } => train(job, out, &backend, progress_json),
+        } => train(jobs, out, &backend, progress_json),
         Command::RecordAttempt {
             job_dir,
             started,
@@ -258,15 +261,46 @@ fn main() -> ExitCode {
 }
 
 fn train(
-    job: PathBuf,
-    out: Option<PathBuf>,
+    jobs: Vec<PathBuf>,
+    out: Vec<PathBuf>,
     backend: &str,
     progress_json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let spec = JobSpec::from_file(&job)?;
-    let run = RunDir::new(out.unwrap_or_else(|| PathBuf::from("sweeps/_runs").join(spec.id())));
-    std::fs::create_dir_all(run.path())?;
-    log_to(&run.log(), true)?;
+    if !out.is_empty() && out.len() != jobs.len() {
+        anyhow::bail!(
+            "{} job files but {} --out directories: give one per job, or none",
+            jobs.len(),
+            out.len()
+        );
+    }
+    let specs = jobs
+        .iter()
+        .map(|job| JobSpec::from_file(job))
+        .collect::<Result<Vec<_>, _>>()?;
+    let runs: Vec<RunDir> = specs
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| {
+            RunDir::new(
+                out.get(i)
+                    .cloned()
+                    .unwrap_or_else(|| PathBuf::from("sweeps/_runs").join(spec.id())),
+            )
+        })
+        .collect();
+    for run in &runs {
+        std::fs::create_dir_all(run.path())?;
+    }
+    // A pack logs into its first job's log (the others' say where to look).
+    log_to(&runs[0].log(), true)?;
+    for run in &runs[1..] {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(run.log())?;
+        writeln!(log, "trained in a pack: see {}", runs[0].log().display())?;
+    }
 
     // SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (Slurm's warning before preemption) all mean:
     // checkpoint at the next step boundary and exit 75 so that the run can be resumed.
@@ -278,35 +312,47 @@ fn train(
     ] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    let mut last_print = Instant::now();
-    let mut on_progress = |p: &elab_train::Progress| {
-        if progress_json && (last_print.elapsed().as_millis() >= 250 || p.step == p.steps) {
-            last_print = Instant::now();
-            println!("{}", serde_json::to_string(p).unwrap_or_default());
+    let ids: Vec<String> = specs.iter().map(JobSpec::id).collect();
+    let mut last_print = vec![Instant::now(); specs.len()];
+    let mut on_progress = |job: usize, p: &elab_train::Progress| {
+        if progress_json && (last_print[job].elapsed().as_millis() >= 250 || p.step == p.steps) {
+            last_print[job] = Instant::now();
+            let p = elab_train::Progress {
+                job: (ids.len() > 1).then(|| ids[job].clone()),
+                ..p.clone()
+            };
+            println!("{}", serde_json::to_string(&p).unwrap_or_default());
         }
     };
-    let outcome = elab_train::train(
-        &spec,
-        &run,
+    let pack: Vec<(&JobSpec, &RunDir)> = specs.iter().zip(&runs).collect();
+    let outcomes = elab_train::train_pack(
+        &pack,
         RunOptions {
             backend: backend.parse::<Backend>()?,
             stop,
             on_progress: &mut on_progress,
         },
     )?;
-    Ok(match outcome {
-        Outcome::Finished(summary) => match summary.status {
-            RunStatus::Done => ExitCode::SUCCESS,
-            RunStatus::Diverged { step } => {
-                eprintln!("diverged at step {step}; the last good checkpoint is kept");
-                ExitCode::from(exit::DIVERGED)
+    // One exit code for the pack: interrupted if any job was, else diverged if any job did
+    // (the scheduler reads each job's state from its directory).
+    let mut code = ExitCode::SUCCESS;
+    for (id, outcome) in ids.iter().zip(&outcomes) {
+        match outcome {
+            Outcome::Finished(summary) => {
+                if let RunStatus::Diverged { step } = summary.status {
+                    eprintln!("{id}: diverged at step {step}; the last good checkpoint is kept");
+                    if code == ExitCode::SUCCESS {
+                        code = ExitCode::from(exit::DIVERGED);
+                    }
+                }
             }
-        },
-        Outcome::Interrupted { step } => {
-            eprintln!("stopped at step {step}; run the same command again to resume");
-            ExitCode::from(exit::INTERRUPTED)
+            Outcome::Interrupted { step } => {
+                eprintln!("{id}: stopped at step {step}; run the same command again to resume");
+                code = ExitCode::from(exit::INTERRUPTED);
+            }
         }
-    })
+    }
+    Ok(code)
 }
 
 fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {

@@ -6,6 +6,9 @@ use serde::{Deserialize, Serialize};
 /// What a live run reports after a step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
+    /// The job's id when the worker trains a pack of jobs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
     pub step: u64,
     pub steps: u64,
     /// Mean training loss over the steps between the last two read-backs of the losses from the

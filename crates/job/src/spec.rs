@@ -355,6 +355,25 @@ impl JobSpec {
         digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
     }
 
+    /// Jobs with equal keys can train as one pack (`elab-model`'s model axis): the same model
+    /// shape and token layout, batch size, number of steps and evaluation steps. Seeds, data
+    /// splits, learning rates, schedules, weight decay, betas, clipping and evaluation caps may
+    /// differ.
+    pub fn pack_key(&self) -> String {
+        let batch = match self.train.batch_size {
+            0 => self.task.train_len(),
+            b => b.min(self.task.train_len()),
+        };
+        let key = serde_json::json!({
+            "model": self.model,
+            "tokens": self.task.shape(),
+            "batch": batch,
+            "steps": self.train.steps,
+            "eval_every": self.eval.every,
+        });
+        key.to_string()
+    }
+
     /// The model's context length: every token but the last is read.
     pub fn n_ctx(&self) -> usize {
         let (_, prompt, answer) = self.task.shape();

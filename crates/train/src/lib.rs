@@ -4,8 +4,9 @@
 mod backend;
 pub mod bench;
 pub mod metrics;
+mod optim;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};
 pub use elab_job::Progress;
-pub use trainer::{Outcome, RunOptions, time_steps, train};
+pub use trainer::{Outcome, RunOptions, time_steps, train, train_pack};

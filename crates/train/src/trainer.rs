@@ -1,10 +1,17 @@
 //! The training loop: AdamW with warmup and schedule, log-spaced evaluation, step-level
-//! checkpoints, exact resume, divergence detection and clean stop on a signal.
+//! checkpoints, exact resume, divergence detection and clean stop on a signal, for a *pack*
+//! of jobs of one shape trained side by side as one batched model (a single job is the pack
+//! of one).
 //!
 //! Exact resume rests on three facts: the batch of step t is a pure function of (seed, t);
 //! the learning rate is a pure function of t; a checkpoint holds the weights, the AdamW
 //! moments and t. So training N steps, stopping and resuming for N more replays exactly
 //! the updates of 2N straight steps (bitwise on the Flex CPU backend).
+//!
+//! A pack changes none of that: every job keeps its own run directory, records and
+//! checkpoints (its slice of the pack), written exactly as if it trained alone, so it can
+//! resume alone or in another pack. Nothing mixes the models of a pack; one that diverges is
+//! finished and taken out, and the others go on.
 //!
 //! The step loop never waits on the device: losses stay on it and are read back together at
 //! evaluations, heartbeats and the end. Divergence is noticed there, and nothing non-finite is
@@ -18,23 +25,26 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::module::{ModuleVisitor, Param};
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use elab_job::{EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, eval_steps, fsio};
-use elab_model::{Gpt, GptConfig};
+use elab_job::{
+    EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, TrainSpec, eval_steps, fsio,
+};
+use elab_model::{Gpt, GptConfig, pack};
 use elab_tasks::{Dataset, SplitMix64, shuffle};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ChosenDevice, choose_device};
 use crate::metrics::{Scorer, argmax};
+use crate::optim::{Moments, PackedAdamW};
 
-/// Examples per forward pass during evaluation.
+/// Examples per model per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
 /// Seconds between heartbeat writes.
 const HEARTBEAT_SECS: f64 = 5.0;
 
-/// How a call to [`train`] ended.
+/// How a call to [`train`] ended for one job.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// Done or diverged: `summary.json` is written and the run will not continue.
@@ -47,7 +57,8 @@ pub struct RunOptions<'a> {
     pub backend: Backend,
     /// Set (by a signal handler) to checkpoint at the next step boundary and return.
     pub stop: Arc<AtomicBool>,
-    pub on_progress: &'a mut dyn FnMut(&Progress),
+    /// Called after each step with the job's index in the pack and its progress.
+    pub on_progress: &'a mut dyn FnMut(usize, &Progress),
 }
 
 /// Saved beside the weights and optimizer state in each checkpoint.
@@ -58,26 +69,70 @@ struct CheckpointState {
     resumes: u32,
 }
 
-/// Trains `spec` in `run`, resuming from its checkpoint if it has one.
+/// Trains `spec` in `run` alone, resuming from its checkpoint if it has one.
 pub fn train(spec: &JobSpec, run: &RunDir, opts: RunOptions) -> anyhow::Result<Outcome> {
-    std::fs::create_dir_all(run.path())?;
-    let _lock = fsio::try_lock(&run.lock())?.with_context(|| {
-        format!(
-            "{} is being trained by another process",
-            run.path().display()
-        )
-    })?;
-    claim_run_dir(spec, run)?;
-    if let Some(summary) = run.read_summary() {
-        return Ok(Outcome::Finished(summary));
+    Ok(train_pack(&[(spec, run)], opts)?.remove(0))
+}
+
+/// Trains jobs with equal [`JobSpec::pack_key`]s as one pack, each resuming from its own
+/// checkpoint; returns each job's outcome, in order. Jobs already finished are skipped; jobs
+/// checkpointed at different steps (by earlier, different packs) train as separate packs,
+/// the earliest first.
+pub fn train_pack(jobs: &[(&JobSpec, &RunDir)], opts: RunOptions) -> anyhow::Result<Vec<Outcome>> {
+    anyhow::ensure!(!jobs.is_empty(), "no job to train");
+    let mut locks = Vec::new();
+    for (spec, run) in jobs {
+        std::fs::create_dir_all(run.path())?;
+        locks.push(fsio::try_lock(&run.lock())?.with_context(|| {
+            format!(
+                "{} is being trained by another process",
+                run.path().display()
+            )
+        })?);
+        claim_run_dir(spec, run)?;
+    }
+    let key = jobs[0].0.pack_key();
+    if let Some((spec, _)) = jobs.iter().find(|(s, _)| s.pack_key() != key) {
+        bail!(
+            "job {} cannot train in a pack with job {}: model shape, token layout, batch size, \
+             steps and evaluation steps must be equal",
+            spec.id(),
+            jobs[0].0.id()
+        );
+    }
+    let mut outcomes: Vec<Option<Outcome>> = jobs
+        .iter()
+        .map(|(_, run)| run.read_summary().map(Outcome::Finished))
+        .collect();
+    if outcomes.iter().all(Option::is_some) {
+        return Ok(outcomes.into_iter().flatten().collect());
     }
 
     let chosen = choose_device(opts.backend)?;
-    tracing::info!(backend = chosen.backend, device = %chosen.name, reason = %chosen.reason, "device chosen");
-    let (mut trainer, model) = Trainer::new(spec, run, chosen)?;
-    let outcome = trainer.run(model, opts);
-    let _ = std::fs::remove_file(run.heartbeat());
-    outcome
+    tracing::info!(backend = chosen.backend, device = %chosen.name, reason = %chosen.reason, jobs = jobs.len(), "device chosen");
+    let mut by_step: BTreeMap<u64, Vec<Loaded>> = BTreeMap::new();
+    for (job, (spec, run)) in jobs.iter().enumerate() {
+        if outcomes[job].is_none() {
+            let loaded = Loaded::new(job, spec, run, &chosen)?;
+            by_step.entry(loaded.step).or_default().push(loaded);
+        }
+    }
+    for (step, group) in by_step {
+        // Asked to stop: each group still starts (evaluating a fresh job's step 0 and
+        // checkpointing it) and stops at once.
+        let (mut trainer, model) = Trainer::new(group, chosen.clone(), step);
+        for (job, outcome) in trainer.run(model, &opts.stop, opts.on_progress)? {
+            outcomes[job] = Some(outcome);
+        }
+    }
+    for (_, run) in jobs {
+        let _ = std::fs::remove_file(run.heartbeat());
+    }
+    drop(locks);
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect())
 }
 
 /// Writes the spec into a new run directory, or checks that an existing one holds this job.
@@ -103,47 +158,47 @@ fn claim_run_dir(spec: &JobSpec, run: &RunDir) -> anyhow::Result<()> {
     }
 }
 
-struct Trainer<'a> {
+/// One job of a pack: what it trains on and where its records go.
+struct Member<'a> {
+    /// Index in the caller's list of jobs.
+    job: usize,
     spec: &'a JobSpec,
     run: &'a RunDir,
-    chosen: ChosenDevice,
     data: Dataset,
-    optim: ModuleOptimizer,
-    step: u64,
+    order: BatchOrder,
     wall_before: f64,
     resumes: u32,
     /// Started from a checkpoint (whose evaluation rows are already written).
     resumed: bool,
-    batch_size: usize,
-    order: BatchOrder,
+    /// Validation exact match at the last evaluation, for the progress line.
+    val_exact_match: Option<f64>,
+    /// Mean training loss at the last read-back.
+    loss: Option<f64>,
 }
 
-impl<'a> Trainer<'a> {
-    /// Builds the trainer and the model, restored from the last checkpoint if there is one.
+/// A job restored to where its checkpoint left it (or initialized from its seed).
+struct Loaded<'a> {
+    member: Member<'a>,
+    model: Gpt,
+    moments: Moments,
+    step: u64,
+}
+
+impl<'a> Loaded<'a> {
     fn new(
+        job: usize,
         spec: &'a JobSpec,
         run: &'a RunDir,
-        chosen: ChosenDevice,
-    ) -> anyhow::Result<(Self, Gpt)> {
+        chosen: &ChosenDevice,
+    ) -> anyhow::Result<Self> {
         let data = spec.task.generate(spec.seed);
         // Initialize on the CPU whatever the backend, so that a seed means the same initial
         // weights on Flex and on wgpu (their random generators differ).
-        // burn initializes parameters lazily, on their device, at first use: materialize them
-        // on the CPU before moving.
         let cpu = Device::flex().autodiff();
         cpu.seed(spec.seed);
         let config = GptConfig::from_spec(&spec.model, data.vocab_size, spec.n_ctx());
-        let mut model = materialize(config.init(&cpu)).fork(&chosen.device.clone().autodiff());
-        let t = &spec.train;
-        let new_optim = || {
-            AdamWConfig::new()
-                .with_beta_1(t.beta1 as f32)
-                .with_beta_2(t.beta2 as f32)
-                .with_epsilon(t.eps as f32)
-                .with_weight_decay(t.weight_decay as f32)
-                .init()
-        };
-        let mut optim = new_optim();
+        let mut model = config.init(&cpu).fork(&chosen.device.clone().autodiff());
+        let mut moments = Moments::zeros(&model);
         let (mut step, mut wall_before, mut resumes) = (0, 0.0, 0);
         let mut resumed = false;
         let saved = run
@@ -155,17 +210,22 @@ impl<'a> Trainer<'a> {
             let _ = std::fs::remove_file(run.evals());
         }
         for &saved_step in &saved {
-            match load_checkpoint(&run.checkpoint_dir(saved_step), model.clone(), new_optim()) {
+            match load_checkpoint(
+                &run.checkpoint_dir(saved_step),
+                model.clone(),
+                moments.clone(),
+            ) {
                 Ok((m, o, state)) => {
-                    (model, optim) = (m, o);
+                    (model, moments) = (m, o);
                     (step, wall_before, resumes) =
                         (state.step, state.wall_seconds, state.resumes + 1);
                     resumed = true;
                     run.truncate_evals_after(step)?;
-                    tracing::info!(step, "resumed from checkpoint");
+                    tracing::info!(job = %spec.id(), step, "resumed from checkpoint");
                     break;
                 }
                 Err(e) => tracing::warn!(
+                    job = %spec.id(),
                     step = saved_step,
                     error = format!("{e:#}"),
                     "checkpoint unreadable; trying the previous one"
@@ -179,54 +239,103 @@ impl<'a> Trainer<'a> {
                 run.path().display()
             );
         }
-        let batch_size = match t.batch_size {
-            0 => data.train.len(),
-            b => b.min(data.train.len()),
-        };
-        let order = BatchOrder::new(spec.seed, data.train.len(), batch_size);
-        let trainer = Self {
+        let order = BatchOrder::new(spec.seed, data.train.len(), batch_size(spec, &data));
+        let member = Member {
+            job,
             spec,
             run,
-            chosen,
             data,
-            optim,
-            step,
+            order,
             wall_before,
             resumes,
             resumed,
-            batch_size,
-            order,
+            val_exact_match: None,
+            loss: None,
         };
-        Ok((trainer, model))
+        Ok(Self {
+            member,
+            model,
+            moments,
+            step,
+        })
+    }
+}
+
+fn batch_size(spec: &JobSpec, data: &Dataset) -> usize {
+    match spec.train.batch_size {
+        0 => data.train.len(),
+        b => b.min(data.train.len()),
+    }
+}
+
+struct Trainer<'a> {
+    members: Vec<Member<'a>>,
+    chosen: ChosenDevice,
+    optim: PackedAdamW,
+    step: u64,
+    /// Outcomes of the members that finished (by job index).
+    finished: Vec<(usize, Outcome)>,
+}
+
+impl<'a> Trainer<'a> {
+    /// Stacks the jobs (all at `step`) into one pack.
+    fn new(group: Vec<Loaded<'a>>, chosen: ChosenDevice, step: u64) -> (Self, Gpt) {
+        let (mut members, mut models, mut firsts, mut seconds) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for loaded in group {
+            members.push(loaded.member);
+            models.push(loaded.model);
+            firsts.push(loaded.moments.first);
+            seconds.push(loaded.moments.second);
+        }
+        let moments = Moments {
+            first: pack::stack(firsts),
+            second: pack::stack(seconds),
+        };
+        let trainer = Self {
+            members,
+            chosen,
+            optim: PackedAdamW { moments },
+            step,
+            finished: Vec::new(),
+        };
+        (trainer, pack::stack(models))
     }
 
-    fn run(&mut self, mut model: Gpt, opts: RunOptions) -> anyhow::Result<Outcome> {
-        let steps = self.spec.train.steps;
-        let evals = eval_steps(steps, self.spec.eval.every);
+    fn run(
+        &mut self,
+        mut model: Gpt,
+        stop: &AtomicBool,
+        on_progress: &mut dyn FnMut(usize, &Progress),
+    ) -> anyhow::Result<Vec<(usize, Outcome)>> {
+        let spec = self.members[0].spec;
+        let steps = spec.train.steps;
+        let evals = eval_steps(steps, spec.eval.every);
         let started = Instant::now();
         let mut last_report = f64::NEG_INFINITY;
-        let mut val_exact_match = None;
-        let mut loss = None;
-        // Losses of the steps since the last read-back, still on the device.
+        // Losses `[models]` of the steps since the last read-back, still on the device.
         let mut pending: Vec<Tensor<1>> = Vec::new();
-        if !self.resumed {
-            match self.evaluate_and_checkpoint(&model, started)? {
-                Ok(em) => val_exact_match = em,
-                Err(diverged) => return self.finish(diverged, started),
-            }
+        let fresh: Vec<bool> = self.members.iter().map(|m| !m.resumed).collect();
+        if fresh.contains(&true) {
+            let diverged = self.evaluate_and_checkpoint(&model, started, &fresh)?;
+            model = self.retire(model, diverged, started)?;
         }
-        while self.step < steps {
-            if opts.stop.load(Ordering::SeqCst) {
-                if let Err(diverged) = read_back(&mut pending, self.step) {
-                    return self.finish(diverged, started);
+        while self.step < steps && !self.members.is_empty() {
+            if stop.load(Ordering::SeqCst) {
+                let diverged = read_back(&mut pending, self.step, &mut self.members);
+                model = self.retire(model, diverged, started)?;
+                let norms = weight_norms(&model.valid());
+                let diverged = self.not_finite(|k| norms[k]["weight_norm"]);
+                model = self.retire(model, diverged, started)?;
+                for k in 0..self.members.len() {
+                    self.checkpoint(k, &model, started)?;
+                    let job = self.members[k].job;
+                    self.finished
+                        .push((job, Outcome::Interrupted { step: self.step }));
                 }
-                if !weight_norms(&model)["weight_norm"].is_finite() {
-                    let diverged = RunStatus::Diverged { step: self.step };
-                    return self.finish(diverged, started);
-                }
-                self.checkpoint(&model, started)?;
                 tracing::info!(step = self.step, "stopped on request; checkpointed");
-                return Ok(Outcome::Interrupted { step: self.step });
+                self.members.clear();
+                break;
             }
             let step = self.step + 1;
             let step_loss;
@@ -236,158 +345,254 @@ impl<'a> Trainer<'a> {
             let is_eval = evals.binary_search(&step).is_ok();
             let elapsed = started.elapsed().as_secs_f64();
             let due = elapsed - last_report >= HEARTBEAT_SECS;
-            if is_eval || due || step == steps || loss.is_none() {
-                match read_back(&mut pending, step) {
-                    Ok(mean) => loss = Some(mean),
-                    Err(diverged) => return self.finish(diverged, started),
-                }
+            if is_eval || due || step == steps || self.members[0].loss.is_none() {
+                let diverged = read_back(&mut pending, step, &mut self.members);
+                model = self.retire(model, diverged, started)?;
             }
-            if is_eval {
-                match self.evaluate_and_checkpoint(&model, started)? {
-                    Ok(em) => val_exact_match = em,
-                    Err(diverged) => return self.finish(diverged, started),
-                }
+            if is_eval && !self.members.is_empty() {
+                let all = vec![true; self.members.len()];
+                let diverged = self.evaluate_and_checkpoint(&model, started, &all)?;
+                model = self.retire(model, diverged, started)?;
             }
             if due {
                 last_report = elapsed;
                 self.heartbeat()?;
             }
-            (opts.on_progress)(&Progress {
-                step,
-                steps,
-                loss: loss.unwrap_or(f64::NAN),
-                val_exact_match,
-            });
+            for member in &self.members {
+                on_progress(
+                    member.job,
+                    &Progress {
+                        job: None,
+                        step,
+                        steps,
+                        loss: member.loss.unwrap_or(f64::NAN),
+                        val_exact_match: member.val_exact_match,
+                    },
+                );
+            }
         }
-        self.finish(RunStatus::Done, started)
+        for k in 0..self.members.len() {
+            let outcome = self.finish(k, RunStatus::Done, started)?;
+            self.finished.push((self.members[k].job, outcome));
+        }
+        Ok(std::mem::take(&mut self.finished))
     }
 
-    /// Writes the summary: the run is over (done, or diverged on its last finite checkpoint).
-    fn finish(&self, status: RunStatus, started: Instant) -> anyhow::Result<Outcome> {
+    /// The members whose `value(k)` is not finite, as divergences at the current step.
+    fn not_finite(&self, value: impl Fn(usize) -> f64) -> Vec<(usize, RunStatus)> {
+        (0..self.members.len())
+            .filter(|&k| !value(k).is_finite())
+            .map(|k| (k, RunStatus::Diverged { step: self.step }))
+            .collect()
+    }
+
+    /// Finishes the members `gone` (diverged) and takes them out of the pack; the others go on.
+    fn retire(
+        &mut self,
+        model: Gpt,
+        gone: Vec<(usize, RunStatus)>,
+        started: Instant,
+    ) -> anyhow::Result<Gpt> {
+        if gone.is_empty() {
+            return Ok(model);
+        }
+        for (k, status) in &gone {
+            let outcome = self.finish(*k, status.clone(), started)?;
+            self.finished.push((self.members[*k].job, outcome));
+        }
+        let keep: Vec<usize> = (0..self.members.len())
+            .filter(|k| !gone.iter().any(|(g, _)| g == k))
+            .collect();
+        let mut k = 0;
+        self.members.retain(|_| {
+            k += 1;
+            keep.contains(&(k - 1))
+        });
+        if keep.is_empty() {
+            return Ok(model);
+        }
+        let moments = &self.optim.moments;
+        self.optim.moments = Moments {
+            first: pack::select(&moments.first, &keep),
+            second: pack::select(&moments.second, &keep),
+        };
+        Ok(pack::select(&model, &keep))
+    }
+
+    /// Writes member `k`'s summary: its run is over (done, or diverged on its last finite
+    /// checkpoint).
+    fn finish(&self, k: usize, status: RunStatus, started: Instant) -> anyhow::Result<Outcome> {
+        let member = &self.members[k];
+        let job = member.spec.id();
         match status {
             RunStatus::Diverged { step } => tracing::warn!(
+                %job,
                 step,
                 "diverged: non-finite loss; keeping the last finite checkpoint"
             ),
-            RunStatus::Done => tracing::info!(steps = self.step, "done"),
+            RunStatus::Done => tracing::info!(%job, steps = self.step, "done"),
         }
-        let summary = self.summary(status, started);
-        fsio::write_atomic(&self.run.summary(), &serde_json::to_vec_pretty(&summary)?)?;
+        let summary = Summary {
+            status,
+            steps: self.step,
+            wall_seconds: member.wall_before + started.elapsed().as_secs_f64(),
+            backend: self.chosen.backend.to_string(),
+            device: self.chosen.name.clone(),
+            resumes: member.resumes,
+        };
+        fsio::write_atomic(&member.run.summary(), &serde_json::to_vec_pretty(&summary)?)?;
         Ok(Outcome::Finished(summary))
     }
 
-    /// One AdamW update on the batch of `step`; returns the batch loss before the update, left
-    /// on the device (reading it back would wait for the device every step).
+    /// One AdamW update of every model on its batch of `step`; returns the batch losses
+    /// `[models]` before the update, left on the device (reading them back would wait for the
+    /// device every step).
     fn train_step(&mut self, model: Gpt, step: u64) -> (Gpt, Tensor<1>) {
         let device = self.chosen.device.clone().autodiff();
-        let batch: Vec<&Vec<u32>> = self
-            .order
-            .indices(step)
-            .iter()
-            .map(|&i| &self.data.train[i as usize])
+        let m = self.members.len();
+        let indices: Vec<Vec<u32>> = self
+            .members
+            .iter_mut()
+            .map(|member| member.order.indices(step).to_vec())
             .collect();
-        let (input, targets) = tensors(&batch, &self.data, &device);
-        let logp = answer_log_probs(&model, input, &self.data);
-        let loss = -logp.gather(2, targets.unsqueeze_dim(2)).mean();
-        let mut grads = GradientsParams::from_grads(loss.backward(), &model);
-        if self.spec.train.grad_clip > 0.0 {
-            clip_global_norm(&model, &mut grads, self.spec.train.grad_clip);
-        }
-        let model = self.optim.step(self.spec.train.lr_at(step), model, grads);
+        let batches: Vec<Vec<&[u32]>> = self
+            .members
+            .iter()
+            .zip(&indices)
+            .map(|(member, indices)| {
+                let train = &member.data.train;
+                indices
+                    .iter()
+                    .map(|&i| train[i as usize].as_slice())
+                    .collect()
+            })
+            .collect();
+        let data = &self.members[0].data;
+        let input = int_tensor(&inputs(&batches, data), &device);
+        let targets = int_tensor(&answers(&batches, data), &device);
+        let logp = answer_log_probs(&model, input, data);
+        let nll = -logp.gather(3, targets.unsqueeze_dim(3));
+        let [_, b, a, _] = nll.dims();
+        // Each model's mean loss; their sum gives each model exactly its own gradient.
+        let loss = nll.reshape([m, b * a]).mean_dim(1).reshape([m]);
+        let grads = GradientsParams::from_grads(loss.clone().sum().backward(), &model);
+        let specs: Vec<&TrainSpec> = self.members.iter().map(|m| &m.spec.train).collect();
+        let model = self.optim.step(model, grads, &specs, step);
         (model, loss.detach().inner())
     }
 
-    /// Scores both splits and appends the rows (fsynced, non-finite values kept), then
-    /// checkpoints if every loss and weight is finite: a record on disk always has its
-    /// checkpoint at or before it, so a resume never loses or repeats one. `Err` is the
-    /// divergence seen in the scores or weights (the rows are written, the checkpoint is not).
+    /// Scores both splits of every member `k` with `write[k]` and appends its rows (fsynced,
+    /// non-finite values kept), then checkpoints it if every loss and weight is finite: a record
+    /// on disk always has its checkpoint at or before it, so a resume never loses or repeats
+    /// one. Returns the members whose scores or weights diverged (their rows are written, their
+    /// checkpoint is not).
     fn evaluate_and_checkpoint(
-        &self,
+        &mut self,
         model: &Gpt,
         started: Instant,
-    ) -> anyhow::Result<Result<Option<f64>, RunStatus>> {
+        write: &[bool],
+    ) -> anyhow::Result<Vec<(usize, RunStatus)>> {
         let valid = model.valid();
-        let tokens = self.step * (self.batch_size * self.spec.n_ctx()) as u64;
-        let mut val_exact_match = None;
-        let norms = weight_norms(&valid);
-        let mut finite = norms["weight_norm"].is_finite();
-        for (split, examples, cap) in [
-            (
-                Split::Train,
-                &self.data.train,
-                self.spec.eval.max_train_examples,
-            ),
-            (Split::Val, &self.data.val, self.spec.eval.max_val_examples),
-        ] {
-            let n = if cap == 0 {
-                examples.len()
-            } else {
-                cap.min(examples.len())
-            };
-            let mut metrics = evaluate(&valid, &examples[..n], &self.data, &self.chosen.device);
-            finite &= metrics["loss"].is_finite();
-            if split == Split::Train {
-                metrics.extend(norms.clone());
+        let mut metrics = weight_norms(&valid);
+        let mut rows: Vec<Vec<EvalRow>> = vec![Vec::new(); self.members.len()];
+        for split in [Split::Train, Split::Val] {
+            let examples: Vec<&[Vec<u32>]> = self
+                .members
+                .iter()
+                .map(|m| {
+                    let (examples, cap) = match split {
+                        Split::Train => (&m.data.train, m.spec.eval.max_train_examples),
+                        Split::Val => (&m.data.val, m.spec.eval.max_val_examples),
+                    };
+                    let n = if cap == 0 {
+                        examples.len()
+                    } else {
+                        cap.min(examples.len())
+                    };
+                    &examples[..n]
+                })
+                .collect();
+            let scores = evaluate(
+                &valid,
+                &examples,
+                &self.members[0].data,
+                &self.chosen.device,
+            );
+            for (k, mut scores) in scores.into_iter().enumerate() {
+                let member = &mut self.members[k];
+                if split == Split::Train {
+                    scores.append(&mut metrics[k]);
+                } else {
+                    member.val_exact_match = scores.get("exact_match").copied();
+                }
+                rows[k].push(EvalRow {
+                    step: self.step,
+                    split,
+                    tokens: self.step * (member.order.batch * member.spec.n_ctx()) as u64,
+                    metrics: scores,
+                });
             }
-            if split == Split::Val {
-                val_exact_match = metrics.get("exact_match").copied();
+        }
+        let finite = |r: &Vec<EvalRow>| {
+            r.iter().all(|row| {
+                row.metrics["loss"].is_finite()
+                    && row.metrics.get("weight_norm").is_none_or(|n| n.is_finite())
+            })
+        };
+        let diverged = self.not_finite(|k| if finite(&rows[k]) { 0.0 } else { f64::NAN });
+        for (k, rows) in rows.iter().enumerate() {
+            if !write[k] {
+                continue;
             }
-            self.run.append_eval(&EvalRow {
-                step: self.step,
-                split,
-                tokens,
-                metrics,
-            })?;
+            for row in rows {
+                self.members[k].run.append_eval(row)?;
+            }
+            if finite(rows) {
+                self.checkpoint(k, model, started)?;
+            }
         }
-        if !finite {
-            return Ok(Err(RunStatus::Diverged { step: self.step }));
-        }
-        self.checkpoint(model, started)?;
-        Ok(Ok(val_exact_match))
+        Ok(diverged)
     }
 
-    fn checkpoint(&self, model: &Gpt, started: Instant) -> anyhow::Result<()> {
-        if self.run.checkpoints()?.first() == Some(&self.step) {
+    /// Writes member `k`'s slice of the pack (weights and AdamW moments) as its checkpoint.
+    fn checkpoint(&self, k: usize, model: &Gpt, started: Instant) -> anyhow::Result<()> {
+        let member = &self.members[k];
+        let run = member.run;
+        if run.checkpoints()?.first() == Some(&self.step) {
             return Ok(());
         }
-        let dir = self.run.checkpoint_dir(self.step);
+        let dir = run.checkpoint_dir(self.step);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
-        model
-            .clone()
+        pack::select(model, &[k])
             .save_file(dir.join("model.bpk"))
             .context("saving the model")?;
-        self.optim
-            .save(dir.join("optim.bpk"))
-            .context("saving the optimizer")?;
+        let moments = &self.optim.moments;
+        Moments {
+            first: pack::select(&moments.first, &[k]),
+            second: pack::select(&moments.second, &[k]),
+        }
+        .save_file(dir.join("optim.bpk"))
+        .context("saving the optimizer")?;
         let state = CheckpointState {
             step: self.step,
-            wall_seconds: self.wall_before + started.elapsed().as_secs_f64(),
-            resumes: self.resumes,
+            wall_seconds: member.wall_before + started.elapsed().as_secs_f64(),
+            resumes: member.resumes,
         };
         fsio::write_atomic(&dir.join("state.json"), &serde_json::to_vec(&state)?)?;
         for file in ["model.bpk", "optim.bpk"] {
             std::fs::File::open(dir.join(file))?.sync_all()?;
         }
         fsio::sync_dir(&dir)?;
-        self.run.publish_checkpoint(self.step)?;
+        run.publish_checkpoint(self.step)?;
         Ok(())
     }
 
     fn heartbeat(&self) -> anyhow::Result<()> {
-        elab_job::Heartbeat::now(self.step).write(self.run)?;
-        Ok(())
-    }
-
-    fn summary(&self, status: RunStatus, started: Instant) -> Summary {
-        Summary {
-            status,
-            steps: self.step,
-            wall_seconds: self.wall_before + started.elapsed().as_secs_f64(),
-            backend: self.chosen.backend.to_string(),
-            device: self.chosen.name.clone(),
-            resumes: self.resumes,
+        for member in &self.members {
+            elab_job::Heartbeat::now(self.step).write(member.run)?;
         }
+        Ok(())
     }
 }
 
@@ -401,14 +606,15 @@ pub fn time_steps(
 ) -> anyhow::Result<f64> {
     let scratch =
         RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
-    let (mut trainer, mut model) = Trainer::new(spec, &scratch, chosen)?;
+    let loaded = Loaded::new(0, spec, &scratch, &chosen)?;
+    let (mut trainer, mut model) = Trainer::new(vec![loaded], chosen, 0);
     let mut losses = Vec::new();
     for step in 1..=warmup {
         let loss;
         (model, loss) = trainer.train_step(model, step);
         losses.push(loss);
     }
-    let _ = read_back(&mut losses, warmup);
+    let _ = read_back(&mut losses, warmup, &mut trainer.members);
     let start = Instant::now();
     for step in warmup + 1..=warmup + steps {
         let loss;
@@ -416,156 +622,214 @@ pub fn time_steps(
         losses.push(loss);
     }
     // As in training: one read-back at the end, which also waits for the device to finish.
-    let finite = read_back(&mut losses, warmup + steps).is_ok();
+    let diverged = read_back(&mut losses, warmup + steps, &mut trainer.members);
     let seconds = start.elapsed().as_secs_f64() / steps as f64;
-    anyhow::ensure!(finite, "loss diverged while benchmarking");
+    anyhow::ensure!(diverged.is_empty(), "loss diverged while benchmarking");
     Ok(seconds)
 }
 
-/// Input tokens `[n, n_ctx]` and answer targets `[n, answer_len]` for a batch of examples.
-fn tensors(
-    batch: &[&Vec<u32>],
-    data: &Dataset,
-    device: &Device,
-) -> (Tensor<2, Int>, Tensor<2, Int>) {
+/// Each model's examples `[models][n]` as input ids `[models * n * n_ctx]`: every token but
+/// the last, row-major.
+fn inputs(examples: &[Vec<&[u32]>], data: &Dataset) -> (Vec<i64>, [usize; 3]) {
     let n_ctx = data.seq_len() - 1;
-    let input: Vec<i64> = batch
+    let n = examples[0].len();
+    let ids = examples
         .iter()
+        .flatten()
         .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
         .collect();
-    let targets: Vec<i64> = batch
+    (ids, [examples.len(), n, n_ctx])
+}
+
+/// Each model's answer tokens `[models * n * answer_len]`.
+fn answers(examples: &[Vec<&[u32]>], data: &Dataset) -> (Vec<i64>, [usize; 3]) {
+    let n = examples[0].len();
+    let ids = examples
         .iter()
+        .flatten()
         .flat_map(|s| s[data.prompt_len..].iter().map(|&t| t as i64))
         .collect();
-    (
-        int_tensor(input, batch.len(), n_ctx, device),
-        int_tensor(targets, batch.len(), data.answer_len, device),
-    )
+    (ids, [examples.len(), n, data.answer_len])
 }
 
-/// A `[rows, cols]` integer tensor from row-major token ids.
-fn int_tensor(values: Vec<i64>, rows: usize, cols: usize, device: &Device) -> Tensor<2, Int> {
-    Tensor::from_data(TensorData::new(values, [rows, cols]), device)
+fn int_tensor((values, shape): &(Vec<i64>, [usize; 3]), device: &Device) -> Tensor<3, Int> {
+    Tensor::from_data(TensorData::new(values.clone(), *shape), device)
 }
 
-/// Log-softmax of the logits at the positions that predict the answer: `[n, answer_len, vocab]`.
-fn answer_log_probs(model: &Gpt, input: Tensor<2, Int>, data: &Dataset) -> Tensor<3> {
-    log_softmax(model.forward(input, data.prompt_len - 1), 2)
+/// Log-softmax of the logits at the positions that predict the answer:
+/// `[models, n, answer_len, vocab]`.
+fn answer_log_probs(model: &Gpt, input: Tensor<3, Int>, data: &Dataset) -> Tensor<4> {
+    log_softmax(model.forward(input, data.prompt_len - 1), 3)
 }
 
-/// Teacher-forced and greedy-decoded scores of `examples` (see [`crate::metrics`]).
+/// `rows` padded to `n` by repeating its first row (or `blank` when it has none): the models
+/// of a pack read equally many examples per pass, and the padding's scores are dropped.
+fn padded<'e>(mut rows: Vec<&'e [u32]>, n: usize, blank: &'e [u32]) -> Vec<&'e [u32]> {
+    let fill = rows.first().copied().unwrap_or(blank);
+    rows.resize(n, fill);
+    rows
+}
+
+/// Teacher-forced and greedy-decoded scores (see [`crate::metrics`]) of each model of the
+/// pack on its own examples `[models][examples]`. `data` gives the (shared) token layout.
 fn evaluate(
     model: &Gpt,
-    examples: &[Vec<u32>],
+    examples: &[&[Vec<u32>]],
     data: &Dataset,
     device: &Device,
-) -> BTreeMap<String, f64> {
-    let (p, answer_len, vocab) = (data.prompt_len, data.answer_len, data.vocab_size);
-    let mut scorer = Scorer::default();
-    let n_ctx = data.seq_len() - 1;
-    for chunk in examples.chunks(EVAL_BATCH) {
-        let tokens: Vec<i64> = chunk
+) -> Vec<BTreeMap<String, f64>> {
+    let (answer_len, vocab) = (data.answer_len, data.vocab_size);
+    let blank = vec![0u32; data.seq_len()];
+    let mut scorers: Vec<Scorer> = examples.iter().map(|_| Scorer::default()).collect();
+    let longest = examples.iter().map(|e| e.len()).max().unwrap_or(0);
+    for start in (0..longest).step_by(EVAL_BATCH) {
+        let chunks: Vec<&[Vec<u32>]> = examples
             .iter()
-            .flat_map(|s| s[..n_ctx].iter().map(|&t| t as i64))
+            .map(|e| &e[start.min(e.len())..(start + EVAL_BATCH).min(e.len())])
             .collect();
-        let input = int_tensor(tokens.clone(), chunk.len(), n_ctx, device);
-        let logp = answer_log_probs(model, input, data)
+        let n = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+        let rows: Vec<Vec<&[u32]>> = chunks
+            .iter()
+            .map(|c| padded(c.iter().map(Vec::as_slice).collect(), n, &blank))
+            .collect();
+        let input = inputs(&rows, data);
+        let logp = answer_log_probs(model, int_tensor(&input, device), data)
             .into_data()
             .try_to_vec::<f32>()
             .unwrap();
-        let targets: Vec<u32> = chunk.iter().flat_map(|s| s[p..].iter().copied()).collect();
+        let per_model = n * answer_len * vocab;
         // Greedy decoding agrees with the teacher-forced argmax up to its first wrong token, so
         // an example whose teacher-forced argmaxes are all right decodes to the target, and one
         // with a wrong token is not an exact match either way. Only those need decoding, for
         // their edit distance.
-        let mut greedy: Vec<u32> = logp.chunks(vocab).map(|row| argmax(row) as u32).collect();
-        let wrong: Vec<usize> = (0..chunk.len())
-            .filter(|&e| {
-                let answer = e * answer_len..(e + 1) * answer_len;
-                greedy[answer.clone()] != targets[answer]
+        let targets: Vec<Vec<u32>> = chunks
+            .iter()
+            .map(|c| {
+                c.iter()
+                    .flat_map(|s| s[data.prompt_len..].iter().copied())
+                    .collect()
             })
             .collect();
-        decode_greedy(model, &tokens, &wrong, &mut greedy, data, device);
-        scorer.add(&logp, vocab, &targets, &greedy, answer_len);
+        let mut greedy: Vec<Vec<u32>> = (0..chunks.len())
+            .map(|k| {
+                let own = &logp[k * per_model..][..chunks[k].len() * answer_len * vocab];
+                own.chunks(vocab).map(|row| argmax(row) as u32).collect()
+            })
+            .collect();
+        let wrong: Vec<Vec<usize>> = (0..chunks.len())
+            .map(|k| {
+                (0..chunks[k].len())
+                    .filter(|&e| {
+                        let answer = e * answer_len..(e + 1) * answer_len;
+                        greedy[k][answer.clone()] != targets[k][answer]
+                    })
+                    .collect()
+            })
+            .collect();
+        decode_greedy(model, &chunks, &wrong, &mut greedy, data, device);
+        for (k, scorer) in scorers.iter_mut().enumerate() {
+            let own = &logp[k * per_model..][..chunks[k].len() * answer_len * vocab];
+            scorer.add(own, vocab, &targets[k], &greedy[k], answer_len);
+        }
     }
-    scorer.finish()
+    scorers.iter().map(Scorer::finish).collect()
 }
 
-/// Replaces answer tokens 1.. of the examples `rows` in `greedy` (`[n, answer_len]`, token 0
-/// already the teacher-forced argmax) by greedy decoding: each token is predicted after writing
-/// the earlier guesses into the input. The causal mask hides the stale targets further right.
+/// Replaces answer tokens 1.. of the examples `rows[k]` of each model's `greedy[k]`
+/// (`[n, answer_len]`, token 0 already the teacher-forced argmax) by greedy decoding: each
+/// token is predicted after writing the earlier guesses into the input. The causal mask hides
+/// the stale targets further right.
 fn decode_greedy(
     model: &Gpt,
-    tokens: &[i64],
-    rows: &[usize],
-    greedy: &mut [u32],
+    examples: &[&[Vec<u32>]],
+    rows: &[Vec<usize>],
+    greedy: &mut [Vec<u32>],
     data: &Dataset,
     device: &Device,
 ) {
     let (p, answer_len, n_ctx) = (data.prompt_len, data.answer_len, data.seq_len() - 1);
-    if rows.is_empty() || answer_len == 1 {
+    let n = rows.iter().map(Vec::len).max().unwrap_or(0);
+    if n == 0 || answer_len == 1 {
         return;
     }
-    let mut input: Vec<i64> = rows
-        .iter()
-        .flat_map(|&e| tokens[e * n_ctx..(e + 1) * n_ctx].iter().copied())
+    let blank = vec![0u32; data.seq_len()];
+    let picked: Vec<Vec<&[u32]>> = (0..rows.len())
+        .map(|k| {
+            let own = rows[k].iter().map(|&e| examples[k][e].as_slice()).collect();
+            padded(own, n, &blank)
+        })
         .collect();
+    let (mut input, shape) = inputs(&picked, data);
     for j in 1..answer_len {
-        for (r, &e) in rows.iter().enumerate() {
-            input[r * n_ctx + p + j - 1] = greedy[e * answer_len + j - 1] as i64;
+        for (k, own) in rows.iter().enumerate() {
+            for (r, &e) in own.iter().enumerate() {
+                input[(k * n + r) * n_ctx + p + j - 1] = greedy[k][e * answer_len + j - 1] as i64;
+            }
         }
         let next = model
-            .forward(
-                int_tensor(input.clone(), rows.len(), n_ctx, device),
-                p - 1 + j,
-            )
-            .narrow(1, 0, 1)
-            .argmax(2)
+            .forward(int_tensor(&(input.clone(), shape), device), p - 1 + j)
+            .narrow(2, 0, 1)
+            .argmax(3)
             .into_data()
             .convert::<i64>()
             .try_to_vec::<i64>()
             .unwrap();
-        for (r, &e) in rows.iter().enumerate() {
-            greedy[e * answer_len + j] = next[r] as u32;
+        for (k, own) in rows.iter().enumerate() {
+            for (r, &e) in own.iter().enumerate() {
+                greedy[k][e * answer_len + j] = next[k * n + r] as u32;
+            }
         }
     }
 }
 
-/// Reads back the losses of the steps up to `step` (one wait for the device) and returns their
-/// mean, or the divergence at the first non-finite one.
-fn read_back(pending: &mut Vec<Tensor<1>>, step: u64) -> Result<f64, RunStatus> {
+/// Reads back the losses `[models]` of the steps up to `step` (one wait for the device), sets
+/// each member's mean, and returns the members whose loss went non-finite, each diverged at
+/// its first non-finite step.
+fn read_back(
+    pending: &mut Vec<Tensor<1>>,
+    step: u64,
+    members: &mut [Member],
+) -> Vec<(usize, RunStatus)> {
     if pending.is_empty() {
-        return Ok(f64::NAN);
+        return Vec::new();
     }
-    let n = pending.len();
+    let (n, m) = (pending.len(), members.len());
     let losses = Tensor::cat(std::mem::take(pending), 0)
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap();
-    match losses.iter().position(|l| !l.is_finite()) {
-        Some(i) => Err(RunStatus::Diverged {
-            step: step + 1 + i as u64 - n as u64,
-        }),
-        None => Ok(losses.iter().map(|&l| l as f64).sum::<f64>() / n as f64),
+    let mut diverged = Vec::new();
+    for (k, member) in members.iter_mut().enumerate() {
+        let own: Vec<f32> = (0..n).map(|i| losses[i * m + k]).collect();
+        match own.iter().position(|l| !l.is_finite()) {
+            Some(i) => diverged.push((
+                k,
+                RunStatus::Diverged {
+                    step: step + 1 + i as u64 - n as u64,
+                },
+            )),
+            None => member.loss = Some(own.iter().map(|&l| l as f64).sum::<f64>() / n as f64),
+        }
     }
+    diverged
 }
 
 /// Loads a checkpoint directory written by [`Trainer::checkpoint`].
 fn load_checkpoint(
     dir: &std::path::Path,
     model: Gpt,
-    optim: ModuleOptimizer,
-) -> anyhow::Result<(Gpt, ModuleOptimizer, CheckpointState)> {
+    moments: Moments,
+) -> anyhow::Result<(Gpt, Moments, CheckpointState)> {
     let state: CheckpointState = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)
         .context("reading state.json")?;
     let model = model
         .try_load_file(dir.join("model.bpk"))
         .context("loading the checkpointed model")?;
-    let optim = optim
-        .load(dir.join("optim.bpk"))
+    let moments = moments
+        .try_load_file(dir.join("optim.bpk"))
         .context("loading the checkpointed optimizer")?;
-    Ok((model, optim, state))
+    Ok((model, moments, state))
 }
 
 /// The order in which training examples are visited: epoch e is a shuffle seeded by
@@ -602,49 +866,15 @@ impl BatchOrder {
     }
 }
 
-/// Forces every lazily initialized parameter to take its value now, in visiting order.
-fn materialize(model: Gpt) -> Gpt {
-    struct Touch;
-    impl ModuleVisitor for Touch {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let _ = param.val();
-        }
-    }
-    model.visit(&mut Touch);
-    model
-}
-
-/// Scales all gradients so that their global L2 norm is at most `max_norm` (burn's own
-/// clipping works per tensor, which is not what the literature means). The factor stays on the
-/// device (a factor of exactly 1 leaves a gradient bit for bit as it was): no read-back.
-fn clip_global_norm(model: &Gpt, grads: &mut GradientsParams, max_norm: f64) {
-    struct Scale<'g> {
-        grads: &'g mut GradientsParams,
-        factor: Tensor<1>,
-    }
-    impl ModuleVisitor for Scale<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.remove::<D>(param.id) {
-                let factor = self.factor.clone().reshape(Shape::new([1; D]));
-                self.grads.register(param.id, g * factor);
-            }
-        }
-    }
-    let Some(total) = squared_norm(model, grads) else {
-        return;
-    };
-    let factor = (total.sqrt().recip() * max_norm).clamp_max(1.0);
-    model.visit(&mut Scale { grads, factor });
-}
-
-/// The L2 norm of all weights (`weight_norm`) and of each module (`weight_norm.wte`,
+/// Each model's L2 norm of all weights (`weight_norm`) and of each module (`weight_norm.wte`,
 /// `weight_norm.blocks.0.attn`, ...): the progress measure of Nanda et al. 2023 and Omnigrok,
 /// whose fall marks the cleanup that ends grokking. One read-back for all of them.
-fn weight_norms(model: &Gpt) -> BTreeMap<String, f64> {
+fn weight_norms(model: &Gpt) -> Vec<BTreeMap<String, f64>> {
     #[derive(Default)]
     struct Norms {
         path: Vec<String>,
-        sums: BTreeMap<String, Tensor<1>>,
+        /// Per module, each model's sum of squares `[models, 1]`.
+        sums: BTreeMap<String, Tensor<2>>,
     }
     impl ModuleVisitor for Norms {
         fn enter_module(&mut self, name: &str, _container: &str) {
@@ -654,10 +884,18 @@ fn weight_norms(model: &Gpt) -> BTreeMap<String, f64> {
             self.path.pop();
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            // `blocks.<i>.<attn|mlp|ln_1|ln_2>` inside the blocks, the field name elsewhere.
-            let depth = if self.path[0] == "blocks" { 3 } else { 1 };
-            let module = format!("weight_norm.{}", self.path[..depth].join("."));
-            let s = param.val().powf_scalar(2.0).sum();
+            // `blocks.<i>.<attn|mlp|ln_1|ln_2>` inside the blocks, the field name elsewhere
+            // (a parameter directly in the model, such as `wte`, is entered as itself).
+            let depth = if self.path.first().is_some_and(|p| p == "blocks") {
+                3
+            } else {
+                1
+            };
+            let module = format!(
+                "weight_norm.{}",
+                self.path[..depth.min(self.path.len())].join(".")
+            );
+            let s = pack::flat(param.val()).powf_scalar(2.0).sum_dim(1);
             let sum = match self.sums.remove(&module) {
                 Some(t) => t + s,
                 None => s,
@@ -668,40 +906,23 @@ fn weight_norms(model: &Gpt) -> BTreeMap<String, f64> {
     let mut norms = Norms::default();
     model.visit(&mut norms);
     let names: Vec<String> = norms.sums.keys().cloned().collect();
-    let squares = Tensor::cat(norms.sums.into_values().collect(), 0)
+    let squares = Tensor::cat(norms.sums.into_values().collect(), 1)
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap();
-    let total = squares.iter().map(|&s| s as f64).sum::<f64>().sqrt();
-    names
-        .into_iter()
-        .zip(squares.iter().map(|&s| (s as f64).sqrt()))
-        .chain(std::iter::once(("weight_norm".to_string(), total)))
+    squares
+        .chunks(names.len())
+        .map(|squares| {
+            let total = squares.iter().map(|&s| s as f64).sum::<f64>().sqrt();
+            names
+                .iter()
+                .cloned()
+                .zip(squares.iter().map(|&s| (s as f64).sqrt()))
+                .chain(std::iter::once(("weight_norm".to_string(), total)))
+                .collect()
+        })
         .collect()
-}
-
-/// Sum of the squares of the gradients of `model`'s parameters, on the device; `None` when
-/// there is none.
-fn squared_norm(model: &Gpt, grads: &GradientsParams) -> Option<Tensor<1>> {
-    struct SquaredNorm<'g> {
-        grads: &'g GradientsParams,
-        total: Option<Tensor<1>>,
-    }
-    impl ModuleVisitor for SquaredNorm<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let s = g.powf_scalar(2.0).sum();
-                self.total = Some(match self.total.take() {
-                    Some(t) => t + s,
-                    None => s,
-                });
-            }
-        }
-    }
-    let mut norm = SquaredNorm { grads, total: None };
-    model.visit(&mut norm);
-    norm.total
 }
 
 #[cfg(test)]

@@ -1,0 +1,170 @@
+//! AdamW for a pack of models: each model has its own learning rate (schedule), weight decay,
+//! betas, epsilon and global-norm gradient clipping, applied along the model axis. burn's
+//! AdamW takes one learning rate for all parameters and clips per tensor, so the pack has its
+//! own, in the form of PyTorch's `AdamW` (decoupled weight decay, bias-corrected moments,
+//! epsilon added to the corrected root of the second moment).
+//!
+//! The moments are kept as two `Gpt`s of the same shape as the model (without gradients): a
+//! job's optimizer state is cut out of the pack, saved and stacked back exactly like its
+//! weights (`elab_model::pack`).
+
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use elab_job::TrainSpec;
+use elab_model::Gpt;
+use elab_model::pack::flat;
+
+/// The first and second moments of AdamW, one `Gpt`-shaped module each.
+#[derive(Module, Debug)]
+pub struct Moments {
+    pub first: Gpt,
+    pub second: Gpt,
+}
+
+impl Moments {
+    /// Zero moments for `model` (a pack), on its device without gradients.
+    pub fn zeros(model: &Gpt) -> Self {
+        struct Zeros;
+        impl ModuleMapper for Zeros {
+            fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                p.map(|t| t.zeros_like())
+            }
+        }
+        let zeros = model.valid().map(&mut Zeros);
+        Self {
+            first: zeros.clone(),
+            second: zeros,
+        }
+    }
+}
+
+/// Runs AdamW steps on a pack whose model i follows `specs[i]`.
+pub struct PackedAdamW {
+    pub moments: Moments,
+}
+
+/// Each model's value of one hyperparameter, as a `[models, 1]` column that broadcasts over
+/// a flattened `[models, rest]` parameter.
+fn column(values: impl Iterator<Item = f64>, device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = values.map(|v| v as f32).collect();
+    let n = values.len();
+    Tensor::<1>::from_data(values.as_slice(), device).reshape([n, 1])
+}
+
+impl PackedAdamW {
+    /// Update `step` (1-based) of every model of `model` with its gradients in `grads`.
+    pub fn step(
+        &mut self,
+        model: Gpt,
+        mut grads: GradientsParams,
+        specs: &[&TrainSpec],
+        step: u64,
+    ) -> Gpt {
+        assert_eq!(specs.len(), model.models());
+        let device = self.moments.first.devices()[0].clone();
+        let col = |f: &dyn Fn(&TrainSpec) -> f64| column(specs.iter().map(|s| f(s)), &device);
+        let t = step as i32;
+        let decay = col(&|s| 1.0 - s.lr_at(step) * s.weight_decay);
+        let step_size = col(&|s| s.lr_at(step) / (1.0 - s.beta1.powi(t)));
+        let inv_sqrt_bias2 = col(&|s| 1.0 / (1.0 - s.beta2.powi(t)).sqrt());
+        let (b1, b2) = (col(&|s| s.beta1), col(&|s| s.beta2));
+        let (c1, c2) = (col(&|s| 1.0 - s.beta1), col(&|s| 1.0 - s.beta2));
+        let eps = col(&|s| s.eps);
+
+        let params = params_of(&model);
+        let mut g: Vec<Tensor<2>> = params
+            .iter()
+            .map(|(id, dims)| match grads.remove::<3>(*id) {
+                Some(g) => flat(g),
+                // A parameter the loss does not reach (none in a Gpt today) has zero gradient.
+                None => Tensor::zeros([dims[0], dims[1] * dims[2]], &device),
+            })
+            .collect();
+        if specs.iter().any(|s| s.grad_clip > 0.0) {
+            // Each model's global gradient norm, scaled down to its own limit (a factor of
+            // exactly 1 leaves a gradient bit for bit as it was).
+            let limit = col(&|s| {
+                if s.grad_clip > 0.0 {
+                    s.grad_clip
+                } else {
+                    f64::INFINITY
+                }
+            });
+            let total = g
+                .iter()
+                .map(|g| g.clone().powf_scalar(2.0).sum_dim(1))
+                .reduce(|a, b| a + b)
+                .expect("a Gpt has parameters");
+            let factor = (total.sqrt().recip() * limit).clamp_max(1.0);
+            g = g.into_iter().map(|g| g * factor.clone()).collect();
+        }
+        let first = values(&self.moments.first);
+        let second = values(&self.moments.second);
+        let mut new_params = Vec::with_capacity(g.len());
+        let (mut new_first, mut new_second) = (Vec::new(), Vec::new());
+        for ((g, m), v) in g.into_iter().zip(first).zip(second) {
+            let m = m * b1.clone() + g.clone() * c1.clone();
+            let v = v * b2.clone() + g.powf_scalar(2.0) * c2.clone();
+            let denom = v.clone().sqrt() * inv_sqrt_bias2.clone() + eps.clone();
+            new_params.push((m.clone() / denom * step_size.clone(), decay.clone()));
+            new_first.push(m);
+            new_second.push(v);
+        }
+        self.moments.first = replace(self.moments.first.clone(), new_first);
+        self.moments.second = replace(self.moments.second.clone(), new_second);
+        model.map(&mut Update(new_params.into_iter()))
+    }
+}
+
+/// `param * decay - delta` for each parameter in visiting order, as new trainable leaves.
+struct Update<I>(I);
+impl<I: Iterator<Item = (Tensor<2>, Tensor<2>)>> ModuleMapper for Update<I> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (delta, decay) = self.0.next().expect("one update per parameter");
+        let (id, tensor, mapper) = param.consume();
+        let dims = tensor.dims();
+        let updated = flat(tensor.inner()) * decay - delta;
+        let updated = Tensor::from_inner(updated.reshape(dims)).require_grad();
+        Param::from_mapped_value(id, updated, mapper)
+    }
+}
+
+/// Each parameter's id and `[models, a, b]` dims, in visiting order.
+fn params_of(model: &Gpt) -> Vec<(burn::module::ParamId, [usize; 3])> {
+    struct Ids(Vec<(burn::module::ParamId, [usize; 3])>);
+    impl ModuleVisitor for Ids {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let dims = param.dims();
+            self.0.push((param.id, [dims[0], dims[1], dims[2]]));
+        }
+    }
+    let mut ids = Ids(Vec::new());
+    model.visit(&mut ids);
+    ids.0
+}
+
+/// A module's parameters in visiting order, flattened to `[models, rest]`.
+fn values(module: &Gpt) -> Vec<Tensor<2>> {
+    struct Values(Vec<Tensor<2>>);
+    impl ModuleVisitor for Values {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.0.push(flat(param.val()));
+        }
+    }
+    let mut v = Values(Vec::new());
+    module.visit(&mut v);
+    v.0
+}
+
+/// `module` with its parameters replaced, in visiting order, by `values` (flattened).
+fn replace(module: Gpt, values: Vec<Tensor<2>>) -> Gpt {
+    struct Replace(std::vec::IntoIter<Tensor<2>>);
+    impl ModuleMapper for Replace {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let value = self.0.next().expect("one value per parameter");
+            param.map(|t| value.reshape(t.dims()))
+        }
+    }
+    module.map(&mut Replace(values.into_iter()))
+}
