@@ -355,9 +355,18 @@ fn train(
     Ok(code)
 }
 
+/// The default number of slots: one worker per CPU core.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = SweepConfig::load(config)?;
-    print!("{}", print_plan(&config.plan()?));
+    let slots = config.sweep.slots.unwrap_or_else(cores);
+    print!(
+        "{}",
+        print_plan(&config.plan()?, config.sweep.pack, slots)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
@@ -397,8 +406,9 @@ fn sweep(
         slots: args
             .slots
             .or(config.sweep.slots)
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+            .unwrap_or_else(cores),
         max_retries: config.sweep.max_retries,
+        pack: config.sweep.pack,
         backend: args
             .backend
             .clone()

@@ -19,6 +19,8 @@ use elab_job::{
 use serde::{Deserialize, Serialize};
 use toml::{Spanned, Value};
 
+use crate::packs::PackSize;
+
 /// `[sweep]`: the sweep's name and how it runs here. Execution settings never enter job ids.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,6 +36,10 @@ pub struct SweepSection {
     /// auto, wgpu or cpu (see `elab train --backend`).
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// Jobs of one shape trained together by one worker: "auto" or the most per pack (1 =
+    /// every job in its own worker). See `packs`.
+    #[serde(default)]
+    pub pack: PackSize,
 }
 
 fn default_retries() -> u32 {

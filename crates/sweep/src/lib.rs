@@ -5,16 +5,19 @@
 //! The plan and the sweep directory are on-disk formats, defined in `elab-job`; this crate
 //! writes them. The executors run `elab train` workers, so this crate never links burn.
 //!
-//! Modules, each importing only those above it: `config` (the sweep file, with the Slurm
-//! options), `status` (plan and status tables), `local` and `slurm` (the executors).
+//! Modules, each importing only those above it: `packs` (which jobs train together),
+//! `config` (the sweep file, with the Slurm options), `status` (plan and status tables),
+//! `local` and `slurm` (the executors).
 
 mod config;
 mod local;
+mod packs;
 mod slurm;
 mod status;
 
 pub use config::{Size, SlurmOptions, SweepConfig, SweepSection};
 pub use local::{LocalSettings, SweepReport, run_local};
+pub use packs::{AUTO_MAX_JOBS, AUTO_MAX_PARAMS, PackSize, form_packs};
 pub use slurm::{SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status};
 pub use slurm::{
     cancel as cancel_slurm, job_tasks as slurm_job_tasks,

@@ -1,6 +1,7 @@
-//! The local executor: each job runs as an `elab train` worker process, at most `slots` at a
-//! time. A worker that crashes, is OOM-killed or is killed alone is retried from its
-//! checkpoint with backoff; a diverged job is final. Ctrl-C (or SIGTERM) asks every worker
+//! The local executor: each pack of jobs (see `packs`; one job when packing is off) runs as
+//! an `elab train` worker process, at most `slots` at a time. A worker that crashes, is
+//! OOM-killed or is killed alone is retried from its jobs' checkpoints with backoff (the jobs
+//! it did not finish, as a pack again); a diverged job is final. Ctrl-C (or SIGTERM) asks every worker
 //! to checkpoint and stop; a second one kills them (their state on disk is still safe).
 //!
 //! The scheduler never leaves its workers behind without a checkpoint: an error of its own
@@ -17,13 +18,17 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use elab_job::{Attempt, JobState, Plan, PlannedJob, Progress, SweepDir, exit, unix_now};
+use elab_job::{
+    Attempt, JobSpec, JobState, Plan, PlannedJob, Progress, SweepDir, exit, unix_now,
+};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdout};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
+
+use crate::packs::{PackSize, form_packs};
 
 /// How the local executor runs a sweep.
 #[derive(Debug, Clone)]
@@ -33,6 +38,7 @@ pub struct LocalSettings {
     pub slots: usize,
     pub max_retries: u32,
     pub backend: String,
+    pub pack: PackSize,
 }
 
 /// How a sweep run ended.
@@ -68,7 +74,8 @@ impl Stop {
 /// How a worker ended.
 #[derive(Debug)]
 struct Finished {
-    id: String,
+    /// The jobs of the worker's pack.
+    ids: Vec<String>,
     exit: Option<i32>,
     signal: Option<i32>,
     /// The last lines of its stderr.
@@ -156,8 +163,8 @@ struct Scheduler<'a> {
     plan: &'a Plan,
     settings: &'a LocalSettings,
     report: SweepReport,
-    /// Jobs to run: (job, attempt number, not before).
-    queue: VecDeque<(&'a PlannedJob, u32, Instant)>,
+    /// Packs to run: (jobs, attempt number, not before).
+    queue: VecDeque<(Vec<&'a PlannedJob>, u32, Instant)>,
     running: JoinSet<Finished>,
     attempts_of: HashMap<String, u32>,
     started_at: HashMap<String, f64>,
@@ -168,14 +175,31 @@ struct Scheduler<'a> {
 impl<'a> Scheduler<'a> {
     fn new(dir: &'a SweepDir, plan: &'a Plan, settings: &'a LocalSettings) -> Self {
         let mut report = SweepReport::default();
-        let mut queue = VecDeque::new();
+        let mut pending = Vec::new();
         for job in &plan.jobs {
             match dir.job_state(&job.id) {
                 JobState::Done => report.done += 1,
                 JobState::Diverged => report.diverged += 1,
-                _ => queue.push_back((job, 0, Instant::now())),
+                _ => pending.push(job),
             }
         }
+        // The plan from a sweep file carries the specs; a resumed sweep's are in the jobs'
+        // directories (a job without one trains alone).
+        let specs: Vec<Option<JobSpec>> = pending
+            .iter()
+            .map(|job| {
+                job.spec.clone().or_else(|| {
+                    let text = std::fs::read_to_string(dir.job(&job.id).spec()).ok()?;
+                    JobSpec::from_toml(&text).ok()
+                })
+            })
+            .collect();
+        let with_specs: Vec<(&PlannedJob, Option<&JobSpec>)> =
+            pending.iter().copied().zip(specs.iter().map(Option::as_ref)).collect();
+        let queue = form_packs(&with_specs, settings.pack, settings.slots)
+            .into_iter()
+            .map(|pack| (pack, 0, Instant::now()))
+            .collect();
         let bars = Bars::new(plan.jobs.len(), report.done + report.diverged);
         Self {
             dir,
@@ -213,99 +237,120 @@ impl<'a> Scheduler<'a> {
             let Some(pos) = self.queue.iter().position(|(_, _, ready)| *ready <= now) else {
                 break;
             };
-            let (job, attempt, _) = self.queue.remove(pos).expect("position is in range");
-            self.attempts_of.insert(job.id.clone(), attempt);
-            self.started_at.insert(job.id.clone(), unix_now());
-            let bar = self.bars.job_bar(job);
-            let pid = self.spawn_worker(job, bar)?;
-            tracing::info!(job = %job.id, size = %job.size, attempt, pid, "started");
+            let (pack, attempt, _) = self.queue.remove(pos).expect("position is in range");
+            for job in &pack {
+                self.attempts_of.insert(job.id.clone(), attempt);
+                self.started_at.insert(job.id.clone(), unix_now());
+            }
+            let pid = self.spawn_worker(&pack)?;
+            let ids: Vec<&str> = pack.iter().map(|j| j.id.as_str()).collect();
+            tracing::info!(jobs = ?ids, size = %pack[0].size, attempt, pid, "started");
         }
         Ok(())
     }
 
-    /// Records a worker's attempt and decides what comes next for its job.
+    /// Records a worker's attempt for each job of its pack and decides what comes next for
+    /// each: a job is done or diverged by its summary; the pack's unfinished jobs are retried
+    /// together (as a smaller pack), stopped, or reported failed.
     fn finished(&mut self, f: Finished) -> anyhow::Result<()> {
-        let _ = std::fs::remove_file(self.dir.job(&f.id).heartbeat());
-        let recorded = self
-            .dir
-            .record_attempt(
-                &f.id,
-                &Attempt {
-                    started: self.started_at.remove(&f.id).unwrap_or_default(),
-                    ended: Some(unix_now()),
-                    exit: f.exit,
-                    signal: f.signal,
-                    executor: "local".into(),
-                    restart_count: None,
-                },
-            )
-            .with_context(|| {
-                format!(
-                    "recording the attempt of job {} in {}",
-                    f.id,
-                    self.dir.attempts(&f.id).display()
-                )
-            });
         let plan = self.plan;
-        let job = plan
-            .jobs
-            .iter()
-            .find(|j| j.id == f.id)
-            .with_context(|| format!("job {} ran but is not in the plan", f.id))?;
-        let attempt = self.attempts_of.get(&f.id).copied().unwrap_or_default();
+        let mut recorded = Ok(());
+        let mut retry = Vec::new();
         let code = |c: u8| Some(i32::from(c));
-        match f.exit {
-            e if e == code(exit::DONE) => {
-                self.report.done += 1;
-                self.bars.event(&format!("done      {}", label(job)));
+        let why = match (f.exit, f.signal) {
+            (_, Some(sig)) => format!("killed by signal {sig}"),
+            (Some(c), _) => format!("exit code {c}"),
+            _ => "unknown exit".into(),
+        };
+        let mut attempt = 0;
+        for id in &f.ids {
+            let _ = std::fs::remove_file(self.dir.job(id).heartbeat());
+            let written = self
+                .dir
+                .record_attempt(
+                    id,
+                    &Attempt {
+                        started: self.started_at.remove(id).unwrap_or_default(),
+                        ended: Some(unix_now()),
+                        exit: f.exit,
+                        signal: f.signal,
+                        executor: "local".into(),
+                        restart_count: None,
+                    },
+                )
+                .with_context(|| {
+                    format!(
+                        "recording the attempt of job {id} in {}",
+                        self.dir.attempts(id).display()
+                    )
+                });
+            if recorded.is_ok() {
+                recorded = written;
             }
-            e if e == code(exit::DIVERGED) => {
-                self.report.diverged += 1;
-                self.bars
-                    .event(&format!("diverged  {} (not retried)", label(job)));
-            }
-            _ if self.stopping() => {
-                self.bars.event(&format!(
+            let job = plan
+                .jobs
+                .iter()
+                .find(|j| j.id == *id)
+                .with_context(|| format!("job {id} ran but is not in the plan"))?;
+            attempt = self.attempts_of.get(id).copied().unwrap_or_default();
+            // A pack's exit code speaks for the pack; each job's summary speaks for the job.
+            let alone = f.ids.len() == 1;
+            match self.dir.job_state(id) {
+                JobState::Done => self.done(job),
+                JobState::Diverged => self.diverged(job),
+                _ if alone && f.exit == code(exit::DONE) => self.done(job),
+                _ if alone && f.exit == code(exit::DIVERGED) => self.diverged(job),
+                _ if self.stopping() => self.bars.event(&format!(
                     "stopped   {} (resumes from its last checkpoint)",
                     label(job)
-                ));
+                )),
+                _ => retry.push(job),
             }
-            e => {
-                let retry = e != code(exit::BAD_INPUT) && attempt < self.settings.max_retries;
-                let why = match (e, f.signal) {
-                    (_, Some(sig)) => format!("killed by signal {sig}"),
-                    (Some(c), _) => format!("exit code {c}"),
-                    _ => "unknown exit".into(),
-                };
-                tracing::warn!(job = %f.id, %why, stderr = %f.stderr_tail, "worker failed");
-                if retry {
-                    let backoff = Duration::from_secs(1 << attempt.min(6));
-                    self.bars.event(&format!(
-                        "failed    {} ({why}); retry {} of {} in {}s, from its checkpoint",
-                        label(job),
-                        attempt + 1,
-                        self.settings.max_retries,
-                        backoff.as_secs()
-                    ));
-                    self.queue
-                        .push_front((job, attempt + 1, Instant::now() + backoff));
-                } else {
-                    self.report.failed += 1;
-                    self.bars.event(&format!(
-                        "failed    {} ({why}); log: {}\n{}",
-                        label(job),
-                        self.dir.job(&f.id).log().display(),
-                        f.stderr_tail
-                    ));
-                }
+            self.bars
+                .finish_job(id, self.report.done + self.report.diverged);
+        }
+        if !retry.is_empty() {
+            let labels: Vec<String> = retry.iter().map(|j| label(j)).collect();
+            let labels = labels.join(", ");
+            tracing::warn!(jobs = %labels, %why, stderr = %f.stderr_tail, "worker failed");
+            if f.exit != code(exit::BAD_INPUT) && attempt < self.settings.max_retries {
+                let backoff = Duration::from_secs(1 << attempt.min(6));
+                self.bars.event(&format!(
+                    "failed    {labels} ({why}); retry {} of {} in {}s, from its checkpoint",
+                    attempt + 1,
+                    self.settings.max_retries,
+                    backoff.as_secs()
+                ));
+                self.queue
+                    .push_front((retry, attempt + 1, Instant::now() + backoff));
+            } else {
+                self.report.failed += retry.len();
+                let logs: Vec<String> = retry
+                    .iter()
+                    .map(|j| self.dir.job(&j.id).log().display().to_string())
+                    .collect();
+                self.bars.event(&format!(
+                    "failed    {labels} ({why}); log: {}\n{}",
+                    logs.join(", "),
+                    f.stderr_tail
+                ));
             }
         }
         if !f.signalled.is_empty() {
-            tracing::info!(job = %f.id, signals = ?f.signalled, "signalled by the scheduler");
+            tracing::info!(jobs = ?f.ids, signals = ?f.signalled, "signalled by the scheduler");
         }
-        self.bars
-            .finish_job(&f.id, self.report.done + self.report.diverged);
         recorded
+    }
+
+    fn done(&mut self, job: &PlannedJob) {
+        self.report.done += 1;
+        self.bars.event(&format!("done      {}", label(job)));
+    }
+
+    fn diverged(&mut self, job: &PlannedJob) {
+        self.report.diverged += 1;
+        self.bars
+            .event(&format!("diverged  {} (not retried)", label(job)));
     }
 
     /// Ctrl-C or SIGTERM. First: every worker checkpoints and stops. Second: kill them now.
@@ -341,14 +386,20 @@ impl<'a> Scheduler<'a> {
         *failure = Some(e);
     }
 
-    fn spawn_worker(&mut self, job: &PlannedJob, bar: ProgressBar) -> anyhow::Result<u32> {
-        let run = self.dir.job(&job.id);
+    fn spawn_worker(&mut self, pack: &[&PlannedJob]) -> anyhow::Result<u32> {
         let mut cmd = tokio::process::Command::new(&self.settings.elab);
-        cmd.arg("train")
-            .arg(run.spec())
-            .arg("--out")
-            .arg(run.path())
-            .arg("--backend")
+        cmd.arg("train");
+        for job in pack {
+            cmd.arg(self.dir.job(&job.id).spec());
+        }
+        for job in pack {
+            cmd.arg("--out").arg(self.dir.job(&job.id).path());
+        }
+        let bars: HashMap<String, ProgressBar> = pack
+            .iter()
+            .map(|job| (job.id.clone(), self.bars.job_bar(job)))
+            .collect();
+        cmd.arg("--backend")
             .arg(&self.settings.backend)
             .arg("--progress-json")
             .stdin(Stdio::null())
@@ -373,10 +424,10 @@ impl<'a> Scheduler<'a> {
         let pid = child.id().unwrap_or_default();
         // Readers run as their own tasks: whatever happens to them, the supervising task still
         // owns the child, waits for it, and can stop it gracefully.
-        let progress = tokio::spawn(show_progress(child.stdout.take().expect("piped"), bar));
+        let progress = tokio::spawn(show_progress(child.stdout.take().expect("piped"), bars));
         let tail = tokio::spawn(read_tail(child.stderr.take().expect("piped")));
         self.running.spawn(supervise(
-            job.id.clone(),
+            pack.iter().map(|j| j.id.clone()).collect(),
             child,
             self.stop.subscribe(),
             progress,
@@ -390,7 +441,7 @@ impl<'a> Scheduler<'a> {
 /// `child.id()` is `None` once the child has been reaped (by `child.wait()`, in this task), so
 /// a signal never reaches a pid that may have been reused.
 async fn supervise(
-    id: String,
+    ids: Vec<String>,
     mut child: Child,
     mut stop: watch::Receiver<Stop>,
     progress: JoinHandle<()>,
@@ -432,7 +483,7 @@ async fn supervise(
     };
     let _ = tokio::time::timeout(grace, progress).await;
     Finished {
-        id,
+        ids,
         exit,
         signal,
         stderr_tail,
@@ -440,11 +491,17 @@ async fn supervise(
     }
 }
 
-/// Moves the job's bar with the progress lines the worker prints (see [`Progress`]).
-async fn show_progress(stdout: ChildStdout, bar: ProgressBar) {
+/// Moves the jobs' bars with the progress lines the worker prints (see [`Progress`]; a pack's
+/// lines name their job).
+async fn show_progress(stdout: ChildStdout, bars: HashMap<String, ProgressBar>) {
     let mut lines = BufReader::new(stdout).lines();
     while let Ok(Some(line)) = lines.next_line().await {
         if let Ok(p) = serde_json::from_str::<Progress>(&line) {
+            let bar = match &p.job {
+                Some(id) => bars.get(id),
+                None => bars.values().next(),
+            };
+            let Some(bar) = bar else { continue };
             bar.set_length(p.steps);
             bar.set_position(p.step);
             let em = p
@@ -685,10 +742,10 @@ mod tests {
     async fn supervised(mut child: Child, stop: watch::Receiver<Stop>) -> Finished {
         let progress = tokio::spawn(show_progress(
             child.stdout.take().unwrap(),
-            ProgressBar::hidden(),
+            HashMap::new(),
         ));
         let tail = tokio::spawn(read_tail(child.stderr.take().unwrap()));
-        supervise("0123456789ab".into(), child, stop, progress, tail).await
+        supervise(vec!["0123456789ab".into()], child, stop, progress, tail).await
     }
 
     #[test]
@@ -743,6 +800,7 @@ mod tests {
             slots,
             max_retries: 0,
             backend: "cpu".into(),
+            pack: PackSize::Auto,
         }
     }
 

@@ -6,9 +6,11 @@ use std::fmt::Write as _;
 use std::io::{Read, Seek, SeekFrom};
 
 use elab_job::{
-    EvalRow, Heartbeat, JobSpec, JobState, Plan, Split, SweepDir, param_counts,
+    EvalRow, Heartbeat, JobSpec, JobState, Plan, PlannedJob, Split, SweepDir, param_counts,
     train_flops_per_token,
 };
+
+use crate::packs::{PackSize, form_packs};
 
 /// One job of the plan, with what it costs.
 #[derive(Debug, Clone)]
@@ -52,26 +54,42 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
         .collect()
 }
 
-pub fn print_plan(plan: &Plan) -> String {
+/// The plan as a table, each job with the pack it trains in (`pack`, `slots`: see `packs`).
+pub fn print_plan(plan: &Plan, pack: PackSize, slots: usize) -> String {
     let rows = plan_rows(plan);
+    let jobs: Vec<(&PlannedJob, Option<&JobSpec>)> =
+        plan.jobs.iter().map(|j| (j, j.spec.as_ref())).collect();
+    let packs = form_packs(&jobs, pack, slots);
+    let pack_of: BTreeMap<&str, usize> = packs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| p.iter().map(move |j| (j.id.as_str(), i + 1)))
+        .collect();
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<12} {:<10} {:>12} {:>12} {:>10}  axes",
-        "job", "size", "params", "non-emb", "FLOPs"
+        "{:<12} {:<10} {:>12} {:>12} {:>10} {:>5}  axes",
+        "job", "size", "params", "non-emb", "FLOPs", "pack"
     );
     for r in &rows {
         let _ = writeln!(
             out,
-            "{:<12} {:<10} {:>12} {:>12} {:>10.2e}  {}",
-            r.id, r.size, r.params_total, r.params_non_embedding, r.train_flops, r.axes
+            "{:<12} {:<10} {:>12} {:>12} {:>10.2e} {:>5}  {}",
+            r.id,
+            r.size,
+            r.params_total,
+            r.params_non_embedding,
+            r.train_flops,
+            pack_of.get(r.id.as_str()).copied().unwrap_or_default(),
+            r.axes
         );
     }
     let total: f64 = rows.iter().map(|r| r.train_flops).sum();
     let _ = writeln!(
         out,
-        "{} jobs, {:.2e} training FLOPs in all",
+        "{} jobs in {} packs (pack = {pack}, {slots} slots), {:.2e} training FLOPs in all",
         rows.len(),
+        packs.len(),
         total
     );
     out
