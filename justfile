@@ -33,6 +33,12 @@ test:
 bench *args="":
     cargo run -q -p elab -- bench --backend all --append-to docs/performance.md {{args}}
 
+# Packed vs unpacked training, end to end (arith, grok-small, a 64-job grid), in one run:
+# appends the table to docs/performance.md.
+bench-packs:
+    cargo build -q -p elab
+    ELAB="${CARGO_TARGET_DIR:-target}/debug/elab" benches/packs.sh docs/performance.md
+
 # elab vs the PyTorch twin (benches/torch_twin.py) on the same machine, rung by rung and back to
 # back, each rung in a fresh process (so that its peak RSS is its own); the table is appended to
 # docs/performance.md. Needs PyTorch (PYTHON=/path/to/python with torch installed).

@@ -363,10 +363,7 @@ fn cores() -> usize {
 fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = SweepConfig::load(config)?;
     let slots = config.sweep.slots.unwrap_or_else(cores);
-    print!(
-        "{}",
-        print_plan(&config.plan()?, config.sweep.pack, slots)
-    );
+    print!("{}", print_plan(&config.plan()?, config.sweep.pack, slots));
     Ok(ExitCode::SUCCESS)
 }
 
@@ -403,10 +400,7 @@ fn sweep(
     elab_sweep::refuse_if_queued_in_slurm(&dir)?;
     let settings = LocalSettings {
         elab: std::env::current_exe()?,
-        slots: args
-            .slots
-            .or(config.sweep.slots)
-            .unwrap_or_else(cores),
+        slots: args.slots.or(config.sweep.slots).unwrap_or_else(cores),
         max_retries: config.sweep.max_retries,
         pack: config.sweep.pack,
         backend: args
@@ -602,6 +596,7 @@ fn slurm_sweep(
             .clone()
             .unwrap_or_else(|| config.sweep.backend.clone()),
         options,
+        pack: config.sweep.pack,
         detach: args.cluster.detach,
     };
     let report = elab_sweep::run_slurm(dir, plan, &settings)?;

@@ -73,6 +73,7 @@ fn array_id(sweep: &Path, n: u32) -> String {
 }
 
 /// Task index -> job id, from the mapping file written before submission.
+/// Array task index -> the job ids it trains (a pack; space-separated).
 fn mapping(sweep: &Path, n: u32) -> Vec<String> {
     std::fs::read_to_string(sweep.join(format!("slurm/sub-{n}.tasks")))
         .unwrap()
@@ -188,23 +189,27 @@ fn a_sweep_through_slurm_equals_the_local_executor() {
     let sweep = sweeps.join("smoke");
     assert_equal_records(&local.join("smoke"), &sweep, 120, 40, 4);
 
-    // The script and the mapping are kept; every job ran once, as its array task.
+    // The script and the mapping are kept; every job ran once, in its pack's array task (a
+    // task per size: its two seeds train as one pack).
     let array = array_id(&sweep, 1);
     let script = std::fs::read_to_string(sweep.join("slurm/sub-1.sh")).unwrap();
     assert!(script.contains("scontrol requeue"), "{script}");
-    for (task, id) in mapping(&sweep, 1).iter().enumerate() {
-        let a = attempts(&sweep.join("jobs").join(id));
-        assert_eq!(a.len(), 1, "{a:?}");
-        assert_eq!(a[0]["executor"], format!("slurm:{array}_{task}"));
-        assert_eq!(a[0]["exit"], 0);
-        assert_eq!(a[0]["restart_count"], 0);
-        assert!(
-            sweep
+    let packs = mapping(&sweep, 1);
+    assert_eq!(packs.len(), 2, "{packs:?}");
+    for (task, pack) in packs.iter().enumerate() {
+        for (k, id) in pack.split(' ').enumerate() {
+            let a = attempts(&sweep.join("jobs").join(id));
+            assert_eq!(a.len(), 1, "{a:?}");
+            assert_eq!(a[0]["executor"], format!("slurm:{array}_{task}"));
+            assert_eq!(a[0]["exit"], 0);
+            assert_eq!(a[0]["restart_count"], 0);
+            // The task's output is in its first job's directory.
+            let out = sweep
                 .join("jobs")
                 .join(id)
-                .join(format!("slurm-{array}_{task}.out"))
-                .exists()
-        );
+                .join(format!("slurm-{array}_{task}.out"));
+            assert_eq!(out.exists(), k == 0, "{}", out.display());
+        }
     }
 
     // Status shows Slurm's view next to the lab's; a rerun submits nothing.
@@ -414,11 +419,12 @@ fn a_cancelled_task_is_resubmitted_and_nothing_done_is() {
     }
     let _cluster = lock();
     let tmp = tempfile::tempdir().unwrap();
-    // Settings from the sweep file's [executor.slurm]: one task at a time.
+    // Settings from the sweep file's [executor.slurm]: one task at a time, a job per task.
     let config = smoke_config(tmp.path(), "smoke.toml", |t| {
         format!(
             "{}\n[executor.slurm]\npartition = \"debug\"\nmax_running = 1\ntime = \"10:00\"\n",
             t.replace("steps = 120", "steps = 400")
+                .replace("[sweep]\n", "[sweep]\npack = 1\n")
         )
     });
     let sweeps = tmp.path().join("sweeps");

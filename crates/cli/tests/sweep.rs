@@ -38,7 +38,8 @@ const KILL_TEST_STEPS: u64 = 3000;
 fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
     let (reference, took) = reference(tmp.path(), KILL_TEST_STEPS);
-    // Concurrency never exceeded the slots (2) in the reference run.
+    // Concurrency never exceeded the slots (2) in the reference run. The jobs of a pack (here
+    // the two seeds of a size) share their attempts' start and end: one worker.
     let mut spans = Vec::new();
     for id in records(&reference).keys() {
         let attempts =
@@ -49,6 +50,14 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
             spans.push((v["started"].as_f64().unwrap(), v["ended"].as_f64().unwrap()));
         }
     }
+    let jobs_attempts = spans.len();
+    spans.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    spans.dedup();
+    assert_eq!(
+        spans.len() * 2,
+        jobs_attempts,
+        "every job trained in a pack of 2"
+    );
     let max_overlap = spans
         .iter()
         .map(|&(s, _)| spans.iter().filter(|&&(a, b)| a <= s && s < b).count())
@@ -56,7 +65,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         .unwrap();
     assert!(
         max_overlap <= 2,
-        "{max_overlap} jobs ran at once with 2 slots"
+        "{max_overlap} workers ran at once with 2 slots"
     );
     assert_eq!(max_overlap, 2, "the two slots were used");
 
@@ -124,7 +133,11 @@ fn interrupt_checkpoints_every_job_and_a_rerun_finishes_them() {
     let out = run(&mut sweep_cmd(&config, &sweeps));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(stderr.contains("2 to resume from checkpoint"), "{stderr}");
+    // Both packs (two seeds each) had started: all four jobs resume, none starts over.
+    assert!(
+        stderr.contains("4 to resume from checkpoint, 0 new"),
+        "{stderr}"
+    );
     for (id, (raw, _)) in records(&sweeps.join("smoke")) {
         assert_eq!(raw.len(), eval_steps(2000, 40).len() * 2, "{id}");
     }

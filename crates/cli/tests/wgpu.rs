@@ -1,6 +1,7 @@
 //! The wgpu code path (on Mesa's software Vulkan in CI) trains like the CPU backend: the same
 //! initial weights (initialized on the CPU) and the same losses over a few steps, within a
-//! tolerance, since the backends' float reductions differ in order.
+//! tolerance, since the backends' float reductions differ in order. On wgpu the two jobs train
+//! as one pack; on the CPU each alone.
 
 use std::path::Path;
 use std::process::Command;
@@ -37,18 +38,13 @@ fn vulkan_present() -> bool {
         .any(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
 }
 
-fn train(job: &Path, out: &Path, backend: &str) {
-    let status = Command::new(env!("CARGO_BIN_EXE_elab"))
-        .args([
-            "train".as_ref(),
-            job.as_os_str(),
-            "--out".as_ref(),
-            out.as_os_str(),
-            "--backend".as_ref(),
-            backend.as_ref(),
-        ])
-        .status()
-        .unwrap();
+fn train(jobs: &[&Path], outs: &[&Path], backend: &str) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_elab"));
+    cmd.arg("train").args(jobs);
+    for out in outs {
+        cmd.arg("--out").arg(out);
+    }
+    let status = cmd.args(["--backend", backend]).status().unwrap();
     assert!(status.success(), "{backend} run failed");
 }
 
@@ -64,12 +60,25 @@ fn a_few_wgpu_steps_match_the_cpu_backend() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let job = tmp.path().join("job.toml");
+    let (job, other) = (tmp.path().join("job.toml"), tmp.path().join("other.toml"));
     std::fs::write(&job, JOB).unwrap();
-    train(&job, &tmp.path().join("cpu"), "cpu");
-    train(&job, &tmp.path().join("wgpu"), "wgpu");
-    let cpu = read_evals(&tmp.path().join("cpu/evals.jsonl")).unwrap();
-    let gpu = read_evals(&tmp.path().join("wgpu/evals.jsonl")).unwrap();
+    let other_job = JOB
+        .replace("seed = 3", "seed = 4")
+        .replace("lr = 1e-3", "lr = 3e-3");
+    std::fs::write(&other, other_job).unwrap();
+    let dir = |name: &str| tmp.path().join(name);
+    train(&[&job], &[&dir("cpu")], "cpu");
+    train(&[&other], &[&dir("cpu-other")], "cpu");
+    train(&[&job, &other], &[&dir("wgpu"), &dir("wgpu-other")], "wgpu");
+    for (cpu, gpu) in [("cpu", "wgpu"), ("cpu-other", "wgpu-other")] {
+        compare(&dir(cpu), &dir(gpu));
+    }
+}
+
+/// The records in `cpu_dir` and `gpu_dir` agree within the tolerance, after real training.
+fn compare(cpu_dir: &Path, gpu_dir: &Path) {
+    let cpu = read_evals(&cpu_dir.join("evals.jsonl")).unwrap();
+    let gpu = read_evals(&gpu_dir.join("evals.jsonl")).unwrap();
     assert_eq!(cpu.len(), gpu.len());
     assert_eq!(
         cpu.iter().map(|r| r.step).collect::<Vec<_>>(),
@@ -93,7 +102,11 @@ fn a_few_wgpu_steps_match_the_cpu_backend() {
             .unwrap()
             .metrics["loss"]
     };
-    assert!(loss(&cpu, 4) < loss(&cpu, 0) - 0.01);
-    let summary = std::fs::read_to_string(tmp.path().join("wgpu/summary.json")).unwrap();
+    assert!(
+        loss(&cpu, 4) < loss(&cpu, 0) - 0.01,
+        "{}",
+        cpu_dir.display()
+    );
+    let summary = std::fs::read_to_string(gpu_dir.join("summary.json")).unwrap();
     assert!(summary.contains("\"backend\": \"wgpu\""), "{summary}");
 }

@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use elab_job::{
-    Attempt, JobSpec, JobState, Plan, PlannedJob, Progress, SweepDir, exit, unix_now,
-};
+use elab_job::{Attempt, JobSpec, JobState, Plan, PlannedJob, Progress, SweepDir, exit, unix_now};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, ChildStdout};
@@ -194,8 +192,11 @@ impl<'a> Scheduler<'a> {
                 })
             })
             .collect();
-        let with_specs: Vec<(&PlannedJob, Option<&JobSpec>)> =
-            pending.iter().copied().zip(specs.iter().map(Option::as_ref)).collect();
+        let with_specs: Vec<(&PlannedJob, Option<&JobSpec>)> = pending
+            .iter()
+            .copied()
+            .zip(specs.iter().map(Option::as_ref))
+            .collect();
         let queue = form_packs(&with_specs, settings.pack, settings.slots)
             .into_iter()
             .map(|pack| (pack, 0, Instant::now()))
@@ -238,9 +239,11 @@ impl<'a> Scheduler<'a> {
                 break;
             };
             let (pack, attempt, _) = self.queue.remove(pos).expect("position is in range");
+            // One attempt of the pack: the same start (and end) for each of its jobs.
+            let started = unix_now();
             for job in &pack {
                 self.attempts_of.insert(job.id.clone(), attempt);
-                self.started_at.insert(job.id.clone(), unix_now());
+                self.started_at.insert(job.id.clone(), started);
             }
             let pid = self.spawn_worker(&pack)?;
             let ids: Vec<&str> = pack.iter().map(|j| j.id.as_str()).collect();
@@ -263,6 +266,7 @@ impl<'a> Scheduler<'a> {
             _ => "unknown exit".into(),
         };
         let mut attempt = 0;
+        let ended = unix_now();
         for id in &f.ids {
             let _ = std::fs::remove_file(self.dir.job(id).heartbeat());
             let written = self
@@ -271,7 +275,7 @@ impl<'a> Scheduler<'a> {
                     id,
                     &Attempt {
                         started: self.started_at.remove(id).unwrap_or_default(),
-                        ended: Some(unix_now()),
+                        ended: Some(ended),
                         exit: f.exit,
                         signal: f.signal,
                         executor: "local".into(),
@@ -740,10 +744,7 @@ mod tests {
     }
 
     async fn supervised(mut child: Child, stop: watch::Receiver<Stop>) -> Finished {
-        let progress = tokio::spawn(show_progress(
-            child.stdout.take().unwrap(),
-            HashMap::new(),
-        ));
+        let progress = tokio::spawn(show_progress(child.stdout.take().unwrap(), HashMap::new()));
         let tail = tokio::spawn(read_tail(child.stderr.take().unwrap()));
         supervise(vec!["0123456789ab".into()], child, stop, progress, tail).await
     }

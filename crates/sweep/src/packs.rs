@@ -156,7 +156,10 @@ mod tests {
         assert_eq!(form_packs(&refs, PackSize::Auto, 8).len(), 6);
         // A cap of 2: packs of 2 and 1 per shape; a cap of 1 is one job per worker.
         let capped = form_packs(&refs, PackSize::Max(2), 2);
-        assert_eq!(capped.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1, 2, 1]);
+        assert_eq!(
+            capped.iter().map(Vec::len).collect::<Vec<_>>(),
+            [2, 1, 2, 1]
+        );
         assert_eq!(form_packs(&refs, PackSize::Max(1), 2).len(), 6);
         // A job whose spec is unknown trains alone.
         let alone: Vec<_> = refs.iter().map(|(j, _)| (*j, None)).collect();
@@ -174,7 +177,10 @@ mod tests {
         assert_eq!(read("8").unwrap(), PackSize::Max(8));
         for bad in ["0", "-1", "\"many\"", "2.5"] {
             let e = read(bad).unwrap_err().to_string();
-            assert!(e.contains("must be \"auto\" or the most jobs per pack"), "{bad}: {e}");
+            assert!(
+                e.contains("must be \"auto\" or the most jobs per pack"),
+                "{bad}: {e}"
+            );
         }
     }
 }

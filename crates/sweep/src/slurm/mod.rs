@@ -1,9 +1,10 @@
 //! The Slurm executor: the jobs of a sweep that are not finished run as one Slurm job array,
-//! each task an `elab train` worker against the shared sweep directory.
+//! each task an `elab train` worker training one pack of jobs (see `packs`: one allocation
+//! per pack, up to the `auto` limits) against the shared sweep directory.
 //!
 //! ```text
 //! sweeps/<name>/slurm/sub-<n>.sh      the generated sbatch script (kept; readable)
-//! sweeps/<name>/slurm/sub-<n>.tasks   array task index -> job id, one id per line
+//! sweeps/<name>/slurm/sub-<n>.tasks   array task index -> job ids (a pack), one line each
 //! sweeps/<name>/slurm/sub-<n>.json    the submission: array id, script, tasks, sbatch options
 //! sweeps/<name>/slurm/sub-<n>_<array>_<task>.out   the task's output until it knows its job
 //! sweeps/<name>/jobs/<id>/slurm-<array>_<task>.out  the task's output (appended on requeue)
@@ -35,6 +36,7 @@ use std::path::PathBuf;
 use elab_job::{JobState, Plan, SpecError, SweepDir};
 
 use crate::config::SlurmOptions;
+use crate::packs::{PackSize, form_packs};
 use script::abs_utf8;
 use submit::{Target, dir_tag, max_array_size, submit, wait};
 
@@ -46,6 +48,7 @@ pub struct SlurmSettings {
     pub elab: PathBuf,
     pub backend: String,
     pub options: SlurmOptions,
+    pub pack: PackSize,
     /// Return right after submitting instead of waiting for the tasks.
     pub detach: bool,
 }
@@ -96,9 +99,29 @@ pub fn run_slurm(
             JobState::Done => report.done += 1,
             JobState::Diverged => report.diverged += 1,
             _ if tasks.get(&job.id).is_some_and(SlurmTask::active) => report.queued += 1,
-            _ => pending.push(job.id.clone()),
+            _ => pending.push(job),
         }
     }
+    // Each array task is an allocation of its own: `auto` packs as much as its limits allow
+    // (one slot), rather than spreading jobs over tasks.
+    let specs: Vec<Option<elab_job::JobSpec>> = pending
+        .iter()
+        .map(|job| {
+            job.spec.clone().or_else(|| {
+                let text = std::fs::read_to_string(dir.job(&job.id).spec()).ok()?;
+                elab_job::JobSpec::from_toml(&text).ok()
+            })
+        })
+        .collect();
+    let with_specs: Vec<_> = pending
+        .iter()
+        .copied()
+        .zip(specs.iter().map(Option::as_ref))
+        .collect();
+    let pending: Vec<Vec<String>> = form_packs(&with_specs, settings.pack, 1)
+        .into_iter()
+        .map(|pack| pack.iter().map(|j| j.id.clone()).collect())
+        .collect();
     std::fs::create_dir_all(slurm_dir(dir))?;
     let tag = dir_tag(&root);
     let target = Target {
@@ -108,13 +131,14 @@ pub fn run_slurm(
         tag: &tag,
     };
     let chunk = max_array_size().saturating_sub(1).max(1);
-    for ids in pending.chunks(chunk) {
+    for packs in pending.chunks(chunk) {
         let n = submissions(dir).last().map_or(1, |s| s.n + 1);
-        let sub = submit(&target, settings, plan, ids, n)?;
+        let sub = submit(&target, settings, plan, packs, n)?;
+        let jobs: usize = packs.iter().map(Vec::len).sum();
         eprintln!(
-            "slurm: submitted array {} ({} tasks{}): {}",
+            "slurm: submitted array {} ({} tasks, {jobs} jobs{}): {}",
             sub.array_id.as_deref().unwrap_or("?"),
-            ids.len(),
+            packs.len(),
             settings
                 .options
                 .max_running
@@ -123,7 +147,7 @@ pub fn run_slurm(
             dir.root.join(&sub.script).display(),
         );
         report.submitted.extend(sub.array_id);
-        report.submitted_jobs += ids.len();
+        report.submitted_jobs += jobs;
     }
     if pending.is_empty() {
         eprintln!(

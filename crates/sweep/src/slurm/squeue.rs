@@ -135,16 +135,18 @@ pub fn job_tasks(dir: &SweepDir) -> Result<BTreeMap<String, SlurmTask>, QueryErr
             states.insert(array.clone(), query_array(&array)?);
         }
         let known = &states[&array];
-        for (task, job) in sub.jobs.iter().enumerate() {
+        for (task, pack) in sub.jobs.iter().enumerate() {
             let state = known.get(&task).cloned().unwrap_or_else(|| "GONE".into());
-            out.insert(
-                job.clone(),
-                SlurmTask {
-                    array_id: array.clone(),
-                    task,
-                    state,
-                },
-            );
+            for job in pack.split(' ') {
+                out.insert(
+                    job.to_string(),
+                    SlurmTask {
+                        array_id: array.clone(),
+                        task,
+                        state: state.clone(),
+                    },
+                );
+            }
         }
     }
     Ok(out)

@@ -34,9 +34,14 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             let _ = writeln!(out, "({e}; showing the recorded tasks only)");
             let mut t = BTreeMap::new();
             for s in &subs {
-                for (i, job) in s.jobs.iter().enumerate() {
+                for (i, job) in s
+                    .jobs
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(i, pack)| pack.split(' ').map(move |job| (i, job)))
+                {
                     t.insert(
-                        job.clone(),
+                        job.to_string(),
                         SlurmTask {
                             array_id: s.array_id.clone().unwrap_or_else(|| "?".into()),
                             task: i,

@@ -26,7 +26,8 @@ pub struct Submission {
     /// Relative to the sweep directory.
     pub script: String,
     pub tasks: String,
-    /// Task index -> job id.
+    /// Task index -> the ids of the jobs it trains as one pack, separated by spaces (one id
+    /// without packing).
     pub jobs: Vec<String>,
     pub submitted: f64,
     pub sbatch_args: Vec<String>,
@@ -94,13 +95,14 @@ pub(super) fn submit(
     to: &Target<'_>,
     settings: &SlurmSettings,
     plan: &Plan,
-    ids: &[String],
+    packs: &[Vec<String>],
     n: u32,
 ) -> anyhow::Result<Submission> {
-    for id in ids {
+    for id in packs.iter().flatten() {
         // Job ids are hashes; anything else would be a bug, and must not reach a script.
         anyhow::ensure!(is_job_id(id), "{id:?} is not a job id");
     }
+    let ids: Vec<String> = packs.iter().map(|p| p.join(" ")).collect();
     let job_name = format!("elab-{}-{}-{n}", plan.sweep, to.tag);
     let script_name = format!("sub-{n}.sh");
     let tasks_name = format!("sub-{n}.tasks");
@@ -141,7 +143,7 @@ pub(super) fn submit(
         job_name,
         script: format!("slurm/{script_name}"),
         tasks: format!("slurm/{tasks_name}"),
-        jobs: ids.to_vec(),
+        jobs: ids.clone(),
         submitted: unix_now(),
         sbatch_args: args.clone(),
     };
@@ -172,7 +174,7 @@ pub(super) fn submit(
     );
     sub.array_id = Some(id);
     record(to.dir, &sub)?;
-    tracing::info!(array = ?sub.array_id, jobs = ids.len(), "submitted");
+    tracing::info!(array = ?sub.array_id, tasks = ids.len(), "submitted");
     Ok(sub)
 }
 
