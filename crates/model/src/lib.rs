@@ -265,6 +265,11 @@ impl Gpt {
         self.wte.dims()[0]
     }
 
+    /// The token embeddings `[models, vocab, d]`.
+    pub fn token_embedding(&self) -> Tensor<3> {
+        self.wte.val()
+    }
+
     /// Token ids `[models, batch, time]` (each model its own batch) to the logits at positions
     /// `first..`: `[models, batch, time - first, vocab]`. Only the positions a loss or a decoder
     /// reads need logits (nanoGPT does the same when generating): the last block computes its

@@ -56,7 +56,7 @@ pub const METRICS: [(&str, &str, &str); 6] = [
 
 /// Progress measures recorded beside the metrics (train rows only: they do not depend on the
 /// split); in curves.csv, not in runs.csv's final columns.
-pub const PROGRESS_MEASURES: [(&str, &str, &str); 2] = [
+pub const PROGRESS_MEASURES: [(&str, &str, &str); 6] = [
     (
         "weight_norm",
         "L2 norm",
@@ -66,6 +66,26 @@ pub const PROGRESS_MEASURES: [(&str, &str, &str); 2] = [
         "weight_norm.<module>",
         "L2 norm",
         "of one module's parameters: `wte`, `wpe`, `blocks.<i>.attn`, `blocks.<i>.mlp`, `blocks.<i>.ln_1`, `blocks.<i>.ln_2`, `ln_f`, `lm_head` (those the model has)",
+    ),
+    (
+        "fourier.key_freq_<r>",
+        "frequency k",
+        "modular addition and subtraction only (Nanda et al. 2023): the r-th largest Fourier component (r = 1..5) of the residues' token embeddings, k in 1..(p-1)/2",
+    ),
+    (
+        "fourier.key_share",
+        "fraction",
+        "modular addition and subtraction only: share of the embeddings' non-constant squared norm in those 5 key frequencies (about 5/((p-1)/2) at random, near 1 once the algorithm is learned)",
+    ),
+    (
+        "fourier.restricted_loss",
+        "nats",
+        "modular addition and subtraction only: cross-entropy over every equation of the logits kept along cos/sin(w_k(a +- b - c)) for the key frequencies; falls before the test loss",
+    ),
+    (
+        "fourier.excluded_loss",
+        "nats",
+        "modular addition and subtraction only: cross-entropy on the training equations with those directions removed from the logits; rises as memorization gives way to the algorithm",
     ),
 ];
 

@@ -3,6 +3,7 @@
 
 mod backend;
 pub mod bench;
+pub mod fourier;
 pub mod metrics;
 mod optim;
 mod trainer;

@@ -32,10 +32,11 @@ use elab_job::{
     EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, TrainSpec, eval_steps, fsio,
 };
 use elab_model::{Gpt, GptConfig, pack};
-use elab_tasks::{Dataset, SplitMix64, shuffle};
+use elab_tasks::{Dataset, ModOp, SplitMix64, TaskSpec, shuffle};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ChosenDevice, choose_device};
+use crate::fourier::{Pair, fourier_measures};
 use crate::metrics::{Scorer, argmax};
 use crate::optim::{Moments, PackedAdamW};
 
@@ -494,6 +495,9 @@ impl<'a> Trainer<'a> {
     ) -> anyhow::Result<Vec<(usize, RunStatus)>> {
         let valid = model.valid();
         let mut metrics = weight_norms(&valid);
+        for (k, fourier) in self.fourier(&valid).into_iter().enumerate() {
+            metrics[k].extend(fourier);
+        }
         let mut rows: Vec<Vec<EvalRow>> = vec![Vec::new(); self.members.len()];
         for split in [Split::Train, Split::Val] {
             let examples: Vec<&[Vec<u32>]> = self
@@ -552,6 +556,65 @@ impl<'a> Trainer<'a> {
             }
         }
         Ok(diverged)
+    }
+
+    /// Nanda et al.'s Fourier progress measures ([`crate::fourier`]) of each member that trains
+    /// modular addition or subtraction (nothing for the others), from one forward pass over
+    /// every equation.
+    fn fourier(&self, model: &Gpt) -> Vec<BTreeMap<String, f64>> {
+        let sign = |member: &Member| match &member.spec.task {
+            TaskSpec::Modular(t) if t.op == ModOp::Add => Some((t.p as usize, 1)),
+            TaskSpec::Modular(t) if t.op == ModOp::Sub => Some((t.p as usize, -1)),
+            _ => None,
+        };
+        let mut out = vec![BTreeMap::new(); self.members.len()];
+        if self.members.iter().all(|m| sign(m).is_none()) {
+            return out;
+        }
+        let data = &self.members[0].data;
+        let equations: Vec<Vec<&[u32]>> = self
+            .members
+            .iter()
+            .map(|m| {
+                m.data
+                    .train
+                    .iter()
+                    .chain(&m.data.val)
+                    .map(Vec::as_slice)
+                    .collect()
+            })
+            .collect();
+        let logits = answer_logits(model, &equations, data, &self.chosen.device);
+        let embeddings = model
+            .token_embedding()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let (vocab, d) = (data.vocab_size, model.token_embedding().dims()[2]);
+        for (k, member) in self.members.iter().enumerate() {
+            let Some((p, sign)) = sign(member) else {
+                continue;
+            };
+            let n_train = member.data.train.len();
+            let pairs: Vec<Pair> = equations[k]
+                .iter()
+                .enumerate()
+                .map(|(i, s)| Pair {
+                    a: s[0] as usize,
+                    b: s[data.prompt_len - 2] as usize,
+                    train: i < n_train,
+                })
+                .collect();
+            let residue_logits: Vec<f32> = logits[k]
+                .chunks(vocab)
+                .flat_map(|row| &row[..p])
+                .copied()
+                .collect();
+            let embedding = &embeddings[k * vocab * d..][..p * d];
+            out[k] = fourier_measures(embedding, d, &residue_logits, &pairs, p, sign);
+        }
+        out
     }
 
     /// Writes member `k`'s slice of the pack (weights and AdamW moments) as its checkpoint.
@@ -733,6 +796,45 @@ fn evaluate(
         }
     }
     scorers.iter().map(Scorer::finish).collect()
+}
+
+/// The logits at the first answer position of each model's examples `[models][n]`: per model,
+/// `[n, vocab]` row-major.
+fn answer_logits(
+    model: &Gpt,
+    examples: &[Vec<&[u32]>],
+    data: &Dataset,
+    device: &Device,
+) -> Vec<Vec<f32>> {
+    let blank = vec![0u32; data.seq_len()];
+    let vocab = data.vocab_size;
+    let mut out: Vec<Vec<f32>> = examples.iter().map(|_| Vec::new()).collect();
+    let longest = examples.iter().map(Vec::len).max().unwrap_or(0);
+    for start in (0..longest).step_by(EVAL_BATCH) {
+        let chunks: Vec<&[&[u32]]> = examples
+            .iter()
+            .map(|e| &e[start.min(e.len())..(start + EVAL_BATCH).min(e.len())])
+            .collect();
+        let n = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+        let rows: Vec<Vec<&[u32]>> = chunks
+            .iter()
+            .map(|c| padded(c.to_vec(), n, &blank))
+            .collect();
+        let logits = model
+            .forward(
+                int_tensor(&inputs(&rows, data), device),
+                data.prompt_len - 1,
+            )
+            .narrow(2, 0, 1)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        for (k, chunk) in chunks.iter().enumerate() {
+            out[k].extend_from_slice(&logits[k * n * vocab..][..chunk.len() * vocab]);
+        }
+    }
+    out
 }
 
 /// Replaces answer tokens 1.. of the examples `rows[k]` of each model's `greedy[k]`
