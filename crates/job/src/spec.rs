@@ -155,6 +155,22 @@ pub enum Schedule {
     Cosine,
 }
 
+/// The parameters AdamW's weight decay applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayOn {
+    /// Every parameter (PyTorch's `AdamW(model.parameters())`, Nanda et al.'s code).
+    #[default]
+    All,
+    /// The weight matrices of linear layers only: not embeddings, biases or LayerNorm gains
+    /// and shifts (the usual exclusion in language-model training).
+    Matrices,
+}
+
+fn is_default_decay(d: &DecayOn) -> bool {
+    *d == DecayOn::All
+}
+
 /// AdamW and the learning-rate schedule. Defaults follow Power et al. 2022.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -168,11 +184,24 @@ pub struct TrainSpec {
     pub beta2: f64,
     pub eps: f64,
     pub weight_decay: f64,
+    /// Which parameters weight decay shrinks. Left out of the job id at its default, so that
+    /// ids from before it existed stay valid.
+    #[serde(skip_serializing_if = "is_default_decay")]
+    pub weight_decay_on: DecayOn,
     pub warmup_steps: u64,
     pub schedule: Schedule,
     pub min_lr_ratio: f64,
     /// Global gradient-norm clip; 0 disables it.
     pub grad_clip: f64,
+    /// Train on a cross-entropy that keeps its precision when the answer's probability nears 1
+    /// (see `elab-train`), as Nanda et al.'s float64 log-softmax does. Left out of the job id
+    /// when false.
+    #[serde(skip_serializing_if = "is_false")]
+    pub stable_loss: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl Default for TrainSpec {
@@ -185,10 +214,12 @@ impl Default for TrainSpec {
             beta2: 0.98,
             eps: 1e-8,
             weight_decay: 1.0,
+            weight_decay_on: DecayOn::All,
             warmup_steps: 10,
             schedule: Schedule::Constant,
             min_lr_ratio: 0.1,
             grad_clip: 0.0,
+            stable_loss: false,
         }
     }
 }
@@ -356,7 +387,8 @@ impl JobSpec {
     }
 
     /// Jobs with equal keys can train as one pack (`elab-model`'s model axis): the same model
-    /// shape and token layout, batch size, number of steps and evaluation steps. Seeds, data
+    /// shape and token layout, batch size, number of steps and evaluation steps (and the loss
+    /// formula). Seeds, data
     /// splits, learning rates, schedules, weight decay, betas, clipping and evaluation caps may
     /// differ.
     pub fn pack_key(&self) -> String {
@@ -370,6 +402,7 @@ impl JobSpec {
             "batch": batch,
             "steps": self.train.steps,
             "eval_every": self.eval.every,
+            "stable_loss": self.train.stable_loss,
         });
         key.to_string()
     }

@@ -11,7 +11,7 @@
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
-use elab_job::TrainSpec;
+use elab_job::{DecayOn, TrainSpec};
 use elab_model::Gpt;
 use elab_model::pack::flat;
 
@@ -65,7 +65,12 @@ impl PackedAdamW {
         let device = self.moments.first.devices()[0].clone();
         let col = |f: &dyn Fn(&TrainSpec) -> f64| column(specs.iter().map(|s| f(s)), &device);
         let t = step as i32;
-        let decay = col(&|s| 1.0 - s.lr_at(step) * s.weight_decay);
+        // Weight decay on every parameter, or on linear layers' matrices only.
+        let decay_all = col(&|s| 1.0 - s.lr_at(step) * s.weight_decay);
+        let decay_others = col(&|s| match s.weight_decay_on {
+            DecayOn::All => 1.0 - s.lr_at(step) * s.weight_decay,
+            DecayOn::Matrices => 1.0,
+        });
         let step_size = col(&|s| s.lr_at(step) / (1.0 - s.beta1.powi(t)));
         let inv_sqrt_bias2 = col(&|s| 1.0 / (1.0 - s.beta2.powi(t)).sqrt());
         let (b1, b2) = (col(&|s| s.beta1), col(&|s| s.beta2));
@@ -75,7 +80,7 @@ impl PackedAdamW {
         let params = params_of(&model);
         let mut g: Vec<Tensor<2>> = params
             .iter()
-            .map(|(id, dims)| match grads.remove::<3>(*id) {
+            .map(|(id, dims, _)| match grads.remove::<3>(*id) {
                 Some(g) => flat(g),
                 // A parameter the loss does not reach (none in a Gpt today) has zero gradient.
                 None => Tensor::zeros([dims[0], dims[1] * dims[2]], &device),
@@ -103,10 +108,11 @@ impl PackedAdamW {
         let second = values(&self.moments.second);
         let mut new_params = Vec::with_capacity(g.len());
         let (mut new_first, mut new_second) = (Vec::new(), Vec::new());
-        for ((g, m), v) in g.into_iter().zip(first).zip(second) {
+        for (((g, m), v), (_, _, matrix)) in g.into_iter().zip(first).zip(second).zip(&params) {
             let m = m * b1.clone() + g.clone() * c1.clone();
             let v = v * b2.clone() + g.powf_scalar(2.0) * c2.clone();
             let denom = v.clone().sqrt() * inv_sqrt_bias2.clone() + eps.clone();
+            let decay = if *matrix { &decay_all } else { &decay_others };
             new_params.push((m.clone() / denom * step_size.clone(), decay.clone()));
             new_first.push(m);
             new_second.push(v);
@@ -130,18 +136,32 @@ impl<I: Iterator<Item = (Tensor<2>, Tensor<2>)>> ModuleMapper for Update<I> {
     }
 }
 
-/// Each parameter's id and `[models, a, b]` dims, in visiting order.
-fn params_of(model: &Gpt) -> Vec<(burn::module::ParamId, [usize; 3])> {
-    struct Ids(Vec<(burn::module::ParamId, [usize; 3])>);
+/// Each parameter's id, `[models, a, b]` dims and whether it is a linear layer's matrix (the
+/// field `weight`; embeddings are `wte`/`wpe`, norms `gamma`/`beta`, biases `bias`), in
+/// visiting order.
+fn params_of(model: &Gpt) -> Vec<(burn::module::ParamId, [usize; 3], bool)> {
+    #[derive(Default)]
+    struct Ids {
+        path: Vec<String>,
+        params: Vec<(burn::module::ParamId, [usize; 3], bool)>,
+    }
     impl ModuleVisitor for Ids {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let dims = param.dims();
-            self.0.push((param.id, [dims[0], dims[1], dims[2]]));
+            let matrix = self.path.last().is_some_and(|name| name == "weight");
+            self.params
+                .push((param.id, [dims[0], dims[1], dims[2]], matrix));
         }
     }
-    let mut ids = Ids(Vec::new());
+    let mut ids = Ids::default();
     model.visit(&mut ids);
-    ids.0
+    ids.params
 }
 
 /// A module's parameters in visiting order, flattened to `[models, rest]`.
@@ -167,4 +187,74 @@ fn replace(module: Gpt, values: Vec<Tensor<2>>) -> Gpt {
         }
     }
     module.map(&mut Replace(values.into_iter()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use elab_job::ModelSpec;
+    use elab_model::GptConfig;
+
+    #[test]
+    fn only_linear_matrices_count_as_matrices() {
+        let spec = ModelSpec {
+            n_layer: 2,
+            d_model: 16,
+            n_head: 2,
+            d_mlp: 32,
+            ..ModelSpec::default()
+        };
+        let model = GptConfig::from_spec(&spec, 10, 5).init(&Device::flex());
+        let params = params_of(&model);
+        // Per block: c_attn, c_proj, c_fc, mlp c_proj; then lm_head.
+        assert_eq!(params.iter().filter(|p| p.2).count(), 2 * 4 + 1);
+        // wte and wpe come first and are not decayed under `matrices`.
+        assert!(!params[0].2 && !params[1].2);
+    }
+
+    #[test]
+    fn weight_decay_applies_per_model_and_per_parameter_kind() {
+        let device = Device::flex().autodiff();
+        let spec = ModelSpec {
+            n_layer: 1,
+            d_model: 8,
+            n_head: 2,
+            d_mlp: 16,
+            ..ModelSpec::default()
+        };
+        let config = GptConfig::from_spec(&spec, 10, 5);
+        let pack = elab_model::pack::stack(vec![config.init(&device), config.init(&device)]);
+        let before = pack.clone();
+        let all = TrainSpec {
+            lr: 0.1,
+            weight_decay: 1.0,
+            warmup_steps: 0,
+            ..TrainSpec::default()
+        };
+        let matrices = TrainSpec {
+            weight_decay_on: DecayOn::Matrices,
+            ..all.clone()
+        };
+        // No gradient: the update is the decay alone, a factor 1 - lr * wd = 0.9.
+        let mut optim = PackedAdamW {
+            moments: Moments::zeros(&pack),
+        };
+        let after = optim.step(pack, GradientsParams::new(), &[&all, &matrices], 1);
+        let ratio = |model: &Gpt, param: usize, m: usize| {
+            let (x, y) = (
+                &values(&model.valid())[param],
+                &values(&before.valid())[param],
+            );
+            let x = x.clone().narrow(0, m, 1).sum().into_scalar::<f32>();
+            let y = y.clone().narrow(0, m, 1).sum().into_scalar::<f32>();
+            x / y
+        };
+        let close = |r: f32, want: f32| (r - want).abs() < 1e-5;
+        let params = params_of(&after);
+        let matrix = params.iter().position(|p| p.2).unwrap();
+        // wte (parameter 0): shrunk in the first model, untouched in the second.
+        assert!(close(ratio(&after, 0, 0), 0.9) && close(ratio(&after, 0, 1), 1.0));
+        // A matrix: shrunk in both.
+        assert!(close(ratio(&after, matrix, 0), 0.9) && close(ratio(&after, matrix, 1), 0.9));
+    }
 }

@@ -471,8 +471,12 @@ impl<'a> Trainer<'a> {
         let data = &self.members[0].data;
         let input = int_tensor(&inputs(&batches, data), &device);
         let targets = int_tensor(&answers(&batches, data), &device);
-        let logp = answer_log_probs(&model, input, data);
-        let nll = -logp.gather(3, targets.unsqueeze_dim(3));
+        let logits = model.forward(input, data.prompt_len - 1);
+        let nll = if self.members[0].spec.train.stable_loss {
+            stable_cross_entropy(logits, targets)
+        } else {
+            -log_softmax(logits, 3).gather(3, targets.unsqueeze_dim(3))
+        };
         let [_, b, a, _] = nll.dims();
         // Each model's mean loss; their sum gives each model exactly its own gradient.
         let loss = nll.reshape([m, b * a]).mean_dim(1).reshape([m]);
@@ -717,6 +721,31 @@ fn answers(examples: &[Vec<&[u32]>], data: &Dataset) -> (Vec<i64>, [usize; 3]) {
 
 fn int_tensor((values, shape): &(Vec<i64>, [usize; 3]), device: &Device) -> Tensor<3, Int> {
     Tensor::from_data(TensorData::new(values.clone(), *shape), device)
+}
+
+/// Cross-entropy `[models, n, answer_len, 1]` of `logits` `[models, n, answer_len, vocab]` at
+/// `targets`, as log(1 + sum over c != target of exp(z_c)), z = logit - target logit (shifted
+/// by m = max(0, max z) against overflow). float32 log-softmax computes log(1 + tiny) as 0 once
+/// the answer's probability is within 6e-8 of 1, so the loss and the target logit's gradient
+/// vanish exactly (the "softmax collapse" behind loss spikes in long grokking runs); log1p of
+/// the sum over the other classes keeps both.
+fn stable_cross_entropy(logits: Tensor<4>, targets: Tensor<3, Int>) -> Tensor<4> {
+    let [m, n, a, vocab] = logits.dims();
+    let device = logits.device();
+    let targets = targets.unsqueeze_dim::<4>(3);
+    let z = logits.clone() - logits.gather(3, targets.clone());
+    let classes = Tensor::<1, Int>::arange(0..vocab as i64, &device)
+        .reshape([1, 1, 1, vocab])
+        .expand([m, n, a, vocab]);
+    let others = z.mask_fill(
+        classes.equal(targets.expand([m, n, a, vocab])),
+        f32::NEG_INFINITY,
+    );
+    let shift = others.clone().max_dim(3).clamp_min(0.0).detach();
+    // exp(-shift) - 1 first: it is exactly 0 when the answer is the argmax, and adding the
+    // small sum to it keeps every digit (1 + sum - 1 would not).
+    let rest = ((-shift.clone()).exp() - 1.0) + (others - shift.clone()).exp().sum_dim(3);
+    shift + rest.log1p()
 }
 
 /// Log-softmax of the logits at the positions that predict the answer:
@@ -1030,6 +1059,46 @@ fn weight_norms(model: &Gpt) -> Vec<BTreeMap<String, f64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_stable_loss_equals_cross_entropy_and_survives_saturation() {
+        let device = Device::flex().autodiff();
+        let targets = Tensor::<3, Int>::from_data([[[1], [0]]], &device);
+        let plain =
+            |logits: Tensor<4>| -log_softmax(logits, 3).gather(3, targets.clone().unsqueeze_dim(3));
+        let values = |t: Tensor<4>| t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
+        // Ordinary logits: the same loss (the second example's answer is not the argmax).
+        let logits = Tensor::<4>::from_data([[[[0.5, 2.0, -1.0]], [[0.1, 3.0, 0.2]]]], &device);
+        let (a, b) = (
+            values(stable_cross_entropy(logits.clone(), targets.clone())),
+            values(plain(logits)),
+        );
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() < 1e-6, "{a:?} vs {b:?}");
+        }
+        // A saturated answer (logit 40 above the rest): float32 log-softmax gives exactly 0 and
+        // no gradient on the answer's logit; the stable loss gives 2 e^-40 and a gradient.
+        let logits = Tensor::<4>::from_data([[[[0.0, 40.0, 0.0]], [[40.0, 0.0, 0.0]]]], &device)
+            .require_grad();
+        assert_eq!(values(plain(logits.clone())), [0.0, 0.0]);
+        let stable = stable_cross_entropy(logits.clone(), targets.clone());
+        let want = 2.0 * (-40.0f64).exp();
+        for x in values(stable.clone()) {
+            assert!(((x as f64) / want - 1.0).abs() < 1e-4, "{x} vs {want}");
+        }
+        let grads = stable.sum().backward();
+        let g = logits
+            .grad(&grads)
+            .unwrap()
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .unwrap();
+        assert!(
+            g[1] < 0.0 && g[3] < 0.0,
+            "the answer's logit is still pushed up: {g:?}"
+        );
+    }
 
     #[test]
     fn batch_order_covers_each_epoch_once_and_reshuffles() {
