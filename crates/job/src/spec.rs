@@ -407,6 +407,19 @@ impl JobSpec {
         key.to_string()
     }
 
+    /// Estimated training FLOPs: FLOPs per token x steps x batch x context.
+    pub fn train_flops(&self) -> f64 {
+        let (vocab, _, _) = self.task.shape();
+        let counts = crate::param_counts(&self.model, vocab, self.n_ctx());
+        let per_token = crate::train_flops_per_token(&self.model, &counts, self.n_ctx());
+        let n_train = self.task.train_len();
+        let batch = match self.train.batch_size {
+            0 => n_train,
+            b => b.min(n_train),
+        };
+        per_token * (self.train.steps * (batch * self.n_ctx()) as u64) as f64
+    }
+
     /// The model's context length: every token but the last is read.
     pub fn n_ctx(&self) -> usize {
         let (_, prompt, answer) = self.task.shape();

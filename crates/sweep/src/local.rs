@@ -197,7 +197,18 @@ impl<'a> Scheduler<'a> {
             .copied()
             .zip(specs.iter().map(Option::as_ref))
             .collect();
-        let queue = form_packs(&with_specs, settings.pack, settings.slots)
+        // The costliest packs first (longest processing time first): the last workers to finish
+        // are short ones, so no slot idles long at the end of the sweep.
+        let flops: HashMap<&str, f64> = with_specs
+            .iter()
+            .filter_map(|(job, spec)| Some((job.id.as_str(), (*spec)?.train_flops())))
+            .collect();
+        let cost = |pack: &[&PlannedJob]| -> f64 {
+            pack.iter().filter_map(|j| flops.get(j.id.as_str())).sum()
+        };
+        let mut packs = form_packs(&with_specs, settings.pack, settings.slots);
+        packs.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
+        let queue = packs
             .into_iter()
             .map(|pack| (pack, 0, Instant::now()))
             .collect();

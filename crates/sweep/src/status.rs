@@ -7,7 +7,6 @@ use std::io::{Read, Seek, SeekFrom};
 
 use elab_job::{
     EvalRow, Heartbeat, JobSpec, JobState, Plan, PlannedJob, Split, SweepDir, param_counts,
-    train_flops_per_token,
 };
 
 use crate::packs::{PackSize, form_packs};
@@ -31,12 +30,6 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
             let spec: &JobSpec = job.spec.as_ref()?;
             let (vocab, _, _) = spec.task.shape();
             let counts = param_counts(&spec.model, vocab, spec.n_ctx());
-            let per_token = train_flops_per_token(&spec.model, &counts, spec.n_ctx());
-            let n_train = spec.task.train_len();
-            let batch = match spec.train.batch_size {
-                0 => n_train,
-                b => b.min(n_train),
-            };
             Some(PlanRow {
                 id: job.id.clone(),
                 size: job.size.clone(),
@@ -48,7 +41,7 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
                     .join(" "),
                 params_total: counts.total,
                 params_non_embedding: counts.non_embedding,
-                train_flops: per_token * (spec.train.steps * (batch * spec.n_ctx()) as u64) as f64,
+                train_flops: spec.train_flops(),
             })
         })
         .collect()
