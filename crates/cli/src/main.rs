@@ -363,7 +363,8 @@ fn cores() -> usize {
 fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = SweepConfig::load(config)?;
     let slots = config.sweep.slots.unwrap_or_else(cores);
-    print!("{}", print_plan(&config.plan()?, config.sweep.pack, slots));
+    let (pack, backend) = (config.sweep.pack, &config.sweep.backend);
+    print!("{}", print_plan(&config.plan()?, pack, slots, backend));
     Ok(ExitCode::SUCCESS)
 }
 

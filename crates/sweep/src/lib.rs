@@ -17,7 +17,9 @@ mod status;
 
 pub use config::{Size, SlurmOptions, SweepConfig, SweepSection};
 pub use local::{LocalSettings, SweepReport, run_local};
-pub use packs::{AUTO_MAX_JOBS, AUTO_MAX_PARAMS, PackSize, form_packs};
+pub use packs::{
+    AUTO_MAX_JOBS, AUTO_MAX_PARAMS, AUTO_MAX_STEP_FLOPS_CPU, Device, PackSize, form_packs,
+};
 pub use slurm::{SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status};
 pub use slurm::{
     cancel as cancel_slurm, job_tasks as slurm_job_tasks,

@@ -26,7 +26,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::packs::{PackSize, form_packs};
+use crate::packs::{Device, PackSize, form_packs};
 
 /// How the local executor runs a sweep.
 #[derive(Debug, Clone)]
@@ -206,7 +206,8 @@ impl<'a> Scheduler<'a> {
         let cost = |pack: &[&PlannedJob]| -> f64 {
             pack.iter().filter_map(|j| flops.get(j.id.as_str())).sum()
         };
-        let mut packs = form_packs(&with_specs, settings.pack, settings.slots);
+        let device = Device::of_backend(&settings.backend);
+        let mut packs = form_packs(&with_specs, settings.pack, settings.slots, device);
         packs.sort_by(|a, b| cost(b).total_cmp(&cost(a)));
         let queue = packs
             .into_iter()

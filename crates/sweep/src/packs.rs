@@ -13,7 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PackSize {
     /// Few enough packs to keep every slot busy, each at most [`AUTO_MAX_JOBS`] jobs and
-    /// [`AUTO_MAX_PARAMS`] parameters.
+    /// [`AUTO_MAX_PARAMS`] parameters, and on the CPU at most [`AUTO_MAX_STEP_FLOPS_CPU`] per
+    /// step.
     #[default]
     Auto,
     /// At most this many jobs per pack; 1 trains every job in its own worker.
@@ -22,9 +23,14 @@ pub enum PackSize {
 
 /// The most jobs `pack = "auto"` puts in one pack.
 pub const AUTO_MAX_JOBS: usize = 64;
-/// The most parameters (all jobs together) `pack = "auto"` puts in one pack: packing pays for
-/// small models, whose steps are overhead rather than arithmetic.
+/// The most parameters (all jobs together) `pack = "auto"` puts in one pack.
 pub const AUTO_MAX_PARAMS: u64 = 20_000_000;
+/// On the CPU, the most training FLOPs per step (all jobs together) `pack = "auto"` puts in one
+/// pack. A pack saves per-op overhead, which matters only while a step is small: a job whose
+/// step is already this big trains alone (measured: Nanda et al.'s shape, 16 GFLOPs a step,
+/// trains slower per job in a pack of 3 than alone; 64 jobs of 76 MFLOPs, 1.8x faster in packs;
+/// docs/performance.md). A GPU has no such limit: there packing is what fills the device.
+pub const AUTO_MAX_STEP_FLOPS_CPU: f64 = 2e9;
 
 impl fmt::Display for PackSize {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
@@ -66,6 +72,25 @@ impl<'de> Deserialize<'de> for PackSize {
     }
 }
 
+/// Where the workers train, for `pack = "auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Device {
+    Cpu,
+    Gpu,
+}
+
+impl Device {
+    /// The device a sweep's `backend` setting ("auto", "wgpu", "cpu") trains on, as far as the
+    /// scheduler can tell without probing (it does not link burn): "auto" counts as the CPU.
+    pub fn of_backend(backend: &str) -> Self {
+        if backend == "wgpu" {
+            Device::Gpu
+        } else {
+            Device::Cpu
+        }
+    }
+}
+
 /// Splits `jobs` (in plan order, each with its spec where known) into packs: jobs with equal
 /// pack keys, in groups of near-equal size. `slots` is how many workers run side by side:
 /// `auto` makes at least that many packs when there are enough jobs. A job without a spec
@@ -74,33 +99,45 @@ pub fn form_packs<'a>(
     jobs: &[(&'a PlannedJob, Option<&JobSpec>)],
     size: PackSize,
     slots: usize,
+    device: Device,
 ) -> Vec<Vec<&'a PlannedJob>> {
-    let mut groups: Vec<(String, u64, Vec<&'a PlannedJob>)> = Vec::new();
+    // Per group: its key, a job's parameters and training FLOPs per step, its jobs.
+    let mut groups: Vec<(String, u64, f64, Vec<&'a PlannedJob>)> = Vec::new();
     for (job, spec) in jobs {
-        let (key, params) = match spec {
+        let (key, params, step_flops) = match spec {
             Some(spec) => {
                 let (vocab, _, _) = spec.task.shape();
                 let params = param_counts(&spec.model, vocab, spec.n_ctx()).total;
-                (spec.pack_key(), params)
+                let step_flops = spec.train_flops() / spec.train.steps.max(1) as f64;
+                (spec.pack_key(), params, step_flops)
             }
-            None => (format!("job {}", job.id), 0),
+            None => (format!("job {}", job.id), 0, 0.0),
         };
-        match groups.iter_mut().find(|(k, _, _)| *k == key) {
-            Some((_, _, members)) => members.push(job),
-            None => groups.push((key, params, vec![job])),
+        match groups.iter_mut().find(|(k, ..)| *k == key) {
+            Some((.., members)) => members.push(job),
+            None => groups.push((key, params, step_flops, vec![job])),
         }
     }
     let n_groups = groups.len();
     let mut packs = Vec::new();
-    for (_, params, members) in groups {
+    for (_, params, step_flops, members) in groups {
         let n = members.len();
         let most = match size {
             PackSize::Max(k) => k,
             PackSize::Auto => {
                 let by_params = (AUTO_MAX_PARAMS / params.max(1)).max(1) as usize;
+                let by_work = match device {
+                    Device::Cpu => {
+                        (AUTO_MAX_STEP_FLOPS_CPU / step_flops.max(1.0)).max(1.0) as usize
+                    }
+                    Device::Gpu => usize::MAX,
+                };
                 // Spread a group over the slots the other groups leave idle.
                 let packs_wanted = slots.div_ceil(n_groups).max(1);
-                AUTO_MAX_JOBS.min(by_params).min(n.div_ceil(packs_wanted))
+                AUTO_MAX_JOBS
+                    .min(by_params)
+                    .min(by_work)
+                    .min(n.div_ceil(packs_wanted))
             }
         };
         let count = n.div_ceil(most.max(1));
@@ -150,20 +187,32 @@ mod tests {
         let refs: Vec<(&PlannedJob, Option<&JobSpec>)> =
             jobs.iter().map(|(j, s)| (j, Some(s))).collect();
         // Two shapes, two slots: one pack per shape, learning rates mixed freely.
-        let packs = form_packs(&refs, PackSize::Auto, 2);
+        let packs = form_packs(&refs, PackSize::Auto, 2, Device::Cpu);
         assert_eq!(ids(&packs), [["d8", "d8", "d8"], ["d16", "d16", "d16"]]);
         // Eight slots: each shape spread over 4 packs at most (here 3 of one job).
-        assert_eq!(form_packs(&refs, PackSize::Auto, 8).len(), 6);
+        assert_eq!(form_packs(&refs, PackSize::Auto, 8, Device::Cpu).len(), 6);
         // A cap of 2: packs of 2 and 1 per shape; a cap of 1 is one job per worker.
-        let capped = form_packs(&refs, PackSize::Max(2), 2);
+        let capped = form_packs(&refs, PackSize::Max(2), 2, Device::Cpu);
         assert_eq!(
             capped.iter().map(Vec::len).collect::<Vec<_>>(),
             [2, 1, 2, 1]
         );
-        assert_eq!(form_packs(&refs, PackSize::Max(1), 2).len(), 6);
+        assert_eq!(form_packs(&refs, PackSize::Max(1), 2, Device::Cpu).len(), 6);
         // A job whose spec is unknown trains alone.
         let alone: Vec<_> = refs.iter().map(|(j, _)| (*j, None)).collect();
-        assert_eq!(form_packs(&alone, PackSize::Auto, 1).len(), 6);
+        assert_eq!(form_packs(&alone, PackSize::Auto, 1, Device::Cpu).len(), 6);
+    }
+
+    #[test]
+    fn on_the_cpu_big_steps_train_alone_and_on_a_gpu_they_pack() {
+        // d_model 512, batch 512 x 3 tokens: about 10 GFLOPs a step.
+        let jobs: Vec<(PlannedJob, JobSpec)> = (0..4).map(|seed| job(seed, 512, 1e-3)).collect();
+        let refs: Vec<(&PlannedJob, Option<&JobSpec>)> =
+            jobs.iter().map(|(j, s)| (j, Some(s))).collect();
+        assert!(jobs[0].1.train_flops() / jobs[0].1.train.steps as f64 > AUTO_MAX_STEP_FLOPS_CPU);
+        assert_eq!(form_packs(&refs, PackSize::Auto, 1, Device::Cpu).len(), 4);
+        assert_eq!(form_packs(&refs, PackSize::Auto, 1, Device::Gpu).len(), 1);
+        assert_eq!(Device::of_backend("auto"), Device::Cpu);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use elab_job::{
     EvalRow, Heartbeat, JobSpec, JobState, Plan, PlannedJob, Split, SweepDir, param_counts,
 };
 
-use crate::packs::{PackSize, form_packs};
+use crate::packs::{Device, PackSize, form_packs};
 
 /// One job of the plan, with what it costs.
 #[derive(Debug, Clone)]
@@ -47,12 +47,13 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
         .collect()
 }
 
-/// The plan as a table, each job with the pack it trains in (`pack`, `slots`: see `packs`).
-pub fn print_plan(plan: &Plan, pack: PackSize, slots: usize) -> String {
+/// The plan as a table, each job with the pack it trains in (`pack`, `slots`, `backend`: see
+/// `packs`).
+pub fn print_plan(plan: &Plan, pack: PackSize, slots: usize, backend: &str) -> String {
     let rows = plan_rows(plan);
     let jobs: Vec<(&PlannedJob, Option<&JobSpec>)> =
         plan.jobs.iter().map(|j| (j, j.spec.as_ref())).collect();
-    let packs = form_packs(&jobs, pack, slots);
+    let packs = form_packs(&jobs, pack, slots, Device::of_backend(backend));
     let pack_of: BTreeMap<&str, usize> = packs
         .iter()
         .enumerate()

@@ -36,7 +36,7 @@ use std::path::PathBuf;
 use elab_job::{JobState, Plan, SpecError, SweepDir};
 
 use crate::config::SlurmOptions;
-use crate::packs::{PackSize, form_packs};
+use crate::packs::{Device, PackSize, form_packs};
 use script::abs_utf8;
 use submit::{Target, dir_tag, max_array_size, submit, wait};
 
@@ -118,7 +118,8 @@ pub fn run_slurm(
         .copied()
         .zip(specs.iter().map(Option::as_ref))
         .collect();
-    let pending: Vec<Vec<String>> = form_packs(&with_specs, settings.pack, 1)
+    let device = Device::of_backend(&settings.backend);
+    let pending: Vec<Vec<String>> = form_packs(&with_specs, settings.pack, 1, device)
         .into_iter()
         .map(|pack| pack.iter().map(|j| j.id.clone()).collect())
         .collect();
