@@ -8,8 +8,8 @@ pub mod mirage;
 pub mod stats;
 
 pub use emergence::{
-    Criteria, LineFit, LogisticFit, ThresholdReport, Verdict, analyze_threshold, breakthroughness,
-    classify, fit_line, fit_logistic, mean_by_scale,
+    Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Verdict, analyze_threshold,
+    breakthroughness, classify, fit_line, fit_logistic, is_between_rungs, mean_by_scale,
 };
 pub use grokking::{Crossing, GrokkingTimes, first_crossing};
 pub use mirage::{

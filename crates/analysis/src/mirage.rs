@@ -129,8 +129,8 @@ mod tests {
                 .collect()
         };
         let r = mirage_report(
-            &analyze_threshold(&pts(&em), &c, 0, 0),
-            &analyze_threshold(&pts(&p), &c, 0, 0),
+            &analyze_threshold(&pts(&em), &c, None, 199, 0),
+            &analyze_threshold(&pts(&p), &c, None, 199, 0),
             None,
             None,
             None,

@@ -36,7 +36,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1700px;col
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 th{background:#f0f0f0}td.l,th.l{text-align:left}\
-tr.emergent td{background:#fff1e6}\
+tr.emergent td{background:#fff1e6}tr.unresolved td{background:#eef3ff}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto;border:1px solid #eee}\
 figcaption{font-size:0.9em;color:#555}";
 
@@ -105,21 +105,25 @@ pub fn report_html(
 
 fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow]) {
     h.push_str(
-        "<h2>Thresholds</h2>\n<p>Final validation score of each done job vs scale; seeds averaged per scale; logistic vs \
-         line in log10(scale). Threshold = 10^x0 with its 95% seed-bootstrap interval. \
+        "<h2>Thresholds</h2>\n<p>Final validation score of each done job vs scale. A free logistic in log10(scale) \
+         is tested against the smooth null (every logistic at least one decade wide) with a seed-block bootstrap: \
+         emergent needs p &lt; 0.05, a rise narrower than a decade and the rise located inside the ladder; \
+         unresolved means the rise falls between two sizes or at the ladder's edge (the note says what to add). \
+         Threshold = 10^x0 with its 95% interval (the gap between sizes when unresolved there); stability = share of \
+         bootstrap resamples with the same verdict. Method and calibration: docs/analysis.md. \
          Mirage: sharp under exact match only (Schaeffer et al. 2023). Full columns in thresholds.csv.</p>\n",
     );
     h.push_str(
         "<table><tr><th class=\"l\">group</th><th class=\"l\">score</th><th class=\"l\">scale</th><th class=\"l\">verdict</th>\
          <th>jobs</th><th>sizes</th><th>min seeds</th><th>threshold</th><th>x0 [95% CI]</th><th>width (decades)</th>\
-         <th>ΔBIC</th><th>breakthroughness</th><th class=\"l\">mirage</th></tr>\n",
+         <th>p smooth</th><th>stability</th><th>breakthroughness</th><th class=\"l\">mirage</th><th class=\"l\">note</th></tr>\n",
     );
     for r in rows {
         let t = &r.report;
-        let class = if t.verdict == Verdict::Emergent {
-            " class=\"emergent\""
-        } else {
-            ""
+        let class = match t.verdict {
+            Verdict::Emergent => " class=\"emergent\"",
+            Verdict::Unresolved => " class=\"unresolved\"",
+            _ => "",
         };
         let ci = match (t.x0_ci_low, t.x0_ci_high) {
             (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
@@ -135,7 +139,7 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
         };
         let _ = writeln!(
             h,
-            "<tr{class}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            "<tr{class}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
             escape(&groups[r.group].label),
             escape(r.score.label()),
             r.scale.name(),
@@ -147,9 +151,11 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
             fmt_opt(t.x0, |v| format!("{v:.2}")),
             ci,
             fmt_opt(t.width_decades, |v| format!("{v:.2}")),
-            fmt_opt(t.delta_bic, |v| format!("{v:.1}")),
+            fmt_opt(t.p_smooth, |v| format!("{v:.3}")),
+            fmt_opt(t.stability, |v| format!("{v:.2}")),
             fmt_opt(t.breakthroughness, |v| format!("{v:.1}")),
             mirage,
+            escape(t.note.as_deref().unwrap_or("")),
         );
     }
     h.push_str("</table>\n");

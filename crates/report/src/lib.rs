@@ -55,6 +55,8 @@ pub struct ExportSummary {
     pub figures: usize,
     /// One line per emergent (group, score, scale).
     pub emergent: Vec<String>,
+    /// One line per unresolved (group, score, scale), with what to add.
+    pub unresolved: Vec<String>,
     /// Orphaned jobs left out because their spec no longer parses, with the reason.
     pub skipped: Vec<String>,
 }
@@ -91,6 +93,9 @@ impl fmt::Display for ExportSummary {
         writeln!(f, "  report.html")?;
         for line in &self.emergent {
             writeln!(f, "  emergent: {line}")?;
+        }
+        for line in &self.unresolved {
+            writeln!(f, "  unresolved: {line}")?;
         }
         for line in &self.skipped {
             writeln!(f, "  skipped orphan {line}")?;
@@ -180,6 +185,19 @@ fn write_all(
             r.scale.name(),
             r.report.threshold.unwrap_or(f64::NAN),
             r.report.x0.unwrap_or(f64::NAN),
+        ));
+    }
+
+    for r in rows
+        .iter()
+        .filter(|r| r.report.verdict == Verdict::Unresolved)
+    {
+        summary.unresolved.push(format!(
+            "{} {} vs {}: {}",
+            groups[r.group].label,
+            r.score.label(),
+            r.scale.name(),
+            r.report.note.as_deref().unwrap_or("")
         ));
     }
 

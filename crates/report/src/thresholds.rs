@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use crate::load::{Group, JobRecord};
 
-/// Bootstrap resamples for the x0 interval, and the fixed seed that makes exports reproducible.
+/// Seed-block bootstrap resamples (for the p-value of the smooth null, the x0 interval and the
+/// verdict's stability), and the fixed seed that makes exports reproducible.
 pub const BOOTSTRAP: usize = 1000;
 pub const BOOTSTRAP_SEED: u64 = 0;
 
@@ -65,15 +66,29 @@ impl Score {
     }
 
     /// Criteria suited to the score's units: defaults assume [0, 1]; a summed log-probability
-    /// is in nats over L tokens, so "flat" means less than 0.05 nats per answer token.
+    /// is in nats over L tokens (at most 0, unbounded below), so "flat" means less than 0.05
+    /// nats per answer token; -brier lies in [-2, 0].
     pub fn criteria(self, answer_len: usize) -> Criteria {
         match self {
             Score::AnswerLogprob => Criteria {
                 flat_range: 0.05 * answer_len.max(1) as f64,
+                score_min: f64::NEG_INFINITY,
+                score_max: 0.0,
+                ..Criteria::default()
+            },
+            Score::NegBrier => Criteria {
+                score_min: -2.0,
+                score_max: 0.0,
                 ..Criteria::default()
             },
             _ => Criteria::default(),
         }
+    }
+
+    /// Whether the score is a fraction of validation examples (or of their tokens), so that
+    /// its noise is at least binomial.
+    pub fn is_fraction(self) -> bool {
+        matches!(self, Score::ExactMatch | Score::TokenAccuracy)
     }
 }
 
@@ -137,7 +152,8 @@ pub struct ThresholdRow {
 
 /// Every (group, score, scale) fit, in group order, then scale, then score.
 pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
-    // The seed bootstrap dominates the cost (1000 logistic fits per row): fit rows in parallel.
+    let val_examples: Vec<Option<u64>> = groups.iter().map(val_examples).collect();
+    // The seed bootstrap dominates the cost (4000 logistic fits per row): fit rows in parallel.
     let work: Vec<(usize, Scale, Score)> = (0..groups.len())
         .flat_map(|gi| {
             Scale::ALL
@@ -153,6 +169,11 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
             analyze_threshold(
                 &points(group, score, scale),
                 &criteria,
+                if score.is_fraction() {
+                    val_examples[gi]
+                } else {
+                    None
+                },
                 BOOTSTRAP,
                 BOOTSTRAP_SEED,
             )
@@ -200,6 +221,16 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
         }
     }
     rows
+}
+
+/// Validation examples scored at each eval (the task's validation set, capped by
+/// `eval.max_val_examples`), from the group's first job; `None` for an empty group. Generating
+/// the split is the only way to count it for every task, and it takes milliseconds.
+fn val_examples(group: &Group<'_>) -> Option<u64> {
+    let spec = &group.jobs.first()?.spec;
+    let n = spec.task.generate(spec.seed).val.len();
+    let cap = spec.eval.max_val_examples;
+    Some(if cap == 0 { n } else { n.min(cap) } as u64)
 }
 
 /// A group shares its task, hence its answer length.

@@ -266,7 +266,9 @@ fn exports_csv_plots_and_report() {
     assert_eq!(curves.len(), 10 * steps * 2 * 6);
     assert_eq!(summary.curve_rows, curves.len());
 
-    // thresholds.csv: exact match over params is emergent at the true threshold.
+    // thresholds.csv: exact match over params jumps between the third and fourth size (0.6
+    // decades apart, rise 0.55 decades wide): no size lies inside the rise, so the verdict is
+    // unresolved, the interval is the gap, and the note says what to add.
     let (header, thresholds) = read_csv(&s.out.join("thresholds.csv"));
     assert_eq!(
         header,
@@ -280,8 +282,19 @@ fn exports_csv_plots_and_report() {
         .iter()
         .find(|r| r["metric"] == "exact_match" && r["scale"] == "params")
         .unwrap();
-    assert_eq!(em["verdict"], "emergent");
+    assert_eq!(em["verdict"], "unresolved", "{em:?}");
     assert_eq!(em["group"], "add3r train.weight_decay=1.0");
+    let lp = |d| (params(&spec(d, 0)) as f64).log10();
+    let gap = (lp(D_MODELS[2]), lp(D_MODELS[3]));
+    assert_eq!(
+        (
+            em["x0_ci_low"].parse::<f64>().unwrap(),
+            em["x0_ci_high"].parse::<f64>().unwrap()
+        ),
+        gap
+    );
+    assert!(em["note"].contains("add sizes in between"), "{em:?}");
+    assert!(em["p_smooth"].parse::<f64>().unwrap() < 0.05, "{em:?}");
     assert_eq!(
         (
             em["n_sizes"].as_str(),
@@ -337,7 +350,7 @@ fn exports_csv_plots_and_report() {
     let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
     assert!(html.contains("synthetic"));
     assert_eq!(html.matches("<svg").count(), 3);
-    assert!(html.contains("<td class=\"l\">emergent</td>"));
+    assert!(html.contains("<td class=\"l\">unresolved</td>"));
     let links = local_links(&html);
     assert!(links.len() >= 4 + 6, "{links:?}");
     for link in links {
