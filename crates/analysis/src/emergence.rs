@@ -46,6 +46,13 @@ pub struct LogisticFit {
     pub bic: f64,
 }
 
+impl LogisticFit {
+    /// The fitted curve at x (log10 scale).
+    pub fn at(&self, x: f64) -> f64 {
+        self.y0 + (self.y1 - self.y0) * sigmoid(self.k * (x - self.x0))
+    }
+}
+
 /// Least-squares straight line `y = slope * x + intercept`.
 #[derive(Debug, Clone, Serialize)]
 pub struct LineFit {
@@ -227,7 +234,13 @@ fn profile(
         return (rss(y0, rise), y0, rise);
     }
     let span = hi - lo;
-    let mut candidates = vec![(my.clamp(lo, hi), 0.0)];
+    let mut best = (rss(my.clamp(lo, hi), 0.0), my.clamp(lo, hi), 0.0);
+    let mut consider = |y0: f64, r: f64| {
+        let v = rss(y0, r);
+        if v < best.0 {
+            best = (v, y0, r);
+        }
+    };
     if lo.is_finite() {
         // y0 = lo: y - lo = rise * s.
         let num: f64 = s
@@ -238,7 +251,7 @@ fn profile(
             .sum();
         let den: f64 = s.iter().zip(ws).map(|(v, w)| w * v * v).sum();
         let r = if den > 1e-300 { num / den } else { 0.0 };
-        candidates.push((lo, r.clamp(0.0, span)));
+        consider(lo, r.clamp(0.0, span));
     }
     if hi.is_finite() {
         // y1 = hi: hi - y = rise * (1 - s).
@@ -251,13 +264,9 @@ fn profile(
         let den: f64 = s.iter().zip(ws).map(|(v, w)| w * (1.0 - v).powi(2)).sum();
         let r = if den > 1e-300 { num / den } else { 0.0 };
         let r = r.clamp(0.0, span);
-        candidates.push((hi - r, r));
+        consider(hi - r, r);
     }
-    candidates
-        .into_iter()
-        .map(|(y0, r)| (rss(y0, r), y0, r))
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .unwrap_or((f64::INFINITY, my, 0.0))
+    best
 }
 
 /// Minimal Nelder-Mead in two dimensions; returns the best vertex found.
@@ -278,7 +287,8 @@ fn nelder_mead(f: impl Fn([f64; 2]) -> f64, start: [f64; 2], step: [f64; 2]) -> 
             + (p[w][1] - p[b][1]).abs()
             + (p[m][0] - p[b][0]).abs()
             + (p[m][1] - p[b][1]).abs();
-        if size < 1e-10 {
+        // 1e-8 in x0 (decades) and ln k: far below anything the data can resolve.
+        if size < 1e-8 {
             break;
         }
         let c = lerp(p[b], p[m], 0.5);
@@ -341,7 +351,7 @@ fn fit_bounded(
 
     // The grid only has to land in the right basin; Nelder-Mead does the rest. Its x0 step is
     // about a tenth of a decade on the lab's ladders, finer than their rung spacing.
-    let (nx, nk) = (41, 25);
+    let (nx, nk) = (31, 17);
     let (dx, dk) = (
         (hi - lo) / (nx - 1) as f64,
         (lk_hi - lk_lo) / (nk - 1) as f64,
@@ -758,6 +768,21 @@ fn bracket(xs: &[f64], x0: f64) -> (f64, f64) {
     )
 }
 
+/// The smooth null fitted to `(scale, score, seed)` points: the best logistic at least
+/// `max_width_decades` wide with asymptotes in the score's range, on per-size means weighted as
+/// in [`analyze_threshold`]. `None` with fewer than 4 sizes.
+pub fn fit_smooth(
+    points: &[(f64, f64, u64)],
+    criteria: &Criteria,
+    n_val: Option<u64>,
+) -> Option<LogisticFit> {
+    let t = Table::new(points, n_val);
+    let s = t.summary(&t.values, &t.variances());
+    let k_null = width_of(criteria.max_width_decades.max(1e-9));
+    let bounds = (criteria.score_min, criteria.score_max);
+    fit_bounded(&s.xs, &s.means, &s.weights, k_null, bounds)
+}
+
 /// Per-scale means: `(scale, mean score, seeds)`, sorted by scale (for plots and tables).
 pub fn mean_by_scale(points: &[(f64, f64, u64)]) -> Vec<(f64, f64, usize)> {
     let t = Table::new(points, None);
@@ -802,6 +827,29 @@ pub fn analyze_threshold(
     resamples: usize,
     rng_seed: u64,
 ) -> ThresholdReport {
+    analyze(points, criteria, n_val, resamples, rng_seed, true)
+}
+
+/// [`analyze_threshold`] without the data resamples: verdict and p-value only (no threshold
+/// interval, no stability), at half the cost, for tests run many times over.
+pub fn test_smooth(
+    points: &[(f64, f64, u64)],
+    criteria: &Criteria,
+    n_val: Option<u64>,
+    resamples: usize,
+    rng_seed: u64,
+) -> ThresholdReport {
+    analyze(points, criteria, n_val, resamples, rng_seed, false)
+}
+
+fn analyze(
+    points: &[(f64, f64, u64)],
+    criteria: &Criteria,
+    n_val: Option<u64>,
+    resamples: usize,
+    rng_seed: u64,
+    describe: bool,
+) -> ThresholdReport {
     let table = Table::new(points, n_val);
     let variances = table.variances();
     let summary = table.summary(&table.values, &variances);
@@ -845,7 +893,7 @@ pub fn analyze_threshold(
         // The resampled data are judged against the null distribution's critical value.
         let critical = stats::quantile(&null_stats, 1.0 - criteria.alpha).unwrap_or(f64::INFINITY);
 
-        let observed: Vec<f64> = (0..table.xs.len())
+        let observed: Vec<f64> = (0..table.xs.len() * usize::from(describe))
             .map(|i| {
                 let col: Vec<f64> = table.values.iter().filter_map(|r| r[i]).collect();
                 stats::mean(&col).unwrap_or(f64::NAN)
@@ -853,7 +901,7 @@ pub fn analyze_threshold(
             .collect();
         let mut x0s = Vec::with_capacity(resamples);
         let mut agree = 0;
-        for _ in 0..resamples {
+        for _ in 0..resamples * usize::from(describe) {
             let sim = table.summary(&noise.draw(&observed, &mut rng), &variances);
             let sc = compare(&sim, criteria);
             let significant = sc.as_ref().is_some_and(|c| c.stat > critical);
@@ -863,7 +911,7 @@ pub fn analyze_threshold(
                 x0s.push(sc.free.x0);
             }
         }
-        stability = Some(agree as f64 / resamples as f64);
+        stability = describe.then(|| agree as f64 / resamples as f64);
         let x0 = c.free.x0;
         if let (Some(q_lo), Some(q_hi)) =
             (stats::quantile(&x0s, 0.025), stats::quantile(&x0s, 0.975))
@@ -993,6 +1041,20 @@ mod tests {
                 assert!(row.iter().all(|v| v.unwrap() == first), "{row:?}");
             }
         }
+    }
+
+    #[test]
+    #[ignore]
+    fn time_fits() {
+        let xs = grid();
+        let ys: Vec<f64> = xs.iter().map(|&x| logistic(x)).collect();
+        let ws = vec![3.0; xs.len()];
+        let t = std::time::Instant::now();
+        for i in 0..2000 {
+            let k = if i % 2 == 0 { K_MAX } else { 4.0 };
+            std::hint::black_box(fit_bounded(&xs, &ys, &ws, k, (0.0, 1.0)));
+        }
+        eprintln!("{:?} per fit", t.elapsed() / 2000);
     }
 
     #[test]

@@ -9,9 +9,11 @@ pub mod stats;
 
 pub use emergence::{
     Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Verdict, analyze_threshold,
-    breakthroughness, classify, fit_line, fit_logistic, is_between_rungs, mean_by_scale,
+    breakthroughness, classify, fit_line, fit_logistic, fit_smooth, is_between_rungs,
+    mean_by_scale, test_smooth,
 };
 pub use grokking::{Crossing, GrokkingTimes, first_crossing};
 pub use mirage::{
-    MirageReport, expected_exact_match, max_exact_match_gap, mirage_flag, mirage_report,
+    Attribution, JobScores, SchaefferReport, expected_exact_match, position_resamples,
+    schaeffer_test,
 };
