@@ -880,13 +880,20 @@ fn analyze(
         };
         let mut rng = SplitMix64::new(rng_seed);
         let null_centre = at(&c.null);
-        let null_stats: Vec<f64> = (0..resamples)
+        // A statistic of 0 (the free fit is itself in the null class) is matched by every
+        // null draw, so p = 1 exactly; without data resamples to judge, nothing to simulate.
+        let simulate = describe || c.stat > 0.0;
+        let null_stats: Vec<f64> = (0..resamples * usize::from(simulate))
             .map(|_| {
                 let sim = table.summary(&noise.draw(&null_centre, &mut rng), &variances);
                 compare(&sim, criteria).map_or(0.0, |c| c.stat)
             })
             .collect();
-        let exceed = null_stats.iter().filter(|&&t| t >= c.stat).count();
+        let exceed = if simulate {
+            null_stats.iter().filter(|&&t| t >= c.stat).count()
+        } else {
+            resamples
+        };
         let p = (1 + exceed) as f64 / (1 + resamples) as f64;
         p_smooth = Some(p);
         verdict_note = decide(&summary, cmp.as_ref(), p < criteria.alpha, &table, criteria);

@@ -63,8 +63,9 @@ pub struct SchaefferReport {
     pub verdict: Attribution,
     /// Answer positions tested.
     pub positions: usize,
-    /// Smallest p-value of the smooth null over the positions' accuracies; a position jumps
-    /// when its p-value is below alpha / positions (Bonferroni) and its rise is sharp.
+    /// Smallest p-value of the smooth null over the positions' accuracies tested (in order,
+    /// up to the first that jumps); a position jumps when its p-value is below
+    /// alpha / positions (Bonferroni) and its rise is sharp.
     pub token_p_smooth_min: Option<f64>,
     /// The first position whose accuracy jumps, if any.
     pub jumping_position: Option<usize>,
@@ -117,11 +118,12 @@ pub fn schaeffer_test(
         let p = r.p_smooth?;
         p_min = Some(p_min.map_or(p, |m| m.min(p)));
         let sharp = matches!(r.verdict, Verdict::Emergent | Verdict::Unresolved);
-        if jumping.is_none() && sharp && p < criteria.alpha / l as f64 {
+        if sharp && p < criteria.alpha / l as f64 {
+            // One jumping position settles the verdict; the rest need not be tested.
             jumping = Some(i);
+            break;
         }
     }
-
     let xs: Vec<f64> = jobs.iter().map(|j| j.scale.log10()).collect();
     let (lo, hi) = (
         xs.iter().copied().fold(f64::INFINITY, f64::min),

@@ -111,12 +111,14 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
          unresolved means the rise falls between two sizes or at the ladder's edge (the note says what to add). \
          Threshold = 10^x0 with its 95% interval (the gap between sizes when unresolved there); stability = share of \
          bootstrap resamples with the same verdict. Method and calibration: docs/analysis.md. \
-         Mirage: sharp under exact match only (Schaeffer et al. 2023). Full columns in thresholds.csv.</p>\n",
+         Schaeffer (exact match rows that jump): metric-induced if the product of smooth per-position accuracies \
+         predicts the observed threshold, genuine if a position's accuracy jumps too (Schaeffer et al. 2023). \
+         Full columns in thresholds.csv.</p>\n",
     );
     h.push_str(
         "<table><tr><th class=\"l\">group</th><th class=\"l\">score</th><th class=\"l\">scale</th><th class=\"l\">verdict</th>\
          <th>jobs</th><th>sizes</th><th>min seeds</th><th>threshold</th><th>x0 [95% CI]</th><th>width (decades)</th>\
-         <th>p smooth</th><th>stability</th><th>breakthroughness</th><th class=\"l\">mirage</th><th class=\"l\">note</th></tr>\n",
+         <th>p smooth</th><th>stability</th><th>breakthroughness</th><th class=\"l\">Schaeffer</th><th class=\"l\">note</th></tr>\n",
     );
     for r in rows {
         let t = &r.report;
@@ -129,14 +131,13 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
             (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
             _ => String::new(),
         };
-        let mirage = match (r.mirage, r.mirage_max_gap) {
-            (Some(flag), gap) => format!(
+        let schaeffer = r.schaeffer.as_ref().map_or_else(String::new, |s| {
+            format!(
                 "{}{}",
-                if flag { "yes" } else { "no" },
-                fmt_opt(gap, |g| format!(" (gap {g:.3})"))
-            ),
-            (None, _) => String::new(),
-        };
+                s.verdict,
+                fmt_opt(s.predicted_x0, |x| format!(" (p^L predicts x0 {x:.2})"))
+            )
+        });
         let _ = writeln!(
             h,
             "<tr{class}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
@@ -154,7 +155,7 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
             fmt_opt(t.p_smooth, |v| format!("{v:.3}")),
             fmt_opt(t.stability, |v| format!("{v:.2}")),
             fmt_opt(t.breakthroughness, |v| format!("{v:.1}")),
-            mirage,
+            schaeffer,
             escape(t.note.as_deref().unwrap_or("")),
         );
     }

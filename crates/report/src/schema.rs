@@ -69,6 +69,20 @@ pub const PROGRESS_MEASURES: [(&str, &str, &str); 2] = [
     ),
 ];
 
+/// Per answer position, for Schaeffer's test (both splits; in curves.csv only).
+pub const POSITION_METRICS: [(&str, &str, &str); 2] = [
+    (
+        "token_accuracy.pos<i>",
+        "fraction",
+        "fraction of examples whose teacher-forced argmax at answer position i (0 = first) is right; exact match is the share right at every position",
+    ),
+    (
+        "token_logprob.pos<i>",
+        "nats",
+        "mean log-probability of the target token at answer position i",
+    ),
+];
+
 /// Placeholder for the per-axis columns, as documented.
 pub const AXIS_PATTERN: &str = "axis_<key>";
 
@@ -210,7 +224,7 @@ pub fn curves_columns() -> Vec<Column> {
         col(
             "metric",
             "",
-            "metric name: loss, answer_logprob, token_accuracy, exact_match, edit_distance, brier, or any other recorded",
+            "metric name: loss, answer_logprob, token_accuracy, exact_match, edit_distance, brier, token_accuracy.pos<i>, token_logprob.pos<i>, or any other recorded",
         ),
         col(
             "value",
@@ -277,8 +291,12 @@ pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
         col("x0_ci_high", "log10(scale)", "threshold interval, high end (the upper bracketing scale when unresolved between two)"),
         col("note", "", "unresolved only: where the rise is (between two scales, or at the ladder's edge) and which sizes to add"),
         col("answer_len", "tokens", "answer tokens per example (L)"),
-        col("mirage", "bool", "exact_match rows only: sharp (emergent) under exact match while token_accuracy, answer_logprob and the edit score are not (Schaeffer et al. 2023)"),
-        col("mirage_max_gap", "fraction", "exact_match rows only: max over scales of |mean exact_match - mean token_accuracy^L|; small means p^L explains exact match"),
+        col("schaeffer", "", "exact_match rows whose exact match jumps (emergent, or unresolved with p_smooth < 0.05), with per-position accuracies recorded: metric-induced (every position's accuracy is smooth and the product of their smooth fits puts the threshold where exact match has it), genuine (some position's accuracy jumps too), or unresolved (smooth positions whose product misses the observed threshold); Schaeffer et al. 2023, see docs/analysis.md"),
+        col("schaeffer_predicted_x0", "log10(scale)", "threshold of the predicted exact match (product over answer positions of each position's smooth fit), measured as x0 is"),
+        col("schaeffer_predicted_x0_low", "log10(scale)", "its seed-block bootstrap interval, low end (widened by t_{seeds-1}/z)"),
+        col("schaeffer_predicted_x0_high", "log10(scale)", "its interval, high end"),
+        col("schaeffer_token_p_min", "", "smallest p-value of the smooth null over the answer positions' accuracies; a position jumps when below 0.05 / answer_len"),
+        col("em_product_gap", "fraction", "max over scales of |mean exact_match - mean over seeds of the product of that job's per-position accuracies|; small means independent positions explain exact match"),
     ]);
     c
 }
@@ -331,6 +349,9 @@ pub fn markdown() -> String {
     out.push_str("## Metrics\n\n| metric | unit | meaning |\n|---|---|---|\n");
     for (m, unit, meaning) in METRICS {
         let _ = writeln!(out, "| `{m}` | {unit} | {meaning} |");
+    }
+    for (m, unit, meaning) in POSITION_METRICS {
+        let _ = writeln!(out, "| `{m}` | {unit} | {meaning}; both splits |");
     }
     for (m, unit, meaning) in PROGRESS_MEASURES {
         let _ = writeln!(out, "| `{m}` | {unit} | {meaning}; train rows only |");

@@ -167,6 +167,7 @@ pub fn thresholds_csv(
     let out = rows.iter().map(|t| {
         let g = &groups[t.group];
         let r = &t.report;
+        let sc = t.schaeffer.as_ref();
         let mut row = vec![g.label.clone(), g.task.clone()];
         for key in &group_keys {
             row.push(g.axes.get(key).map(value_text).unwrap_or_default());
@@ -196,8 +197,12 @@ pub fn thresholds_csv(
             opt_num(r.x0_ci_high),
             r.note.clone().unwrap_or_default(),
             t.answer_len.to_string(),
-            opt(t.mirage),
-            opt_num(t.mirage_max_gap),
+            opt(sc.map(|s| s.verdict)),
+            opt_num(sc.and_then(|s| s.predicted_x0)),
+            opt_num(sc.and_then(|s| s.predicted_x0_low)),
+            opt_num(sc.and_then(|s| s.predicted_x0_high)),
+            opt_num(sc.and_then(|s| s.token_p_smooth_min)),
+            opt_num(sc.and_then(|s| s.max_gap)),
         ]);
         row
     });

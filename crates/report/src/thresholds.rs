@@ -1,7 +1,9 @@
-//! Thresholds over scale for every comparison group, metric and scale (params, FLOPs), with the
-//! mirage comparison on the exact-match rows. Pure computation on loaded records.
+//! Thresholds over scale for every comparison group, metric and scale (params, FLOPs), with
+//! Schaeffer's test on the exact-match rows. Pure computation on loaded records.
 
-use elab_analysis::{Criteria, ThresholdReport, analyze_threshold, mean_by_scale, mirage_report};
+use elab_analysis::{
+    Criteria, JobScores, SchaefferReport, ThresholdReport, analyze_threshold, schaeffer_test,
+};
 use elab_job::{JobState, Split};
 use rayon::prelude::*;
 
@@ -145,9 +147,9 @@ pub struct ThresholdRow {
     pub n_jobs: usize,
     pub answer_len: usize,
     pub report: ThresholdReport,
-    /// Only on exact-match rows.
-    pub mirage: Option<bool>,
-    pub mirage_max_gap: Option<f64>,
+    /// Exact-match rows only, when exact match jumps and the per-position accuracies were
+    /// recorded: is the jump made by the metric?
+    pub schaeffer: Option<SchaefferReport>,
 }
 
 /// Every (group, score, scale) fit, in group order, then scale, then score.
@@ -180,47 +182,63 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
         })
         .collect();
 
-    let mut rows = Vec::new();
-    for (chunk, reports) in work
-        .chunks(Score::ALL.len())
-        .zip(reports.chunks(Score::ALL.len()))
-    {
-        let (gi, scale, _) = chunk[0];
-        let group = &groups[gi];
-        let find = |s: Score| chunk.iter().position(|w| w.2 == s).map(|i| &reports[i]);
-        let gap = max_gap(group, scale, answer_len(group));
-        let flag = match (find(Score::ExactMatch), find(Score::TokenAccuracy)) {
-            (Some(e), Some(t)) => {
-                // A metric with no points says nothing; leave it out of the comparison.
-                let measured = |s: Score| find(s).filter(|r| r.n_sizes > 0);
-                Some(
-                    mirage_report(
-                        e,
-                        t,
-                        measured(Score::AnswerLogprob),
-                        measured(Score::EditScore),
-                        gap,
-                    )
-                    .mirage,
-                )
+    // Schaeffer's test needs the exact-match report of its (group, scale): a second pass.
+    let schaeffer: Vec<Option<SchaefferReport>> = work
+        .par_iter()
+        .zip(&reports)
+        .map(|(&(gi, scale, score), report)| {
+            if score != Score::ExactMatch {
+                return None;
             }
-            _ => None,
-        };
-        for (&(_, _, score), report) in chunk.iter().zip(reports) {
-            let is_exact = score == Score::ExactMatch;
-            rows.push(ThresholdRow {
-                group: gi,
-                score,
-                scale,
-                n_jobs: fitted_jobs(group).len(),
-                answer_len: answer_len(group),
-                report: report.clone(),
-                mirage: if is_exact { flag } else { None },
-                mirage_max_gap: if is_exact { gap } else { None },
-            });
-        }
-    }
-    rows
+            let group = &groups[gi];
+            schaeffer_test(
+                &job_scores(group, scale),
+                report,
+                &score.criteria(answer_len(group)),
+                val_examples[gi],
+                SCHAEFFER_RESAMPLES,
+                BOOTSTRAP_SEED,
+            )
+        })
+        .collect();
+
+    work.iter()
+        .zip(reports)
+        .zip(schaeffer)
+        .map(|((&(gi, scale, score), report), schaeffer)| ThresholdRow {
+            group: gi,
+            score,
+            scale,
+            n_jobs: fitted_jobs(&groups[gi]).len(),
+            answer_len: answer_len(&groups[gi]),
+            report,
+            schaeffer,
+        })
+        .collect()
+}
+
+/// Resamples for Schaeffer's test (each refits every answer position; per-position p-values
+/// get at least 2 L / alpha, see `elab_analysis::position_resamples`).
+pub const SCHAEFFER_RESAMPLES: usize = 200;
+
+/// Every done job's final exact match and per-position validation accuracies
+/// (`token_accuracy.pos<i>`); empty if any job lacks them (records from before they existed).
+fn job_scores(group: &Group<'_>, scale: Scale) -> Vec<JobScores> {
+    let l = answer_len(group);
+    let jobs: Option<Vec<JobScores>> = fitted_jobs(group)
+        .into_iter()
+        .map(|j| {
+            Some(JobScores {
+                scale: scale.of(j),
+                seed: j.spec.seed,
+                exact_match: j.final_value(Split::Val, "exact_match")?,
+                positions: (0..l)
+                    .map(|i| j.final_value(Split::Val, &format!("token_accuracy.pos{i}")))
+                    .collect::<Option<_>>()?,
+            })
+        })
+        .collect();
+    jobs.unwrap_or_default()
 }
 
 /// Validation examples scored at each eval (the task's validation set, capped by
@@ -236,18 +254,4 @@ fn val_examples(group: &Group<'_>) -> Option<u64> {
 /// A group shares its task, hence its answer length.
 fn answer_len(group: &Group<'_>) -> usize {
     group.jobs.first().map_or(1, |j| j.answer_len)
-}
-
-/// Max over scales of |mean exact match - (mean token accuracy)^L|; `None` unless both metrics
-/// were measured at the same scales.
-fn max_gap(group: &Group<'_>, scale: Scale, answer_len: usize) -> Option<f64> {
-    let em = mean_by_scale(&points(group, Score::ExactMatch, scale));
-    let ta = mean_by_scale(&points(group, Score::TokenAccuracy, scale));
-    let same_scales = em.len() == ta.len() && em.iter().zip(&ta).all(|(a, b)| a.0 == b.0);
-    if !same_scales {
-        return None;
-    }
-    let em: Vec<f64> = em.iter().map(|p| p.1).collect();
-    let ta: Vec<f64> = ta.iter().map(|p| p.1).collect();
-    elab_analysis::max_exact_match_gap(&em, &ta, answer_len as f64)
 }
