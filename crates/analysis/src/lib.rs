@@ -12,7 +12,7 @@ pub use emergence::{
     breakthroughness, classify, fit_line, fit_logistic, fit_smooth, is_between_rungs,
     mean_by_scale, test_smooth,
 };
-pub use grokking::{Crossing, GrokkingTimes, first_crossing};
+pub use grokking::{Crossing, GrokkingTimes, TimeToEvent, as_event, first_crossing, kaplan_meier};
 pub use mirage::{
     Attribution, JobScores, SchaefferReport, expected_exact_match, position_resamples,
     schaeffer_test,

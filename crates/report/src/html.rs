@@ -9,6 +9,7 @@ use elab_analysis::Verdict;
 
 use crate::load::{Group, SweepData};
 use crate::plots::Figure;
+use crate::tables::GrokRow;
 use crate::thresholds::ThresholdRow;
 
 pub fn escape(s: &str) -> String {
@@ -46,6 +47,7 @@ pub fn report_html(
     status_counts: &BTreeMap<String, usize>,
     groups: &[Group<'_>],
     rows: &[ThresholdRow],
+    grok: &[GrokRow],
     figures: &[Figure],
     files: &[&str],
 ) -> String {
@@ -84,6 +86,7 @@ pub fn report_html(
     h.push_str("</ul>\n");
 
     thresholds_table(&mut h, groups, rows);
+    grokking_table(&mut h, groups, grok);
 
     h.push_str("<h2>Figures</h2>\n");
     for fig in figures {
@@ -101,6 +104,38 @@ pub fn report_html(
     }
     h.push_str("</body>\n</html>\n");
     h
+}
+
+/// Validation 0.99 rows of grokking.csv: the time to generalize, over seeds.
+fn grokking_table(h: &mut String, groups: &[Group<'_>], grok: &[GrokRow]) {
+    h.push_str(
+        "<h2>Time to generalize</h2>\n<p>Validation exact match reaching 0.99 for good, per group and size, over \
+         seeds: Kaplan-Meier median step with its 95% interval (runs that have not crossed are censored at \
+         their last eval, not dropped), and the share crossed by the budget. All levels and splits in \
+         grokking.csv.</p>\n<table><tr><th class=\"l\">group</th><th class=\"l\">size</th><th>runs</th>\
+         <th>crossed</th><th>share by budget</th><th>median step [95% CI]</th><th>budget</th></tr>\n",
+    );
+    for r in grok
+        .iter()
+        .filter(|r| r.split == "val" && r.level == "0.99")
+    {
+        let k = &r.km;
+        let show = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{} [{}, {}]</td><td>{}</td></tr>",
+            escape(&groups[r.group].label),
+            escape(&r.size),
+            k.n,
+            k.events,
+            k.fraction_by_budget,
+            show(k.median),
+            show(k.median_low),
+            show(k.median_high),
+            k.budget,
+        );
+    }
+    h.push_str("</table>\n");
 }
 
 fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow]) {

@@ -1,4 +1,5 @@
-//! Export of a sweep's records: tidy CSV (`runs.csv`, `curves.csv`, `thresholds.csv`, with
+//! Export of a sweep's records: tidy CSV (`runs.csv`, `curves.csv`, `thresholds.csv`,
+//! `grokking.csv`, with
 //! `SCHEMA.md` describing every column), figures (`plots/*.svg` and `*.png`) and a
 //! self-contained `report.html`.
 //!
@@ -52,6 +53,7 @@ pub struct ExportSummary {
     pub runs_rows: usize,
     pub curve_rows: usize,
     pub threshold_rows: usize,
+    pub grokking_rows: usize,
     pub figures: usize,
     /// One line per emergent (group, score, scale).
     pub emergent: Vec<String>,
@@ -86,6 +88,7 @@ impl fmt::Display for ExportSummary {
                 self.groups,
                 self.emergent.len()
             )?;
+            writeln!(f, "  grokking.csv    {} rows", self.grokking_rows)?;
         }
         if self.figures > 0 {
             writeln!(f, "  plots/          {} figures (SVG + PNG)", self.figures)?;
@@ -160,6 +163,7 @@ fn write_all(
 ) -> anyhow::Result<ExportSummary> {
     let groups = load::groups(data);
     let rows = thresholds::threshold_rows(&groups);
+    let grok = tables::grokking_rows(&groups);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
         jobs: data.jobs.len(),
@@ -212,12 +216,21 @@ fn write_all(
         let (bytes, n) = tables::thresholds_csv(data, &groups, &rows)?;
         staging.write("thresholds.csv", &bytes, &mut summary.files)?;
         summary.threshold_rows = n;
+        let (bytes, n) = tables::grokking_csv(data, &groups, &grok)?;
+        staging.write("grokking.csv", &bytes, &mut summary.files)?;
+        summary.grokking_rows = n;
         staging.write(
             "SCHEMA.md",
             schema::markdown().as_bytes(),
             &mut summary.files,
         )?;
-        data_files = vec!["runs.csv", "curves.csv", "thresholds.csv", "SCHEMA.md"];
+        data_files = vec![
+            "runs.csv",
+            "curves.csv",
+            "thresholds.csv",
+            "grokking.csv",
+            "SCHEMA.md",
+        ];
     }
 
     let mut figures = Vec::new();
@@ -238,7 +251,15 @@ fn write_all(
     }
 
     let by_status = summary.by_status.clone();
-    let page = html::report_html(data, &by_status, &groups, &rows, &figures, &data_files);
+    let page = html::report_html(
+        data,
+        &by_status,
+        &groups,
+        &rows,
+        &grok,
+        &figures,
+        &data_files,
+    );
     // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;
     Ok(summary)

@@ -191,17 +191,66 @@ pub fn runs_columns(axis_keys: Option<&[String]>) -> Vec<Column> {
             });
         }
     }
+    c.extend([]);
+    for (name, split, level) in [
+        ("train99", "train", "0.99"),
+        ("val99", "val", "0.99"),
+        ("train95", "train", "0.95"),
+        ("val95", "val", "0.95"),
+    ] {
+        c.push(Column {
+            name: format!("t_{name}_after"),
+            unit: "steps",
+            meaning: format!(
+                "the eval step before t_{name}: the crossing lies in (t_{name}_after, t_{name}]"
+            ),
+        });
+        c.push(Column {
+            name: format!("t_{name}"),
+            unit: "steps",
+            meaning: format!("first eval step from which {split} exact_match stays >= {level} at every later eval; empty if never (censored)"),
+        });
+        c.push(Column {
+            name: format!("t_{name}_censored_at"),
+            unit: "steps",
+            meaning: format!("when {split} exact_match never reached {level} for good: the last eval step (the run is censored there, not failed); empty if crossed"),
+        });
+    }
     c.extend([
-        col("t_train99_after", "steps", "train exact_match first reached 0.99 in (t_train99_after, t_train99]: the previous eval step"),
-        col("t_train99", "steps", "first eval step with train exact_match >= 0.99; empty if never (censored at last_step)"),
-        col("t_val99_after", "steps", "previous eval step before t_val99"),
-        col("t_val99", "steps", "first eval step with val exact_match >= 0.99; empty if never (censored at last_step)"),
         col("grok_delay", "steps", "t_val99 - t_train99; empty if either is censored"),
         col("grok_ratio", "ratio", "t_val99 / t_train99; empty if either is censored or t_train99 = 0"),
         col("wall_seconds", "s", "wall-clock training time summed over attempts (from summary.json; empty until the run ends)"),
         col("backend", "", "burn backend that trained the run (from summary.json)"),
         col("device", "", "device that trained the run (from summary.json)"),
         col("resumes", "", "times the run was resumed from a checkpoint (from summary.json)"),
+    ]);
+    c
+}
+
+/// `grokking.csv`: one row per (group, size, split, level). `group_axis_keys` as in
+/// [`thresholds_columns`].
+pub fn grokking_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
+    let mut c = vec![
+        col("group", "", "comparison group (as in thresholds.csv)"),
+        col("task", "", "task label"),
+    ];
+    c.extend(axis_columns(
+        group_axis_keys,
+        "one column per swept axis other than seed and model shape",
+        "value shared by the group of the swept axis",
+    ));
+    c.extend([
+        col("size", "", "size name"),
+        col("params_total", "parameters", "every trainable parameter"),
+        col("split", "", "train or val: whose exact_match crosses"),
+        col("level", "fraction", "0.99 or 0.95"),
+        col("n_runs", "jobs", "the group's jobs of this size with records (seeds), every state: unfinished and diverged runs are censored at their last eval"),
+        col("n_crossed", "jobs", "runs that crossed the level for good (see t_val99 in runs.csv)"),
+        col("budget", "steps", "largest last eval step among the runs"),
+        col("fraction_crossed", "fraction", "Kaplan-Meier share of runs crossed by the budget (equals n_crossed / n_runs when no run stopped early)"),
+        col("km_median", "steps", "Kaplan-Meier median time to cross: first crossing step where the share not yet crossed falls to 0.5; empty when fewer than half are known to have crossed (not the mean of the crossed runs, which drops censored ones)"),
+        col("km_median_low", "steps", "95% interval of the median, low end (Brookmeyer-Crowley with Greenwood's variance)"),
+        col("km_median_high", "steps", "high end; empty when the data do not bound the median within the budget"),
     ]);
     c
 }
@@ -337,6 +386,7 @@ pub fn markdown() -> String {
          | `runs.csv` | one row per job |\n\
          | `curves.csv` | every recorded metric at every eval step, long format |\n\
          | `thresholds.csv` | one row per (comparison group, metric, scale) |\n\
+         | `grokking.csv` | one row per (comparison group, size, split, level): Kaplan-Meier time to cross over seeds |\n\
          | `SCHEMA.md` | this file |\n\
          | `plots/<group>_scale.{svg,png}` | final validation score vs params_total, one panel per metric (exact_match, token_accuracy, answer_logprob, edit score): seeds as points, mean per size as a line, threshold (red line) and its bootstrap interval (band) where the verdict is emergent |\n\
          | `plots/<group>_curves.{svg,png}` | train and validation exact_match / token_accuracy vs step (log axis, step 0 omitted), one line per job, coloured by size |\n\
@@ -361,10 +411,17 @@ pub fn markdown() -> String {
          longer in the plan; an orphan whose spec no longer parses is skipped and named in the\n\
          export summary). Grokking crossings use exact_match on each split (for single-token\n\
          answers, as in modular tasks, exact match equals token accuracy); a crossing is the\n\
-         interval (previous eval step, first eval step >= 0.99], and a run that never crosses is\n\
-         censored (empty), not zero.\n\n",
+         interval (previous eval step, first eval step >= the level that holds at every later\n\
+         eval], so a spike that falls back does not count, and a run that never crosses for good\n\
+         is censored at its last eval (`_censored_at`), not zero.\n\n",
     );
     table(&mut out, &runs_columns(None));
+    out.push_str(
+        "\n## grokking.csv\n\nPer comparison group and size, the seeds' times to cross 0.99 and 0.95\n\
+         exact match on each split, as a Kaplan-Meier estimate: a run that has not crossed is\n\
+         censored at its last eval, not dropped and not counted as crossing at the budget.\n\n",
+    );
+    table(&mut out, &grokking_columns(None));
     out.push_str("\n## curves.csv\n\nTidy long format: one row per (job, eval step, split, metric), sorted by job (runs.csv order),\nstep, split, metric.\n\n");
     table(&mut out, &curves_columns());
     out.push_str(

@@ -332,6 +332,38 @@ fn exports_csv_plots_and_report() {
     assert_eq!(edit["score"], "1 - edit_distance/answer_len");
     assert_eq!(edit["schaeffer"], "");
 
+    // grokking.csv: every size's two seeds cross train exact match 0.99 at step 8 (0.5 at 4, 1
+    // from 8 on): Kaplan-Meier median 8, all crossed.
+    let (header, grok) = read_csv(&s.out.join("grokking.csv"));
+    assert_eq!(
+        header,
+        schema::names(&schema::grokking_columns(Some(&[
+            "train.weight_decay".to_string()
+        ])))
+    );
+    assert_documented(&header);
+    assert_eq!(grok.len(), 5 * 4, "5 sizes x (2 splits x 2 levels)");
+    assert_eq!(summary.grokking_rows, grok.len());
+    for r in grok
+        .iter()
+        .filter(|r| r["split"] == "train" && r["level"] == "0.99")
+    {
+        assert_eq!(
+            (
+                r["n_runs"].as_str(),
+                r["n_crossed"].as_str(),
+                r["km_median"].as_str(),
+                r["fraction_crossed"].as_str()
+            ),
+            ("2", "2", "8", "1"),
+            "{r:?}"
+        );
+    }
+    // runs.csv carries the censoring: the smallest model's validation never reaches 0.99.
+    let small = runs.iter().find(|r| r["size"] == "s0").unwrap();
+    assert_eq!(small["t_val99"], "");
+    assert_eq!(small["t_val99_censored_at"], small["last_step"]);
+
     // Figures: PNG magic, SVG text, three per group.
     assert_eq!(summary.figures, 3);
     let plots: Vec<PathBuf> = std::fs::read_dir(s.out.join("plots"))
