@@ -5,6 +5,7 @@
 pub mod emergence;
 pub mod grokking;
 pub mod mirage;
+pub mod scaling;
 pub mod stats;
 
 pub use emergence::{
@@ -17,3 +18,4 @@ pub use mirage::{
     Attribution, JobScores, SchaefferReport, expected_exact_match, position_resamples,
     schaeffer_test,
 };
+pub use scaling::{PowerLawFit, fit_power_law};

@@ -318,7 +318,7 @@ pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     c.extend([
         col("metric", "", "source metric (validation split, last evaluation of each done job)"),
         col("score", "", "the score fitted, bigger is better: exact_match, token_accuracy, answer_logprob, 1 - edit_distance/answer_len, -brier"),
-        col("scale", "", "x axis: params (params_total) or flops (train_flops)"),
+        col("scale", "", "x axis: params (params_total), params_non_embedding, or flops (train_flops; with equal steps and batch for every run, nearly a relabelling of parameters)"),
         col("n_jobs", "jobs", "done jobs in the group (other states are left out: their training is incomplete)"),
         col("verdict", "", "emergent, smooth, flat, unresolved, or not enough sizes (fewer than 5); see docs/analysis.md"),
         col("n_sizes", "", "distinct scales"),
@@ -346,6 +346,10 @@ pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
         col("schaeffer_predicted_x0_high", "log10(scale)", "its interval, high end"),
         col("schaeffer_token_p_min", "", "smallest p-value of the smooth null over the answer positions' accuracies; a position jumps when below 0.05 / answer_len"),
         col("em_product_gap", "fraction", "max over scales of |mean exact_match - mean over seeds of the product of that job's per-position accuracies|; small means independent positions explain exact match"),
+        col("loss_E", "nats/token", "validation loss over the same scale fitted as L = E + A scale^-alpha (E, A >= 0; seeds averaged per scale): the irreducible loss E"),
+        col("loss_A", "nats/token x scale^alpha", "the coefficient A"),
+        col("loss_alpha", "", "the exponent alpha (searched in [0.001, 3])"),
+        col("loss_r2", "", "R^2 of the loss fit over the per-scale means"),
     ]);
     c
 }

@@ -299,6 +299,10 @@ pub fn thresholds_csv(
             opt_num(sc.and_then(|s| s.predicted_x0_high)),
             opt_num(sc.and_then(|s| s.token_p_smooth_min)),
             opt_num(sc.and_then(|s| s.max_gap)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.e)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.a)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.alpha)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.r2)),
         ]);
         row
     });

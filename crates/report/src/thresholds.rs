@@ -2,7 +2,8 @@
 //! Schaeffer's test on the exact-match rows. Pure computation on loaded records.
 
 use elab_analysis::{
-    Criteria, JobScores, SchaefferReport, ThresholdReport, analyze_threshold, schaeffer_test,
+    Criteria, JobScores, PowerLawFit, SchaefferReport, ThresholdReport, analyze_threshold,
+    fit_power_law, schaeffer_test,
 };
 use elab_job::{JobState, Split};
 use rayon::prelude::*;
@@ -98,15 +99,18 @@ impl Score {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scale {
     Params,
+    /// Kaplan et al.'s N: embeddings and unembedding left out.
+    ParamsNonEmbedding,
     Flops,
 }
 
 impl Scale {
-    pub const ALL: [Scale; 2] = [Scale::Params, Scale::Flops];
+    pub const ALL: [Scale; 3] = [Scale::Params, Scale::ParamsNonEmbedding, Scale::Flops];
 
     pub fn name(self) -> &'static str {
         match self {
             Scale::Params => "params",
+            Scale::ParamsNonEmbedding => "params_non_embedding",
             Scale::Flops => "flops",
         }
     }
@@ -114,6 +118,7 @@ impl Scale {
     pub fn of(self, job: &JobRecord) -> f64 {
         match self {
             Scale::Params => job.counts.total as f64,
+            Scale::ParamsNonEmbedding => job.counts.non_embedding as f64,
             Scale::Flops => job.train_flops(),
         }
     }
@@ -150,6 +155,9 @@ pub struct ThresholdRow {
     /// Exact-match rows only, when exact match jumps and the per-position accuracies were
     /// recorded: is the jump made by the metric?
     pub schaeffer: Option<SchaefferReport>,
+    /// Validation loss over the same scale, `L = E + A N^-alpha`: the smooth law beside the
+    /// threshold (the same for every score of a group and scale).
+    pub loss_fit: Option<PowerLawFit>,
 }
 
 /// Every (group, score, scale) fit, in group order, then scale, then score.
@@ -213,7 +221,16 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
             answer_len: answer_len(&groups[gi]),
             report,
             schaeffer,
+            loss_fit: fit_power_law(&loss_points(&groups[gi], scale)),
         })
+        .collect()
+}
+
+/// `(scale, final validation loss, seed)` of every done job of the group.
+fn loss_points(group: &Group<'_>, scale: Scale) -> Vec<(f64, f64, u64)> {
+    fitted_jobs(group)
+        .into_iter()
+        .filter_map(|j| Some((scale.of(j), j.final_value(Split::Val, "loss")?, j.spec.seed)))
         .collect()
 }
 

@@ -286,7 +286,7 @@ fn exports_csv_plots_and_report() {
         ])))
     );
     assert_documented(&header);
-    assert_eq!(thresholds.len(), 5 * 2, "5 scores x 2 scales, one group");
+    assert_eq!(thresholds.len(), 5 * 3, "5 scores x 3 scales, one group");
     let em = thresholds
         .iter()
         .find(|r| r["metric"] == "exact_match" && r["scale"] == "params")
@@ -319,6 +319,11 @@ fn exports_csv_plots_and_report() {
         em["x0_ci_high"].parse().unwrap(),
     );
     assert!(lo <= x0 && x0 <= hi, "{lo} {x0} {hi}");
+    // The loss fit beside the threshold: constrained parameters, falling loss.
+    let alpha: f64 = em["loss_alpha"].parse().unwrap();
+    assert!((0.001..=3.0).contains(&alpha), "{em:?}");
+    assert!(em["loss_E"].parse::<f64>().unwrap() >= 0.0);
+    assert!(em["loss_A"].parse::<f64>().unwrap() > 0.0, "{em:?}");
     // em = p^L for every job: the product of the per-position accuracies is exact match.
     let gap: f64 = em["em_product_gap"].parse().unwrap();
     assert!(gap < 1e-9, "gap {gap}");
