@@ -161,13 +161,17 @@ fn write_all(
     staging: &Staging,
     outputs: Outputs,
 ) -> anyhow::Result<ExportSummary> {
-    let groups = load::groups(data);
+    // Groups over model scale first (figures and grokking summaries are theirs), then groups
+    // over each swept numeric axis (data thresholds), which add rows to thresholds.csv only.
+    let mut groups = load::groups(data);
+    let n_scale_groups = groups.len();
+    groups.extend(load::axis_groups(data, n_scale_groups));
     let rows = thresholds::threshold_rows(&groups);
-    let grok = tables::grokking_rows(&groups);
+    let grok = tables::grokking_rows(&groups[..n_scale_groups]);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
         jobs: data.jobs.len(),
-        groups: groups.len(),
+        groups: n_scale_groups,
         skipped: data.skipped.clone(),
         ..Default::default()
     };
@@ -237,7 +241,7 @@ fn write_all(
     if outputs.plots {
         let plots_dir = staging.dir.join("plots");
         fs::create_dir_all(&plots_dir)?;
-        figures = plots::figures(&groups, &rows, &plots_dir)?;
+        figures = plots::figures(&groups[..n_scale_groups], &rows, &plots_dir)?;
         for fig in &figures {
             let png = format!("plots/{}.png", fig.stem);
             staging.adopt(&png, &mut summary.files)?;

@@ -198,7 +198,7 @@ impl Plot for ScalePlot<'_> {
             .iter()
             .zip(SCALE_PANELS)
         {
-            let pts: Vec<(f64, f64, u64)> = points(self.group, score, Scale::Params)
+            let pts: Vec<(f64, f64, u64)> = points(self.group, score, &Scale::Params)
                 .into_iter()
                 .filter(|p| p.1.is_finite())
                 .collect();

@@ -318,7 +318,7 @@ pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     c.extend([
         col("metric", "", "source metric (validation split, last evaluation of each done job)"),
         col("score", "", "the score fitted, bigger is better: exact_match, token_accuracy, answer_logprob, 1 - edit_distance/answer_len, -brier"),
-        col("scale", "", "x axis: params (params_total), params_non_embedding, or flops (train_flops; with equal steps and batch for every run, nearly a relabelling of parameters)"),
+        col("scale", "", "x axis: params (params_total), params_non_embedding, flops (train_flops; with equal steps and batch for every run, nearly a relabelling of parameters), or the dotted key of a swept numeric axis (e.g. task.train_size) for a group compared over it"),
         col("n_jobs", "jobs", "done jobs in the group (other states are left out: their training is incomplete)"),
         col("verdict", "", "emergent, smooth, flat, unresolved, or not enough sizes (fewer than 5); see docs/analysis.md"),
         col("n_sizes", "", "distinct scales"),
@@ -430,9 +430,14 @@ pub fn markdown() -> String {
     table(&mut out, &curves_columns());
     out.push_str(
         "\n## thresholds.csv\n\nOne row per (group, metric, scale). A group is the planned jobs sharing the task and every\n\
-         swept value except size and seed; its points are (scale, final validation score, seed) of\n\
-         its done jobs, fitted by `elab_analysis::analyze_threshold` (seeds averaged per scale,\n\
-         logistic vs line in log10(scale)). Scores are oriented so that bigger is better: edit\n\
+         swept value except size and seed, compared over the model's scale (params,\n\
+         params_non_embedding, flops); and, for every swept axis with numeric values other than\n\
+         seed and shape, the planned jobs sharing the task, the size and every other swept value,\n\
+         compared over that axis (`<task> size=<size> ... over <key>`: data thresholds such as\n\
+         train_size or train_fraction are found the same way). Its points are (scale, final\n\
+         validation score, seed) of its done jobs, fitted by `elab_analysis::analyze_threshold`\n\
+         (seed-block bootstrap test of a free logistic in log10(scale) against a smooth null; see\n\
+         docs/analysis.md). Scores are oriented so that bigger is better: edit\n\
          distance becomes the edit score 1 - edit_distance/answer_len (fraction of answer tokens\n\
          right up to edits), brier is negated. Default criteria (`elab_analysis::Criteria`) apply\n\
          to every score in [0, 1]; for answer_logprob (nats, unbounded) the flat range is\n\

@@ -8,7 +8,7 @@ use elab_analysis::{
 use elab_job::{JobState, Split};
 use rayon::prelude::*;
 
-use crate::load::{Group, JobRecord};
+use crate::load::{Group, JobRecord, numeric};
 
 /// Seed-block bootstrap resamples (for the p-value of the smooth null, the x0 interval and the
 /// verdict's stability), and the fixed seed that makes exports reproducible.
@@ -96,30 +96,43 @@ impl Score {
 }
 
 /// The x axis of a threshold fit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scale {
     Params,
     /// Kaplan et al.'s N: embeddings and unembedding left out.
     ParamsNonEmbedding,
     Flops,
+    /// A swept numeric axis (dotted job key), for groups compared over it.
+    Axis(String),
 }
 
 impl Scale {
-    pub const ALL: [Scale; 3] = [Scale::Params, Scale::ParamsNonEmbedding, Scale::Flops];
+    pub const MODEL: [Scale; 3] = [Scale::Params, Scale::ParamsNonEmbedding, Scale::Flops];
 
-    pub fn name(self) -> &'static str {
+    /// The scales a group is fitted over: its axis, or the model's size.
+    pub fn of_group(group: &Group<'_>) -> Vec<Scale> {
+        match &group.over {
+            Some(key) => vec![Scale::Axis(key.clone())],
+            None => Scale::MODEL.to_vec(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
         match self {
             Scale::Params => "params",
             Scale::ParamsNonEmbedding => "params_non_embedding",
             Scale::Flops => "flops",
+            Scale::Axis(key) => key,
         }
     }
 
-    pub fn of(self, job: &JobRecord) -> f64 {
+    /// The job's position on this axis; NaN (left out of fits) when it has no numeric value.
+    pub fn of(&self, job: &JobRecord) -> f64 {
         match self {
             Scale::Params => job.counts.total as f64,
             Scale::ParamsNonEmbedding => job.counts.non_embedding as f64,
             Scale::Flops => job.train_flops(),
+            Scale::Axis(key) => job.axes.get(key).and_then(numeric).unwrap_or(f64::NAN),
         }
     }
 }
@@ -136,7 +149,7 @@ pub fn fitted_jobs<'a>(group: &Group<'a>) -> Vec<&'a JobRecord> {
 }
 
 /// `(scale, score, seed)` of every done job of the group that recorded the metric.
-pub fn points(group: &Group<'_>, score: Score, scale: Scale) -> Vec<(f64, f64, u64)> {
+pub fn points(group: &Group<'_>, score: Score, scale: &Scale) -> Vec<(f64, f64, u64)> {
     fitted_jobs(group)
         .into_iter()
         .filter_map(|j| Some((scale.of(j), score.of(j)?, j.spec.seed)))
@@ -166,14 +179,19 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
     // The seed bootstrap dominates the cost (4000 logistic fits per row): fit rows in parallel.
     let work: Vec<(usize, Scale, Score)> = (0..groups.len())
         .flat_map(|gi| {
-            Scale::ALL
+            Scale::of_group(&groups[gi])
                 .into_iter()
-                .flat_map(move |scale| Score::ALL.into_iter().map(move |score| (gi, scale, score)))
+                .flat_map(move |scale| {
+                    Score::ALL
+                        .into_iter()
+                        .map(move |score| (gi, scale.clone(), score))
+                })
         })
         .collect();
     let reports: Vec<ThresholdReport> = work
         .par_iter()
-        .map(|&(gi, scale, score)| {
+        .map(|(gi, scale, score)| {
+            let (gi, score) = (*gi, *score);
             let group = &groups[gi];
             let criteria = score.criteria(answer_len(group));
             analyze_threshold(
@@ -194,40 +212,40 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
     let schaeffer: Vec<Option<SchaefferReport>> = work
         .par_iter()
         .zip(&reports)
-        .map(|(&(gi, scale, score), report)| {
-            if score != Score::ExactMatch {
+        .map(|((gi, scale, score), report)| {
+            if *score != Score::ExactMatch {
                 return None;
             }
-            let group = &groups[gi];
+            let group = &groups[*gi];
             schaeffer_test(
                 &job_scores(group, scale),
                 report,
                 &score.criteria(answer_len(group)),
-                val_examples[gi],
+                val_examples[*gi],
                 SCHAEFFER_RESAMPLES,
                 BOOTSTRAP_SEED,
             )
         })
         .collect();
 
-    work.iter()
+    work.into_iter()
         .zip(reports)
         .zip(schaeffer)
-        .map(|((&(gi, scale, score), report), schaeffer)| ThresholdRow {
+        .map(|(((gi, scale, score), report), schaeffer)| ThresholdRow {
             group: gi,
             score,
+            loss_fit: fit_power_law(&loss_points(&groups[gi], &scale)),
             scale,
             n_jobs: fitted_jobs(&groups[gi]).len(),
             answer_len: answer_len(&groups[gi]),
             report,
             schaeffer,
-            loss_fit: fit_power_law(&loss_points(&groups[gi], scale)),
         })
         .collect()
 }
 
 /// `(scale, final validation loss, seed)` of every done job of the group.
-fn loss_points(group: &Group<'_>, scale: Scale) -> Vec<(f64, f64, u64)> {
+fn loss_points(group: &Group<'_>, scale: &Scale) -> Vec<(f64, f64, u64)> {
     fitted_jobs(group)
         .into_iter()
         .filter_map(|j| Some((scale.of(j), j.final_value(Split::Val, "loss")?, j.spec.seed)))
@@ -240,7 +258,7 @@ pub const SCHAEFFER_RESAMPLES: usize = 200;
 
 /// Every done job's final exact match and per-position validation accuracies
 /// (`token_accuracy.pos<i>`); empty if any job lacks them (records from before they existed).
-fn job_scores(group: &Group<'_>, scale: Scale) -> Vec<JobScores> {
+fn job_scores(group: &Group<'_>, scale: &Scale) -> Vec<JobScores> {
     let l = answer_len(group);
     let jobs: Option<Vec<JobScores>> = fitted_jobs(group)
         .into_iter()

@@ -614,3 +614,53 @@ fn a_missing_sweep_is_an_error_and_writes_nothing() {
     assert!(format!("{err:#}").contains("plan.json"), "{err:#}");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_swept_data_axis_gets_threshold_rows_over_it() {
+    // In the plan's eyes one model size ("s0") and five training-set sizes, doubling, tagged
+    // onto the synthetic jobs (whose exact match jumps between the third and fourth job).
+    let s = synthetic(|_, plan| {
+        for job in &mut plan.jobs {
+            let i: u32 = job.size[1..].parse().unwrap();
+            job.axes.insert(
+                "task.train_size".to_string(),
+                toml::Value::Integer(1000 * 2i64.pow(i)),
+            );
+            job.size = "s0".to_string();
+        }
+    });
+    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    let (header, thresholds) = read_csv(&s.out.join("thresholds.csv"));
+    assert!(header.contains(&"axis_task.train_size".to_string()));
+    let over: Vec<_> = thresholds
+        .iter()
+        .filter(|r| r["scale"] == "task.train_size")
+        .collect();
+    assert_eq!(over.len(), 5, "one group over the axis, 5 scores");
+    let em = over.iter().find(|r| r["metric"] == "exact_match").unwrap();
+    assert_eq!(
+        em["group"],
+        "add3r size=s0 train.weight_decay=1.0 over task.train_size"
+    );
+    assert_eq!(em["axis_task.train_size"], "");
+    assert_eq!((em["n_sizes"].as_str(), em["n_jobs"].as_str()), ("5", "10"));
+    // The rise is 0.27 decades of training-set size wide, the values 0.3 apart: the jump lies
+    // between 4000 and 8000 examples, and the interval is that gap.
+    assert_eq!(em["verdict"], "unresolved", "{em:?}");
+    let gap = (4000f64.log10(), 8000f64.log10());
+    let ci = (
+        em["x0_ci_low"].parse::<f64>().unwrap(),
+        em["x0_ci_high"].parse::<f64>().unwrap(),
+    );
+    assert!(
+        (ci.0 - gap.0).abs() < 1e-12 && (ci.1 - gap.1).abs() < 1e-12,
+        "{ci:?}"
+    );
+    // The per-size groups over parameters each have one size: no verdict there.
+    let per_size: Vec<_> = thresholds
+        .iter()
+        .filter(|r| r["scale"] == "params")
+        .collect();
+    assert_eq!(per_size.len(), 5 * 5);
+    assert!(per_size.iter().all(|r| r["verdict"] == "not enough sizes"));
+}
