@@ -1,6 +1,7 @@
-//! Pure functions over numbers for emergence-lab: thresholds of abilities over scale, grokking
-//! times, and the "mirage" comparison of metrics. No I/O; formulas follow
-//! `shared/docs/literature.md`.
+//! Pure functions over numbers for emergence-lab: calibrated verdicts on thresholds of abilities
+//! over scale, Schaeffer's test of whether a jump is made by the metric, loss scaling laws,
+//! grokking times and their distribution over seeds. No I/O; formulas follow
+//! `shared/docs/literature.md`, statistics and their calibration are in docs/analysis.md.
 
 pub mod emergence;
 pub mod grokking;
