@@ -6,6 +6,7 @@
 pub mod emergence;
 pub mod grokking;
 pub mod mirage;
+pub mod refine;
 pub mod scaling;
 pub mod stats;
 
@@ -19,4 +20,5 @@ pub use mirage::{
     Attribution, JobScores, SchaefferReport, expected_exact_match, position_resamples,
     schaeffer_test,
 };
+pub use refine::refinement_points;
 pub use scaling::{PowerLawFit, fit_power_law};
