@@ -1051,20 +1051,6 @@ mod tests {
     }
 
     #[test]
-    #[ignore]
-    fn time_fits() {
-        let xs = grid();
-        let ys: Vec<f64> = xs.iter().map(|&x| logistic(x)).collect();
-        let ws = vec![3.0; xs.len()];
-        let t = std::time::Instant::now();
-        for i in 0..2000 {
-            let k = if i % 2 == 0 { K_MAX } else { 4.0 };
-            std::hint::black_box(fit_bounded(&xs, &ys, &ws, k, (0.0, 1.0)));
-        }
-        eprintln!("{:?} per fit", t.elapsed() / 2000);
-    }
-
-    #[test]
     fn straight_and_clipped_lines_are_smooth() {
         // y = 0.1 x - 0.2 clipped to [0, 1], over log10 sizes 1..7: a kink at x = 2, then a line.
         let xs: Vec<f64> = (0..13).map(|i| 1.0 + 0.5 * i as f64).collect();
