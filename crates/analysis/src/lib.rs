@@ -1,17 +1,24 @@
-//! Pure functions over numbers for emergence-lab: thresholds of abilities over scale, grokking
-//! times, and the "mirage" comparison of metrics. No I/O; formulas follow
-//! `shared/docs/literature.md`.
+//! Pure functions over numbers for emergence-lab: calibrated verdicts on thresholds of abilities
+//! over scale, Schaeffer's test of whether a jump is made by the metric, loss scaling laws,
+//! grokking times and their distribution over seeds. No I/O; formulas follow
+//! `shared/docs/literature.md`, statistics and their calibration are in docs/analysis.md.
 
 pub mod emergence;
 pub mod grokking;
 pub mod mirage;
+pub mod refine;
+pub mod scaling;
 pub mod stats;
 
 pub use emergence::{
-    Criteria, LineFit, LogisticFit, ThresholdReport, Verdict, analyze_threshold, breakthroughness,
-    classify, fit_line, fit_logistic, mean_by_scale,
+    Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Verdict, analyze_threshold,
+    breakthroughness, classify, fit_line, fit_logistic, fit_smooth, is_between_rungs,
+    mean_by_scale, test_smooth,
 };
-pub use grokking::{Crossing, GrokkingTimes, first_crossing};
+pub use grokking::{Crossing, GrokkingTimes, TimeToEvent, as_event, first_crossing, kaplan_meier};
 pub use mirage::{
-    MirageReport, expected_exact_match, max_exact_match_gap, mirage_flag, mirage_report,
+    Attribution, JobScores, SchaefferReport, expected_exact_match, position_resamples,
+    schaeffer_test,
 };
+pub use refine::refinement_points;
+pub use scaling::{PowerLawFit, fit_power_law};

@@ -1,10 +1,19 @@
-//! The "mirage" view (Schaeffer et al. 2023): if per-token accuracy p improves smoothly, exact
-//! match over an L-token answer is about p^L, which can look like a jump on a log-scale axis.
-//! A task is flagged when it is sharp under exact match only.
+//! Schaeffer et al.'s test (2023): is a jump in exact match made by the metric? If per-token
+//! accuracy p improves smoothly with scale, exact match over an L-token answer is about p^L,
+//! which can look like a jump on a log axis. The test fits a smooth curve to every answer
+//! position's accuracy, predicts the exact-match curve as their product, and compares its
+//! threshold with the observed one; if some position's accuracy itself jumps, the jump is
+//! genuine. See docs/analysis.md.
 
+use std::fmt;
+
+use elab_tasks::SplitMix64;
 use serde::Serialize;
 
-use crate::emergence::{ThresholdReport, Verdict};
+use crate::emergence::{
+    Criteria, LogisticFit, ThresholdReport, Verdict, fit_logistic, fit_smooth, test_smooth,
+};
+use crate::stats;
 
 /// Exact match expected from independent tokens: `p^L`. `answer_len` may be a mean length, in
 /// which case this is only an approximation (`E[p^L] >= p^E[L]` by Jensen).
@@ -12,84 +21,242 @@ pub fn expected_exact_match(token_accuracy: f64, answer_len: f64) -> f64 {
     token_accuracy.powf(answer_len)
 }
 
-/// True when exact match is Emergent and every smooth metric (at least one) is not.
-/// With no continuous metric there is nothing to compare against, so no flag.
-pub fn mirage_flag(exact: &Verdict, smooth_metrics: &[Verdict]) -> bool {
-    *exact == Verdict::Emergent
-        && !smooth_metrics.is_empty()
-        && smooth_metrics.iter().all(|v| *v != Verdict::Emergent)
+/// What made a jump in exact match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Attribution {
+    /// Every position's accuracy is smooth, and the product of the smooth curves puts the
+    /// threshold where exact match has it (the two thresholds' intervals overlap).
+    #[serde(rename = "metric-induced")]
+    MetricInduced,
+    /// Some position's accuracy jumps too (the smooth null is rejected for it).
+    #[serde(rename = "genuine")]
+    Genuine,
+    /// The per-token accuracies are smooth, but their product does not place the threshold
+    /// where exact match has it (positions are not independent), or there is no interval.
+    #[serde(rename = "unresolved")]
+    Unresolved,
 }
 
-/// Largest |observed exact match - token_accuracy^L| over sizes; `None` if the slices are empty
-/// or differ in length. A small gap means p^L explains exact match.
-pub fn max_exact_match_gap(
-    exact_match: &[f64],
-    token_accuracy: &[f64],
-    answer_len: f64,
-) -> Option<f64> {
-    if exact_match.is_empty() || exact_match.len() != token_accuracy.len() {
+impl fmt::Display for Attribution {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Attribution::MetricInduced => "metric-induced",
+            Attribution::Genuine => "genuine",
+            Attribution::Unresolved => "unresolved",
+        })
+    }
+}
+
+/// One job's final validation scores.
+#[derive(Debug, Clone)]
+pub struct JobScores {
+    pub scale: f64,
+    pub seed: u64,
+    pub exact_match: f64,
+    /// Teacher-forced accuracy at each answer position.
+    pub positions: Vec<f64>,
+}
+
+/// The outcome of [`schaeffer_test`].
+#[derive(Debug, Clone, Serialize)]
+pub struct SchaefferReport {
+    pub verdict: Attribution,
+    /// Answer positions tested.
+    pub positions: usize,
+    /// Smallest p-value of the smooth null over the positions' accuracies tested (in order,
+    /// up to the first that jumps); a position jumps when its p-value is below
+    /// alpha / positions (Bonferroni) and its rise is sharp.
+    pub token_p_smooth_min: Option<f64>,
+    /// The first position whose accuracy jumps, if any.
+    pub jumping_position: Option<usize>,
+    /// Threshold of the predicted exact match (the product of the positions' smooth fits),
+    /// measured as exact match's: midpoint of a logistic fitted to it at the ladder's sizes.
+    pub predicted_x0: Option<f64>,
+    /// Its interval: seed-block bootstrap percentiles widened by t_{m-1}/z, as for x0.
+    pub predicted_x0_low: Option<f64>,
+    pub predicted_x0_high: Option<f64>,
+    /// Max over sizes of |mean observed exact match - mean over seeds of the product of that
+    /// job's per-position accuracies| (per job, so seeds that differ do not bias it).
+    pub max_gap: Option<f64>,
+    /// (log10 scale, predicted exact match) across the ladder, for plots.
+    #[serde(skip)]
+    pub predicted_curve: Vec<(f64, f64)>,
+}
+
+/// Resamples for each position's test: enough that a p-value can fall below alpha / L.
+pub fn position_resamples(positions: usize, alpha: f64, at_least: usize) -> usize {
+    at_least.max((2.0 * positions as f64 / alpha).ceil() as usize)
+}
+
+/// Schaeffer's test for one group, given the observed exact-match report and every job's
+/// scores. `None` when there is no jump to explain (exact match is neither emergent nor
+/// unresolved with the smooth null rejected) or the per-position accuracies are missing.
+pub fn schaeffer_test(
+    jobs: &[JobScores],
+    exact: &ThresholdReport,
+    criteria: &Criteria,
+    n_val: Option<u64>,
+    resamples: usize,
+    rng_seed: u64,
+) -> Option<SchaefferReport> {
+    let jumped = matches!(exact.verdict, Verdict::Emergent | Verdict::Unresolved)
+        && exact.p_smooth.is_some_and(|p| p < criteria.alpha);
+    let l = jobs.first()?.positions.len();
+    if !jumped || l == 0 || jobs.iter().any(|j| j.positions.len() != l) {
         return None;
     }
-    Some(
-        exact_match
-            .iter()
-            .zip(token_accuracy)
-            .map(|(&e, &p)| (e - expected_exact_match(p, answer_len)).abs())
-            .fold(0.0, f64::max),
-    )
-}
-
-/// Verdicts for one task under each metric, and whether the jump is a metric artefact.
-#[derive(Debug, Clone, Serialize)]
-pub struct MirageReport {
-    /// Verdict under exact match.
-    pub exact_match: Verdict,
-    /// Verdict under per-token accuracy.
-    pub token_accuracy: Verdict,
-    /// Verdict under per-token answer log-probability, if measured.
-    pub answer_logprob: Option<Verdict>,
-    /// Verdict under an edit-distance score (e.g. 1 - d/L), if measured.
-    pub edit_score: Option<Verdict>,
-    /// Threshold (log10 scale) under exact match.
-    pub exact_x0: Option<f64>,
-    /// Threshold (log10 scale) under token accuracy.
-    pub token_x0: Option<f64>,
-    /// See [`max_exact_match_gap`].
-    pub max_gap: Option<f64>,
-    /// See [`mirage_flag`].
-    pub mirage: bool,
-}
-
-/// Combine per-metric reports for one task. Each report should be made with criteria suited to
-/// its metric's units (e.g. log-probabilities are not in [0, 1], so `flat_range` differs).
-pub fn mirage_report(
-    exact: &ThresholdReport,
-    token_accuracy: &ThresholdReport,
-    answer_logprob: Option<&ThresholdReport>,
-    edit_score: Option<&ThresholdReport>,
-    max_gap: Option<f64>,
-) -> MirageReport {
-    let smooth: Vec<Verdict> = std::iter::once(token_accuracy)
-        .chain(answer_logprob)
-        .chain(edit_score)
-        .map(|r| r.verdict)
-        .collect();
-    MirageReport {
-        exact_match: exact.verdict,
-        token_accuracy: token_accuracy.verdict,
-        answer_logprob: answer_logprob.map(|r| r.verdict),
-        edit_score: edit_score.map(|r| r.verdict),
-        exact_x0: exact.x0,
-        token_x0: token_accuracy.x0,
-        max_gap,
-        mirage: mirage_flag(&exact.verdict, &smooth),
+    let position_points = |i: usize| -> Vec<(f64, f64, u64)> {
+        jobs.iter()
+            .map(|j| (j.scale, j.positions[i], j.seed))
+            .collect()
+    };
+    let b = position_resamples(l, criteria.alpha, resamples);
+    let mut p_min: Option<f64> = None;
+    let mut jumping = None;
+    for i in 0..l {
+        let r = test_smooth(&position_points(i), criteria, n_val, b, rng_seed + i as u64);
+        let p = r.p_smooth?;
+        p_min = Some(p_min.map_or(p, |m| m.min(p)));
+        let sharp = matches!(r.verdict, Verdict::Emergent | Verdict::Unresolved);
+        if sharp && p < criteria.alpha / l as f64 {
+            // One jumping position settles the verdict; the rest need not be tested.
+            jumping = Some(i);
+            break;
+        }
     }
+    let xs: Vec<f64> = jobs.iter().map(|j| j.scale.log10()).collect();
+    let (lo, hi) = (
+        xs.iter().copied().fold(f64::INFINITY, f64::min),
+        xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+    let mut sizes = xs.clone();
+    sizes.sort_by(f64::total_cmp);
+    sizes.dedup();
+    // The product of the positions' smooth fits, and its threshold measured as exact match's
+    // is (the midpoint of a logistic fitted at the ladder's sizes): p^L is not a logistic, so
+    // any other definition would differ from the observed x0 by the shape alone.
+    let predictor = |jobs: &[JobScores]| -> Option<Vec<LogisticFit>> {
+        (0..l)
+            .map(|i| {
+                let pts: Vec<_> = jobs
+                    .iter()
+                    .map(|j| (j.scale, j.positions[i], j.seed))
+                    .collect();
+                fit_smooth(&pts, criteria, n_val)
+            })
+            .collect()
+    };
+    let product = |fits: &[LogisticFit], x: f64| {
+        fits.iter()
+            .map(|f| f.at(x).clamp(0.0, 1.0))
+            .product::<f64>()
+    };
+    let threshold = |fits: &[LogisticFit]| {
+        let ys: Vec<f64> = sizes.iter().map(|&x| product(fits, x)).collect();
+        fit_logistic(&sizes, &ys).map(|f| f.x0)
+    };
+    let fits = predictor(jobs)?;
+    let predicted_x0 = threshold(&fits);
+    let predicted_curve = (0..=60)
+        .map(|i| {
+            let x = lo + (hi - lo) * i as f64 / 60.0;
+            (x, product(&fits, x))
+        })
+        .collect();
+
+    // Seed-block bootstrap of the predicted threshold: whole seeds drawn with replacement,
+    // each draw relabelled so that a seed drawn twice counts as two blocks.
+    let mut seeds: Vec<u64> = jobs.iter().map(|j| j.seed).collect();
+    seeds.sort_unstable();
+    seeds.dedup();
+    let m = seeds.len();
+    let mut rng = SplitMix64::new(rng_seed ^ 0x5c4a_effe);
+    let mut draws = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let sample: Vec<JobScores> = (0..m)
+            .flat_map(|d| {
+                let seed = seeds[rng.below(m as u64) as usize];
+                jobs.iter()
+                    .filter(move |j| j.seed == seed)
+                    .map(move |j| JobScores {
+                        seed: d as u64,
+                        ..j.clone()
+                    })
+            })
+            .collect();
+        if let Some(x) = predictor(&sample).and_then(|f| threshold(&f)) {
+            draws.push(x);
+        }
+    }
+    let widen = if m > 1 {
+        stats::t975(m - 1) / stats::Z975
+    } else {
+        1.0
+    };
+    let (predicted_x0_low, predicted_x0_high) = match (
+        predicted_x0,
+        stats::quantile(&draws, 0.025),
+        stats::quantile(&draws, 0.975),
+    ) {
+        (Some(x), Some(a), Some(b)) => (
+            Some(x - widen * (x - a).max(0.0)),
+            Some(x + widen * (b - x).max(0.0)),
+        ),
+        _ => (None, None),
+    };
+
+    let verdict = if jumping.is_some() {
+        Attribution::Genuine
+    } else {
+        // The two thresholds agree when their intervals overlap.
+        let agree = predicted_x0_low
+            .zip(predicted_x0_high)
+            .zip(exact.x0_ci_low.zip(exact.x0_ci_high))
+            .is_some_and(|((a, b), (c, d))| a <= d && c <= b);
+        if agree {
+            Attribution::MetricInduced
+        } else {
+            Attribution::Unresolved
+        }
+    };
+    Some(SchaefferReport {
+        verdict,
+        positions: l,
+        token_p_smooth_min: p_min,
+        jumping_position: jumping,
+        predicted_x0,
+        predicted_x0_low,
+        predicted_x0_high,
+        max_gap: max_product_gap(jobs),
+        predicted_curve,
+    })
+}
+
+/// Max over sizes of |mean exact match - mean product of per-position accuracies|.
+fn max_product_gap(jobs: &[JobScores]) -> Option<f64> {
+    let mut scales: Vec<f64> = jobs.iter().map(|j| j.scale).collect();
+    scales.sort_by(f64::total_cmp);
+    scales.dedup();
+    scales
+        .iter()
+        .map(|&s| {
+            let at: Vec<_> = jobs.iter().filter(|j| j.scale == s).collect();
+            let n = at.len() as f64;
+            let em = at.iter().map(|j| j.exact_match).sum::<f64>() / n;
+            let pred = at
+                .iter()
+                .map(|j| j.positions.iter().product::<f64>())
+                .sum::<f64>()
+                / n;
+            (em - pred).abs()
+        })
+        .reduce(f64::max)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emergence::{Criteria, analyze_threshold, classify};
+    use crate::emergence::analyze_threshold;
 
     #[test]
     fn expected_exact_match_is_p_to_the_l() {
@@ -98,59 +265,110 @@ mod tests {
         assert_eq!(expected_exact_match(1.0, 20.0), 1.0);
     }
 
-    #[test]
-    fn smooth_token_accuracy_gives_sharp_exact_match() {
-        // Token accuracy rises linearly in log10 N from 0.5 (1e3) to 0.99 (1e6), then stays at 0.99;
-        // a 20-token answer turns that into a jump between 1e5 and 1e6.
-        let xs: Vec<f64> = (0..9).map(|i| 3.0 + 0.5 * i as f64).collect();
-        let p: Vec<f64> = xs
-            .iter()
-            .map(|x| (0.5 + 0.49 * (x - 3.0) / 3.0).min(0.99))
-            .collect();
-        let len = 20.0;
-        let em: Vec<f64> = p.iter().map(|&p| expected_exact_match(p, len)).collect();
-        let c = Criteria::default();
-        let (v_em, v_p) = (classify(&xs, &em, &c), classify(&xs, &p, &c));
-        assert_eq!(v_em, Verdict::Emergent);
-        assert_eq!(v_p, Verdict::Smooth);
-        let fit = crate::emergence::fit_logistic(&xs, &em).unwrap();
-        assert!(fit.width_decades < 0.5, "width {}", fit.width_decades);
-        assert!(mirage_flag(&v_em, &[v_p]));
-        assert!(max_exact_match_gap(&em, &p, len).unwrap() < 1e-12);
-        // With a shorter answer (L = 2) exact match stays smooth too: no mirage.
-        let em2: Vec<f64> = p.iter().map(|&p| expected_exact_match(p, 2.0)).collect();
-        assert_eq!(classify(&xs, &em2, &c), Verdict::Smooth);
+    const N_VAL: u64 = 2000;
 
-        // Through the report: seeds at each scale, same verdicts.
-        let pts = |ys: &[f64]| -> Vec<(f64, f64, u64)> {
-            xs.iter()
-                .zip(ys)
-                .map(|(x, y)| (10f64.powf(*x), *y, 0))
-                .collect()
-        };
-        let r = mirage_report(
-            &analyze_threshold(&pts(&em), &c, 0, 0),
-            &analyze_threshold(&pts(&p), &c, 0, 0),
-            None,
-            None,
-            None,
-        );
-        assert!(r.mirage);
-        assert!(
-            r.exact_x0.unwrap() > 5.0 && r.exact_x0.unwrap() < 6.0,
-            "x0 = {:?}",
-            r.exact_x0
-        );
+    /// 9 sizes (log10 3..7), 3 seeds, `l` positions each with accuracy `p(x)` plus seed and
+    /// binomial noise; exact match is the product of the positions' accuracies (independent
+    /// tokens) plus binomial noise.
+    fn jobs(l: usize, p: impl Fn(f64) -> f64, rng_seed: u64) -> Vec<JobScores> {
+        let mut rng = SplitMix64::new(rng_seed);
+        let mut out = Vec::new();
+        for i in 0..9 {
+            let x = 3.0 + 0.5 * i as f64;
+            for seed in 0..3 {
+                let noisy = |v: f64, rng: &mut SplitMix64| {
+                    let sd = (v * (1.0 - v) / N_VAL as f64).sqrt();
+                    (v + sd * stats::normal(rng)).clamp(0.0, 1.0)
+                };
+                let positions: Vec<f64> = (0..l)
+                    .map(|_| {
+                        let v = (p(x) + 0.003 * stats::normal(&mut rng)).clamp(0.0, 1.0);
+                        noisy(v, &mut rng)
+                    })
+                    .collect();
+                let em = noisy(positions.iter().product(), &mut rng);
+                out.push(JobScores {
+                    scale: 10f64.powf(x),
+                    seed,
+                    exact_match: em,
+                    positions,
+                });
+            }
+        }
+        out
+    }
+
+    fn run(jobs: &[JobScores]) -> (ThresholdReport, Option<SchaefferReport>) {
+        let c = Criteria::default();
+        let em: Vec<_> = jobs
+            .iter()
+            .map(|j| (j.scale, j.exact_match, j.seed))
+            .collect();
+        let exact = analyze_threshold(&em, &c, Some(N_VAL), 400, 7);
+        let s = schaeffer_test(jobs, &exact, &c, Some(N_VAL), 199, 11);
+        (exact, s)
     }
 
     #[test]
-    fn flag_needs_sharp_exact_and_no_sharp_smooth_metric() {
-        use Verdict::*;
-        assert!(!mirage_flag(&Smooth, &[Smooth]));
-        assert!(!mirage_flag(&Emergent, &[Smooth, Emergent]));
-        assert!(!mirage_flag(&Emergent, &[]));
-        assert!(mirage_flag(&Emergent, &[Smooth, Flat]));
-        assert_eq!(max_exact_match_gap(&[0.5, 0.2], &[0.5], 1.0), None);
-        assert!((max_exact_match_gap(&[0.5, 0.2], &[0.5, 0.5], 2.0).unwrap() - 0.25).abs() < 1e-12);
+    fn smooth_tokens_to_the_power_l_are_metric_induced() {
+        // Per-token accuracy: a logistic 1.2 decades wide (smooth by the criterion) from 0.5 to
+        // 1; over a 20-token answer its product jumps within about 0.8 decades.
+        let k = 81f64.ln() / 1.2;
+        let p = |x: f64| 0.5 + 0.5 / (1.0 + (-k * (x - 4.5)).exp());
+        let jobs = jobs(20, p, 1);
+        let (exact, s) = run(&jobs);
+        assert!(
+            matches!(exact.verdict, Verdict::Emergent | Verdict::Unresolved),
+            "{exact:?}"
+        );
+        assert!(exact.width_decades.unwrap() < 1.0);
+        let s = s.expect("a jump to explain");
+        assert_eq!(s.verdict, Attribution::MetricInduced, "{s:?} {exact:?}");
+        assert_eq!((s.positions, s.jumping_position), (20, None));
+        assert!(s.max_gap.unwrap() < 0.05, "{s:?}");
+        let (x, obs) = (s.predicted_x0.unwrap(), exact.x0.unwrap());
+        assert!((x - obs).abs() < 0.15, "predicted {x}, observed {obs}");
+    }
+
+    #[test]
+    fn jumping_tokens_are_genuine() {
+        // Per-token accuracy itself jumps (0.3 decades wide) from 0.4 to 0.99 at 10^5.2.
+        let k = 81f64.ln() / 0.3;
+        let p = |x: f64| 0.4 + 0.59 / (1.0 + (-k * (x - 5.2)).exp());
+        let jobs = jobs(4, p, 2);
+        let (exact, s) = run(&jobs);
+        let s = s.expect("a jump to explain");
+        assert_eq!(s.verdict, Attribution::Genuine, "{s:?} {exact:?}");
+        assert_eq!(s.jumping_position, Some(0));
+        assert!(s.token_p_smooth_min.unwrap() < 0.05 / 4.0);
+    }
+
+    #[test]
+    fn no_jump_no_test_and_missing_positions() {
+        // Exact match that rises slowly (p^1 with a wide p) has nothing to explain.
+        let p = |x: f64| 0.1 + 0.05 * x;
+        let (_, s) = run(&jobs(1, p, 3));
+        assert!(s.is_none());
+        let mut js = jobs(4, |x| 0.4 + 0.59 / (1.0 + (-20.0 * (x - 5.2)).exp()), 4);
+        js[0].positions.pop();
+        assert!(run(&js).1.is_none());
+    }
+
+    #[test]
+    fn dependent_positions_are_not_explained_by_the_product() {
+        // Smooth per-token accuracy, but positions fail together (exact match = p, not p^L):
+        // the product predicts a threshold far above the observed one.
+        let k = 81f64.ln() / 1.2;
+        let p = |x: f64| 0.5 + 0.5 / (1.0 + (-k * (x - 4.5)).exp());
+        let mut js = jobs(20, p, 5);
+        // Exact match jumps as a sharp logistic at 10^4.2, well below p^20's threshold.
+        for j in &mut js {
+            let x = j.scale.log10();
+            j.exact_match = 0.9 / (1.0 + (-20.0 * (x - 4.2)).exp());
+        }
+        let (exact, s) = run(&js);
+        let s = s.expect("a jump to explain");
+        assert_eq!(s.verdict, Attribution::Unresolved, "{s:?} {exact:?}");
+        assert!(s.max_gap.unwrap() > 0.3);
     }
 }

@@ -1,5 +1,5 @@
-//! Small numeric helpers shared by the other modules: means, quantiles, BIC. (The bootstrap's
-//! reproducible RNG is the tasks' SplitMix64.)
+//! Small numeric helpers shared by the other modules: means, quantiles, BIC, t quantiles, normal
+//! draws. (The bootstrap's reproducible RNG is the tasks' SplitMix64.)
 
 /// Arithmetic mean; `None` for an empty slice.
 pub fn mean(xs: &[f64]) -> Option<f64> {
@@ -58,6 +58,32 @@ pub fn r_squared(rss: f64, tss: f64) -> f64 {
     }
 }
 
+/// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom (table for df <= 30,
+/// the normal quantile beyond, where the two differ by under 4%). `df = 0` gives infinity.
+pub fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        1..=30 => T[df - 1],
+        _ => Z975,
+    }
+}
+
+/// The standard normal's 97.5% quantile.
+pub const Z975: f64 = 1.959964;
+
+/// A standard normal draw (Box-Muller; one of the pair is discarded for simplicity).
+pub fn normal(rng: &mut elab_tasks::SplitMix64) -> f64 {
+    // 1 - u is in (0, 1], so the logarithm is finite.
+    let u = 1.0 - rng.next_f64();
+    let v = rng.next_f64();
+    (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +101,19 @@ mod tests {
         assert!(bic(1.0, 10.0, 10, 2) < bic(2.0, 10.0, 10, 2));
         assert!(bic(0.0, 10.0, 10, 2).is_finite());
         assert_eq!(distinct_count(&[1.0, 2.0, 1.0, 3.0]), 3);
+    }
+
+    #[test]
+    fn t_quantiles_and_normal_draws() {
+        assert_eq!(t975(4), 2.776);
+        assert!(t975(0).is_infinite() && t975(100) == Z975);
+        let mut rng = elab_tasks::SplitMix64::new(3);
+        let xs: Vec<f64> = (0..20000).map(|_| normal(&mut rng)).collect();
+        let m = mean(&xs).unwrap();
+        let var = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / xs.len() as f64;
+        assert!(
+            m.abs() < 0.03 && (var - 1.0).abs() < 0.04,
+            "mean {m}, var {var}"
+        );
     }
 }

@@ -9,6 +9,7 @@ use elab_analysis::Verdict;
 
 use crate::load::{Group, SweepData};
 use crate::plots::Figure;
+use crate::tables::GrokRow;
 use crate::thresholds::ThresholdRow;
 
 pub fn escape(s: &str) -> String {
@@ -36,7 +37,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1700px;col
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 th{background:#f0f0f0}td.l,th.l{text-align:left}\
-tr.emergent td{background:#fff1e6}\
+tr.emergent td{background:#fff1e6}tr.unresolved td{background:#eef3ff}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto;border:1px solid #eee}\
 figcaption{font-size:0.9em;color:#555}";
 
@@ -46,6 +47,7 @@ pub fn report_html(
     status_counts: &BTreeMap<String, usize>,
     groups: &[Group<'_>],
     rows: &[ThresholdRow],
+    grok: &[GrokRow],
     figures: &[Figure],
     files: &[&str],
 ) -> String {
@@ -84,6 +86,7 @@ pub fn report_html(
     h.push_str("</ul>\n");
 
     thresholds_table(&mut h, groups, rows);
+    grokking_table(&mut h, groups, grok);
 
     h.push_str("<h2>Figures</h2>\n");
     for fig in figures {
@@ -103,39 +106,76 @@ pub fn report_html(
     h
 }
 
+/// Validation 0.99 rows of grokking.csv: the time to generalize, over seeds.
+fn grokking_table(h: &mut String, groups: &[Group<'_>], grok: &[GrokRow]) {
+    h.push_str(
+        "<h2>Time to generalize</h2>\n<p>Validation exact match reaching 0.99 for good, per group and size, over \
+         seeds: Kaplan-Meier median step with its 95% interval (runs that have not crossed are censored at \
+         their last eval, not dropped), and the share crossed by the budget. All levels and splits in \
+         grokking.csv.</p>\n<table><tr><th class=\"l\">group</th><th class=\"l\">size</th><th>runs</th>\
+         <th>crossed</th><th>share by budget</th><th>median step [95% CI]</th><th>budget</th></tr>\n",
+    );
+    for r in grok
+        .iter()
+        .filter(|r| r.split == "val" && r.level == "0.99")
+    {
+        let k = &r.km;
+        let show = |v: Option<u64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            h,
+            "<tr><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{:.2}</td><td>{} [{}, {}]</td><td>{}</td></tr>",
+            escape(&groups[r.group].label),
+            escape(&r.size),
+            k.n,
+            k.events,
+            k.fraction_by_budget,
+            show(k.median),
+            show(k.median_low),
+            show(k.median_high),
+            k.budget,
+        );
+    }
+    h.push_str("</table>\n");
+}
+
 fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow]) {
     h.push_str(
-        "<h2>Thresholds</h2>\n<p>Final validation score of each done job vs scale; seeds averaged per scale; logistic vs \
-         line in log10(scale). Threshold = 10^x0 with its 95% seed-bootstrap interval. \
-         Mirage: sharp under exact match only (Schaeffer et al. 2023). Full columns in thresholds.csv.</p>\n",
+        "<h2>Thresholds</h2>\n<p>Final validation score of each done job vs scale. A free logistic in log10(scale) \
+         is tested against the smooth null (every logistic at least one decade wide) with a seed-block bootstrap: \
+         emergent needs p &lt; 0.05, a rise narrower than a decade and the rise located inside the ladder; \
+         unresolved means the rise falls between two sizes or at the ladder's edge (the note says what to add). \
+         Threshold = 10^x0 with its 95% interval (the gap between sizes when unresolved there); stability = share of \
+         bootstrap resamples with the same verdict. Method and calibration: docs/analysis.md. \
+         Schaeffer (exact match rows that jump): metric-induced if the product of smooth per-position accuracies \
+         predicts the observed threshold, genuine if a position's accuracy jumps too (Schaeffer et al. 2023). \
+         Full columns in thresholds.csv.</p>\n",
     );
     h.push_str(
         "<table><tr><th class=\"l\">group</th><th class=\"l\">score</th><th class=\"l\">scale</th><th class=\"l\">verdict</th>\
          <th>jobs</th><th>sizes</th><th>min seeds</th><th>threshold</th><th>x0 [95% CI]</th><th>width (decades)</th>\
-         <th>ΔBIC</th><th>breakthroughness</th><th class=\"l\">mirage</th></tr>\n",
+         <th>p smooth</th><th>stability</th><th>breakthroughness</th><th class=\"l\">Schaeffer</th><th class=\"l\">note</th></tr>\n",
     );
     for r in rows {
         let t = &r.report;
-        let class = if t.verdict == Verdict::Emergent {
-            " class=\"emergent\""
-        } else {
-            ""
+        let class = match t.verdict {
+            Verdict::Emergent => " class=\"emergent\"",
+            Verdict::Unresolved => " class=\"unresolved\"",
+            _ => "",
         };
         let ci = match (t.x0_ci_low, t.x0_ci_high) {
             (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
             _ => String::new(),
         };
-        let mirage = match (r.mirage, r.mirage_max_gap) {
-            (Some(flag), gap) => format!(
+        let schaeffer = r.schaeffer.as_ref().map_or_else(String::new, |s| {
+            format!(
                 "{}{}",
-                if flag { "yes" } else { "no" },
-                fmt_opt(gap, |g| format!(" (gap {g:.3})"))
-            ),
-            (None, _) => String::new(),
-        };
+                s.verdict,
+                fmt_opt(s.predicted_x0, |x| format!(" (p^L predicts x0 {x:.2})"))
+            )
+        });
         let _ = writeln!(
             h,
-            "<tr{class}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td></tr>",
+            "<tr{class}><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"l\">{}</td><td class=\"l\">{}</td></tr>",
             escape(&groups[r.group].label),
             escape(r.score.label()),
             r.scale.name(),
@@ -147,9 +187,11 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
             fmt_opt(t.x0, |v| format!("{v:.2}")),
             ci,
             fmt_opt(t.width_decades, |v| format!("{v:.2}")),
-            fmt_opt(t.delta_bic, |v| format!("{v:.1}")),
+            fmt_opt(t.p_smooth, |v| format!("{v:.3}")),
+            fmt_opt(t.stability, |v| format!("{v:.2}")),
             fmt_opt(t.breakthroughness, |v| format!("{v:.1}")),
-            mirage,
+            schaeffer,
+            escape(t.note.as_deref().unwrap_or("")),
         );
     }
     h.push_str("</table>\n");

@@ -1,4 +1,5 @@
-//! Export of a sweep's records: tidy CSV (`runs.csv`, `curves.csv`, `thresholds.csv`, with
+//! Export of a sweep's records: tidy CSV (`runs.csv`, `curves.csv`, `thresholds.csv`,
+//! `grokking.csv`, with
 //! `SCHEMA.md` describing every column), figures (`plots/*.svg` and `*.png`) and a
 //! self-contained `report.html`.
 //!
@@ -52,9 +53,12 @@ pub struct ExportSummary {
     pub runs_rows: usize,
     pub curve_rows: usize,
     pub threshold_rows: usize,
+    pub grokking_rows: usize,
     pub figures: usize,
     /// One line per emergent (group, score, scale).
     pub emergent: Vec<String>,
+    /// One line per unresolved (group, score, scale), with what to add.
+    pub unresolved: Vec<String>,
     /// Orphaned jobs left out because their spec no longer parses, with the reason.
     pub skipped: Vec<String>,
 }
@@ -84,6 +88,7 @@ impl fmt::Display for ExportSummary {
                 self.groups,
                 self.emergent.len()
             )?;
+            writeln!(f, "  grokking.csv    {} rows", self.grokking_rows)?;
         }
         if self.figures > 0 {
             writeln!(f, "  plots/          {} figures (SVG + PNG)", self.figures)?;
@@ -91,6 +96,9 @@ impl fmt::Display for ExportSummary {
         writeln!(f, "  report.html")?;
         for line in &self.emergent {
             writeln!(f, "  emergent: {line}")?;
+        }
+        for line in &self.unresolved {
+            writeln!(f, "  unresolved: {line}")?;
         }
         for line in &self.skipped {
             writeln!(f, "  skipped orphan {line}")?;
@@ -153,12 +161,17 @@ fn write_all(
     staging: &Staging,
     outputs: Outputs,
 ) -> anyhow::Result<ExportSummary> {
-    let groups = load::groups(data);
+    // Groups over model scale first (figures and grokking summaries are theirs), then groups
+    // over each swept numeric axis (data thresholds), which add rows to thresholds.csv only.
+    let mut groups = load::groups(data);
+    let n_scale_groups = groups.len();
+    groups.extend(load::axis_groups(data, n_scale_groups));
     let rows = thresholds::threshold_rows(&groups);
+    let grok = tables::grokking_rows(&groups[..n_scale_groups]);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
         jobs: data.jobs.len(),
-        groups: groups.len(),
+        groups: n_scale_groups,
         skipped: data.skipped.clone(),
         ..Default::default()
     };
@@ -183,6 +196,19 @@ fn write_all(
         ));
     }
 
+    for r in rows
+        .iter()
+        .filter(|r| r.report.verdict == Verdict::Unresolved)
+    {
+        summary.unresolved.push(format!(
+            "{} {} vs {}: {}",
+            groups[r.group].label,
+            r.score.label(),
+            r.scale.name(),
+            r.report.note.as_deref().unwrap_or("")
+        ));
+    }
+
     let mut data_files: Vec<&str> = Vec::new();
     if outputs.csv {
         let (bytes, n) = tables::runs_csv(data)?;
@@ -194,19 +220,28 @@ fn write_all(
         let (bytes, n) = tables::thresholds_csv(data, &groups, &rows)?;
         staging.write("thresholds.csv", &bytes, &mut summary.files)?;
         summary.threshold_rows = n;
+        let (bytes, n) = tables::grokking_csv(data, &groups, &grok)?;
+        staging.write("grokking.csv", &bytes, &mut summary.files)?;
+        summary.grokking_rows = n;
         staging.write(
             "SCHEMA.md",
             schema::markdown().as_bytes(),
             &mut summary.files,
         )?;
-        data_files = vec!["runs.csv", "curves.csv", "thresholds.csv", "SCHEMA.md"];
+        data_files = vec![
+            "runs.csv",
+            "curves.csv",
+            "thresholds.csv",
+            "grokking.csv",
+            "SCHEMA.md",
+        ];
     }
 
     let mut figures = Vec::new();
     if outputs.plots {
         let plots_dir = staging.dir.join("plots");
         fs::create_dir_all(&plots_dir)?;
-        figures = plots::figures(&groups, &rows, &plots_dir)?;
+        figures = plots::figures(&groups[..n_scale_groups], &rows, &plots_dir)?;
         for fig in &figures {
             let png = format!("plots/{}.png", fig.stem);
             staging.adopt(&png, &mut summary.files)?;
@@ -220,7 +255,15 @@ fn write_all(
     }
 
     let by_status = summary.by_status.clone();
-    let page = html::report_html(data, &by_status, &groups, &rows, &figures, &data_files);
+    let page = html::report_html(
+        data,
+        &by_status,
+        &groups,
+        &rows,
+        &grok,
+        &figures,
+        &data_files,
+    );
     // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;
     Ok(summary)

@@ -178,6 +178,9 @@ pub struct Group<'a> {
     pub task: String,
     pub axes: BTreeMap<String, toml::Value>,
     pub jobs: Vec<&'a JobRecord>,
+    /// The swept numeric axis the group is compared over (a data threshold: train size,
+    /// train fraction, steps, ...); `None` for comparison over model scale.
+    pub over: Option<String>,
 }
 
 /// Planned jobs grouped for comparison over scale, in order of first appearance. Orphans are
@@ -201,7 +204,68 @@ pub fn groups(data: &SweepData) -> Vec<Group<'_>> {
                     task,
                     axes,
                     jobs: vec![job],
+                    over: None,
                 });
+            }
+        }
+    }
+    groups
+}
+
+/// A swept value as a number, if it is one.
+pub fn numeric(v: &toml::Value) -> Option<f64> {
+    v.as_float().or_else(|| v.as_integer().map(|i| i as f64))
+}
+
+/// For every swept axis other than seed and model shape whose values are numbers (at least
+/// two distinct): planned jobs grouped for comparison over that axis, sharing the task, the
+/// size and every other swept value. Slugs continue the numbering after `first_index` groups.
+pub fn axis_groups(data: &SweepData, first_index: usize) -> Vec<Group<'_>> {
+    let planned: Vec<&JobRecord> = data
+        .jobs
+        .iter()
+        .filter(|j| j.state != JobState::Orphaned)
+        .collect();
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for key in data.group_axis_keys() {
+        let values: Option<Vec<f64>> = planned
+            .iter()
+            .map(|j| j.axes.get(&key).and_then(numeric))
+            .collect();
+        let Some(mut values) = values else { continue };
+        values.sort_by(f64::total_cmp);
+        values.dedup();
+        if values.len() < 2 {
+            continue;
+        }
+        for job in &planned {
+            let task = job.spec.task.label();
+            let mut axes = job.group_axes();
+            axes.remove(&key);
+            let found = groups.iter_mut().find(|g| {
+                g.over.as_deref() == Some(&key)
+                    && g.task == task
+                    && g.axes == axes
+                    && g.jobs[0].size == job.size
+            });
+            match found {
+                Some(g) => g.jobs.push(job),
+                None => {
+                    let mut label = format!("{task} size={}", job.size);
+                    for (k, v) in &axes {
+                        label.push_str(&format!(" {k}={}", value_text(v)));
+                    }
+                    label.push_str(&format!(" over {key}"));
+                    let n = first_index + groups.len() + 1;
+                    groups.push(Group {
+                        slug: format!("g{n:02}_{}", slugify(&label)),
+                        label,
+                        task,
+                        axes,
+                        jobs: vec![job],
+                        over: Some(key.clone()),
+                    });
+                }
             }
         }
     }

@@ -2,7 +2,9 @@
 //! and for inlining into the HTML) and PNG (written by plotters' bitmap encoder).
 //!
 //! * scale view (the mirage view): final validation score vs params_total, one panel per
-//!   metric, seeds as points, the mean per size as a line, the threshold where emergent;
+//!   metric, seeds as points, the mean per size as a line, the threshold where emergent (its
+//!   interval where unresolved), and on the exact-match panel the exact match predicted from
+//!   smooth per-position accuracies (Schaeffer's test);
 //! * grokking curves: train and validation exact match / token accuracy vs step, one line per job;
 //! * emergence map: size x eval step, colour = validation exact match averaged over seeds.
 
@@ -196,7 +198,7 @@ impl Plot for ScalePlot<'_> {
             .iter()
             .zip(SCALE_PANELS)
         {
-            let pts: Vec<(f64, f64, u64)> = points(self.group, score, Scale::Params)
+            let pts: Vec<(f64, f64, u64)> = points(self.group, score, &Scale::Params)
                 .into_iter()
                 .filter(|p| p.1.is_finite())
                 .collect();
@@ -236,8 +238,11 @@ impl Plot for ScalePlot<'_> {
                 .x_label_formatter(&sci)
                 .label_style((FAMILY, 12))
                 .draw()?;
-            // The threshold and its bootstrap interval, drawn first so the data stays on top.
-            if let Some(r) = report.filter(|r| r.verdict == Verdict::Emergent) {
+            // The threshold and its interval, drawn first so the data stays on top (for an
+            // unresolved verdict, the interval is where to add sizes).
+            if let Some(r) =
+                report.filter(|r| matches!(r.verdict, Verdict::Emergent | Verdict::Unresolved))
+            {
                 if let (Some(lo), Some(hi)) = (r.x0_ci_low, r.x0_ci_high) {
                     let (lo, hi) = (
                         10f64.powf(lo).clamp(xlo, xhi),
@@ -267,6 +272,25 @@ impl Plot for ScalePlot<'_> {
                 )?
                 .label("seeds")
                 .legend(|(x, y)| Circle::new((x + 9, y), 4, BLUE.mix(0.5).filled()));
+            // Schaeffer's prediction: exact match as the product of smooth per-position fits.
+            let predicted = self
+                .rows
+                .iter()
+                .find(|r| r.score == score)
+                .and_then(|r| r.schaeffer.as_ref());
+            if let Some(s) = predicted {
+                let curve = s
+                    .predicted_curve
+                    .iter()
+                    .map(|&(x, y)| (10f64.powf(x), y.clamp(ylo, yhi)));
+                let green = RGBColor(0, 140, 60);
+                chart
+                    .draw_series(LineSeries::new(curve, green.stroke_width(2)))?
+                    .label(format!("p^L of smooth per-token fits ({})", s.verdict))
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 18, y)], green.stroke_width(2))
+                    });
+            }
             let means: Vec<(f64, f64)> = mean_by_scale(&pts)
                 .into_iter()
                 .map(|m| (m.0, m.1))

@@ -89,6 +89,20 @@ pub const PROGRESS_MEASURES: [(&str, &str, &str); 6] = [
     ),
 ];
 
+/// Per answer position, for Schaeffer's test (both splits; in curves.csv only).
+pub const POSITION_METRICS: [(&str, &str, &str); 2] = [
+    (
+        "token_accuracy.pos<i>",
+        "fraction",
+        "fraction of examples whose teacher-forced argmax at answer position i (0 = first) is right; exact match is the share right at every position",
+    ),
+    (
+        "token_logprob.pos<i>",
+        "nats",
+        "mean log-probability of the target token at answer position i",
+    ),
+];
+
 /// Placeholder for the per-axis columns, as documented.
 pub const AXIS_PATTERN: &str = "axis_<key>";
 
@@ -197,17 +211,66 @@ pub fn runs_columns(axis_keys: Option<&[String]>) -> Vec<Column> {
             });
         }
     }
+    c.extend([]);
+    for (name, split, level) in [
+        ("train99", "train", "0.99"),
+        ("val99", "val", "0.99"),
+        ("train95", "train", "0.95"),
+        ("val95", "val", "0.95"),
+    ] {
+        c.push(Column {
+            name: format!("t_{name}_after"),
+            unit: "steps",
+            meaning: format!(
+                "the eval step before t_{name}: the crossing lies in (t_{name}_after, t_{name}]"
+            ),
+        });
+        c.push(Column {
+            name: format!("t_{name}"),
+            unit: "steps",
+            meaning: format!("first eval step from which {split} exact_match stays >= {level} at every later eval; empty if never (censored)"),
+        });
+        c.push(Column {
+            name: format!("t_{name}_censored_at"),
+            unit: "steps",
+            meaning: format!("when {split} exact_match never reached {level} for good: the last eval step (the run is censored there, not failed); empty if crossed"),
+        });
+    }
     c.extend([
-        col("t_train99_after", "steps", "train exact_match first reached 0.99 in (t_train99_after, t_train99]: the previous eval step"),
-        col("t_train99", "steps", "first eval step with train exact_match >= 0.99; empty if never (censored at last_step)"),
-        col("t_val99_after", "steps", "previous eval step before t_val99"),
-        col("t_val99", "steps", "first eval step with val exact_match >= 0.99; empty if never (censored at last_step)"),
         col("grok_delay", "steps", "t_val99 - t_train99; empty if either is censored"),
         col("grok_ratio", "ratio", "t_val99 / t_train99; empty if either is censored or t_train99 = 0"),
         col("wall_seconds", "s", "wall-clock training time summed over attempts (from summary.json; empty until the run ends)"),
         col("backend", "", "burn backend that trained the run (from summary.json)"),
         col("device", "", "device that trained the run (from summary.json)"),
         col("resumes", "", "times the run was resumed from a checkpoint (from summary.json)"),
+    ]);
+    c
+}
+
+/// `grokking.csv`: one row per (group, size, split, level). `group_axis_keys` as in
+/// [`thresholds_columns`].
+pub fn grokking_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
+    let mut c = vec![
+        col("group", "", "comparison group (as in thresholds.csv)"),
+        col("task", "", "task label"),
+    ];
+    c.extend(axis_columns(
+        group_axis_keys,
+        "one column per swept axis other than seed and model shape",
+        "value shared by the group of the swept axis",
+    ));
+    c.extend([
+        col("size", "", "size name"),
+        col("params_total", "parameters", "every trainable parameter"),
+        col("split", "", "train or val: whose exact_match crosses"),
+        col("level", "fraction", "0.99 or 0.95"),
+        col("n_runs", "jobs", "the group's jobs of this size with records (seeds), every state: unfinished and diverged runs are censored at their last eval"),
+        col("n_crossed", "jobs", "runs that crossed the level for good (see t_val99 in runs.csv)"),
+        col("budget", "steps", "largest last eval step among the runs"),
+        col("fraction_crossed", "fraction", "Kaplan-Meier share of runs crossed by the budget (equals n_crossed / n_runs when no run stopped early)"),
+        col("km_median", "steps", "Kaplan-Meier median time to cross: first crossing step where the share not yet crossed falls to 0.5; empty when fewer than half are known to have crossed (not the mean of the crossed runs, which drops censored ones)"),
+        col("km_median_low", "steps", "95% interval of the median, low end (Brookmeyer-Crowley with Greenwood's variance)"),
+        col("km_median_high", "steps", "high end; empty when the data do not bound the median within the budget"),
     ]);
     c
 }
@@ -230,7 +293,7 @@ pub fn curves_columns() -> Vec<Column> {
         col(
             "metric",
             "",
-            "metric name: loss, answer_logprob, token_accuracy, exact_match, edit_distance, brier, or any other recorded",
+            "metric name: loss, answer_logprob, token_accuracy, exact_match, edit_distance, brier, token_accuracy.pos<i>, token_logprob.pos<i>, or any other recorded",
         ),
         col(
             "value",
@@ -275,26 +338,38 @@ pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     c.extend([
         col("metric", "", "source metric (validation split, last evaluation of each done job)"),
         col("score", "", "the score fitted, bigger is better: exact_match, token_accuracy, answer_logprob, 1 - edit_distance/answer_len, -brier"),
-        col("scale", "", "x axis: params (params_total) or flops (train_flops)"),
+        col("scale", "", "x axis: params (params_total), params_non_embedding, flops (train_flops; with equal steps and batch for every run, nearly a relabelling of parameters), or the dotted key of a swept numeric axis (e.g. task.train_size) for a group compared over it"),
         col("n_jobs", "jobs", "done jobs in the group (other states are left out: their training is incomplete)"),
-        col("verdict", "", "emergent, smooth, flat, or not enough sizes (elab-analysis criteria)"),
+        col("verdict", "", "emergent, smooth, flat, unresolved, or not enough sizes (fewer than 5); see docs/analysis.md"),
         col("n_sizes", "", "distinct scales"),
         col("min_seeds", "", "fewest seeds at any scale"),
+        col("n_seeds", "", "distinct seeds: the blocks the bootstrap resamples (one seed's scores at every scale)"),
         col("score_range", "score units", "max - min of the per-scale mean scores"),
-        col("x0", "log10(scale)", "logistic midpoint"),
+        col("x0", "log10(scale)", "midpoint of the free logistic (fitted to per-scale means weighted by seeds / variance)"),
         col("threshold", "scale units", "10^x0: parameters or FLOPs"),
-        col("width_decades", "decades", "10%-90% width of the logistic, ln(81)/k"),
+        col("width_decades", "decades", "10%-90% width of the free logistic, ln(81)/k"),
         col("y0", "score units", "logistic lower asymptote"),
         col("y1", "score units", "logistic upper asymptote"),
-        col("r2_logistic", "", "R^2 of the logistic fit to the per-scale means"),
-        col("r2_line", "", "R^2 of a straight line in log10(scale)"),
-        col("delta_bic", "", "BIC(line) - BIC(logistic); positive favours the logistic"),
+        col("r2_logistic", "", "weighted R^2 of the free logistic"),
+        col("r2_line", "", "R^2 of a straight line in log10(scale) through the per-scale means"),
+        col("delta_bic", "", "BIC(line) - BIC(logistic) on the per-scale means; descriptive only (the verdict uses p_smooth)"),
         col("breakthroughness", "", "BIG-bench emergence score of the per-scale means"),
-        col("x0_ci_low", "log10(scale)", "2.5th percentile of x0 over 1000 seed bootstraps (rng seed 0); empty with one seed per scale"),
-        col("x0_ci_high", "log10(scale)", "97.5th percentile of bootstrapped x0"),
+        col("p_smooth", "", "p-value of the smooth null (every logistic at least 1 decade wide, asymptotes in the score's range) against the free logistic, from 1000 seed-block bootstrap draws (rng seed 0); emergent needs p_smooth < 0.05"),
+        col("stability", "fraction", "share of 1000 seed-block resamples of the data whose verdict equals this one"),
+        col("x0_ci_low", "log10(scale)", "threshold interval, low end: 2.5th percentile of bootstrapped x0, widened by t_{seeds-1}/z; when the verdict is unresolved between two scales, the lower of them"),
+        col("x0_ci_high", "log10(scale)", "threshold interval, high end (the upper bracketing scale when unresolved between two)"),
+        col("note", "", "unresolved only: where the rise is (between two scales, or at the ladder's edge) and which sizes to add"),
         col("answer_len", "tokens", "answer tokens per example (L)"),
-        col("mirage", "bool", "exact_match rows only: sharp (emergent) under exact match while token_accuracy, answer_logprob and the edit score are not (Schaeffer et al. 2023)"),
-        col("mirage_max_gap", "fraction", "exact_match rows only: max over scales of |mean exact_match - mean token_accuracy^L|; small means p^L explains exact match"),
+        col("schaeffer", "", "exact_match rows whose exact match jumps (emergent, or unresolved with p_smooth < 0.05), with per-position accuracies recorded: metric-induced (every position's accuracy is smooth and the product of their smooth fits puts the threshold where exact match has it), genuine (some position's accuracy jumps too), or unresolved (smooth positions whose product misses the observed threshold); Schaeffer et al. 2023, see docs/analysis.md"),
+        col("schaeffer_predicted_x0", "log10(scale)", "threshold of the predicted exact match (product over answer positions of each position's smooth fit), measured as x0 is"),
+        col("schaeffer_predicted_x0_low", "log10(scale)", "its seed-block bootstrap interval, low end (widened by t_{seeds-1}/z)"),
+        col("schaeffer_predicted_x0_high", "log10(scale)", "its interval, high end"),
+        col("schaeffer_token_p_min", "", "smallest p-value of the smooth null over the answer positions' accuracies; a position jumps when below 0.05 / answer_len"),
+        col("em_product_gap", "fraction", "max over scales of |mean exact_match - mean over seeds of the product of that job's per-position accuracies|; small means independent positions explain exact match"),
+        col("loss_E", "nats/token", "validation loss over the same scale fitted as L = E + A scale^-alpha (E, A >= 0; seeds averaged per scale): the irreducible loss E"),
+        col("loss_A", "nats/token x scale^alpha", "the coefficient A"),
+        col("loss_alpha", "", "the exponent alpha (searched in [0.001, 3])"),
+        col("loss_r2", "", "R^2 of the loss fit over the per-scale means"),
     ]);
     c
 }
@@ -335,6 +410,7 @@ pub fn markdown() -> String {
          | `runs.csv` | one row per job |\n\
          | `curves.csv` | every recorded metric at every eval step, long format |\n\
          | `thresholds.csv` | one row per (comparison group, metric, scale) |\n\
+         | `grokking.csv` | one row per (comparison group, size, split, level): Kaplan-Meier time to cross over seeds |\n\
          | `SCHEMA.md` | this file |\n\
          | `plots/<group>_scale.{svg,png}` | final validation score vs params_total, one panel per metric (exact_match, token_accuracy, answer_logprob, edit score): seeds as points, mean per size as a line, threshold (red line) and its bootstrap interval (band) where the verdict is emergent |\n\
          | `plots/<group>_curves.{svg,png}` | train and validation exact_match / token_accuracy vs step (log axis, step 0 omitted), one line per job, coloured by size |\n\
@@ -348,6 +424,9 @@ pub fn markdown() -> String {
     for (m, unit, meaning) in METRICS {
         let _ = writeln!(out, "| `{m}` | {unit} | {meaning} |");
     }
+    for (m, unit, meaning) in POSITION_METRICS {
+        let _ = writeln!(out, "| `{m}` | {unit} | {meaning}; both splits |");
+    }
     for (m, unit, meaning) in PROGRESS_MEASURES {
         let _ = writeln!(out, "| `{m}` | {unit} | {meaning}; train rows only |");
     }
@@ -356,17 +435,29 @@ pub fn markdown() -> String {
          longer in the plan; an orphan whose spec no longer parses is skipped and named in the\n\
          export summary). Grokking crossings use exact_match on each split (for single-token\n\
          answers, as in modular tasks, exact match equals token accuracy); a crossing is the\n\
-         interval (previous eval step, first eval step >= 0.99], and a run that never crosses is\n\
-         censored (empty), not zero.\n\n",
+         interval (previous eval step, first eval step >= the level that holds at every later\n\
+         eval], so a spike that falls back does not count, and a run that never crosses for good\n\
+         is censored at its last eval (`_censored_at`), not zero.\n\n",
     );
     table(&mut out, &runs_columns(None));
+    out.push_str(
+        "\n## grokking.csv\n\nPer comparison group and size, the seeds' times to cross 0.99 and 0.95\n\
+         exact match on each split, as a Kaplan-Meier estimate: a run that has not crossed is\n\
+         censored at its last eval, not dropped and not counted as crossing at the budget.\n\n",
+    );
+    table(&mut out, &grokking_columns(None));
     out.push_str("\n## curves.csv\n\nTidy long format: one row per (job, eval step, split, metric), sorted by job (runs.csv order),\nstep, split, metric.\n\n");
     table(&mut out, &curves_columns());
     out.push_str(
         "\n## thresholds.csv\n\nOne row per (group, metric, scale). A group is the planned jobs sharing the task and every\n\
-         swept value except size and seed; its points are (scale, final validation score, seed) of\n\
-         its done jobs, fitted by `elab_analysis::analyze_threshold` (seeds averaged per scale,\n\
-         logistic vs line in log10(scale)). Scores are oriented so that bigger is better: edit\n\
+         swept value except size and seed, compared over the model's scale (params,\n\
+         params_non_embedding, flops); and, for every swept axis with numeric values other than\n\
+         seed and shape, the planned jobs sharing the task, the size and every other swept value,\n\
+         compared over that axis (`<task> size=<size> ... over <key>`: data thresholds such as\n\
+         train_size or train_fraction are found the same way). Its points are (scale, final\n\
+         validation score, seed) of its done jobs, fitted by `elab_analysis::analyze_threshold`\n\
+         (seed-block bootstrap test of a free logistic in log10(scale) against a smooth null; see\n\
+         docs/analysis.md). Scores are oriented so that bigger is better: edit\n\
          distance becomes the edit score 1 - edit_distance/answer_len (fraction of answer tokens\n\
          right up to edits), brier is negated. Default criteria (`elab_analysis::Criteria`) apply\n\
          to every score in [0, 1]; for answer_logprob (nats, unbounded) the flat range is\n\

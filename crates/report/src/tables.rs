@@ -1,7 +1,7 @@
 //! The three CSV files, rendered to bytes (the caller decides where and how they are written).
 //! Column order comes from `schema.rs`; each writer checks its rows against the header width.
 
-use elab_analysis::GrokkingTimes;
+use elab_analysis::{Crossing, GrokkingTimes, TimeToEvent, as_event, kaplan_meier};
 use elab_job::Split;
 
 use crate::load::{Group, SweepData, value_text};
@@ -106,20 +106,21 @@ pub fn runs_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
                 row.push(opt_num(job.final_value(split, metric)));
             }
         }
-        let times = GrokkingTimes::from_curves(
-            &job.curve(Split::Train, "exact_match"),
-            &job.curve(Split::Val, "exact_match"),
-        );
-        let after = |c: elab_analysis::Crossing| match c {
-            elab_analysis::Crossing::At { after, .. } => Some(after),
-            elab_analysis::Crossing::Censored { .. } => None,
-        };
+        let times = job_times(job);
         let summary = job.summary.as_ref();
+        for c in [
+            times.t_train99,
+            times.t_val99,
+            times.t_train95,
+            times.t_val95,
+        ] {
+            let (after, step, censored_at) = match c {
+                Crossing::At { after, step } => (Some(after), Some(step), None),
+                Crossing::Censored { last_step } => (None, None, Some(last_step)),
+            };
+            row.extend([opt(after), opt(step), opt(censored_at)]);
+        }
         row.extend([
-            opt(after(times.t_train99)),
-            opt(times.t_train99.step()),
-            opt(after(times.t_val99)),
-            opt(times.t_val99.step()),
             opt(times.delay()),
             opt_num(times.ratio()),
             opt_num(summary.map(|s| s.wall_seconds)),
@@ -130,6 +131,101 @@ pub fn runs_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
         row
     });
     write_csv(header, rows)
+}
+
+/// Crossings of exact match on both splits (see `elab_analysis::first_crossing`; for
+/// single-token answers exact match is token accuracy).
+fn job_times(job: &crate::load::JobRecord) -> GrokkingTimes {
+    GrokkingTimes::from_curves(
+        &job.curve(Split::Train, "exact_match"),
+        &job.curve(Split::Val, "exact_match"),
+    )
+}
+
+/// Kaplan-Meier time to cross of one (group, size, split, level) over the group's seeds.
+pub struct GrokRow {
+    pub group: usize,
+    pub size: String,
+    pub params: u64,
+    pub split: &'static str,
+    pub level: &'static str,
+    pub km: TimeToEvent,
+}
+
+/// Per group, size, split and level, the Kaplan-Meier time to cross over the group's jobs of
+/// that size that have records (censored runs included, at their last eval).
+pub fn grokking_rows(groups: &[Group<'_>]) -> Vec<GrokRow> {
+    type Pick = fn(&GrokkingTimes) -> Crossing;
+    let levels: [(&str, &str, Pick); 4] = [
+        ("val", "0.99", |t| t.t_val99),
+        ("val", "0.95", |t| t.t_val95),
+        ("train", "0.99", |t| t.t_train99),
+        ("train", "0.95", |t| t.t_train95),
+    ];
+    let mut rows = Vec::new();
+    for (gi, g) in groups.iter().enumerate() {
+        let mut sizes: Vec<(u64, &str)> = g
+            .jobs
+            .iter()
+            .map(|j| (j.counts.total, j.size.as_str()))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        for (params, size) in sizes {
+            let times: Vec<GrokkingTimes> = g
+                .jobs
+                .iter()
+                .filter(|j| j.size == size && !j.evals.is_empty())
+                .map(|j| job_times(j))
+                .collect();
+            for (split, level, pick) in levels {
+                let runs: Vec<(u64, bool)> = times.iter().map(|t| as_event(pick(t))).collect();
+                if let Some(km) = kaplan_meier(&runs) {
+                    rows.push(GrokRow {
+                        group: gi,
+                        size: size.to_string(),
+                        params,
+                        split,
+                        level,
+                        km,
+                    });
+                }
+            }
+        }
+    }
+    rows
+}
+
+/// `grokking.csv` and its row count.
+pub fn grokking_csv(
+    data: &SweepData,
+    groups: &[Group<'_>],
+    rows: &[GrokRow],
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let group_keys = data.group_axis_keys();
+    let header = schema::names(&schema::grokking_columns(Some(&group_keys)));
+    let out = rows.iter().map(|r| {
+        let g = &groups[r.group];
+        let mut row = vec![g.label.clone(), g.task.clone()];
+        for key in &group_keys {
+            row.push(g.axes.get(key).map(value_text).unwrap_or_default());
+        }
+        row.extend([
+            r.size.clone(),
+            r.params.to_string(),
+            r.split.to_string(),
+            r.level.to_string(),
+            r.km.n.to_string(),
+            r.km.events.to_string(),
+            r.km.budget.to_string(),
+            num(r.km.fraction_by_budget),
+            opt(r.km.median),
+            opt(r.km.median_low),
+            opt(r.km.median_high),
+        ]);
+        row
+    });
+    write_csv(header, out)
 }
 
 /// `curves.csv` and its row count.
@@ -167,6 +263,7 @@ pub fn thresholds_csv(
     let out = rows.iter().map(|t| {
         let g = &groups[t.group];
         let r = &t.report;
+        let sc = t.schaeffer.as_ref();
         let mut row = vec![g.label.clone(), g.task.clone()];
         for key in &group_keys {
             row.push(g.axes.get(key).map(value_text).unwrap_or_default());
@@ -179,6 +276,7 @@ pub fn thresholds_csv(
             r.verdict.to_string(),
             r.n_sizes.to_string(),
             r.min_seeds.to_string(),
+            r.n_seeds.to_string(),
             num(r.score_range),
             opt_num(r.x0),
             opt_num(r.threshold),
@@ -189,11 +287,22 @@ pub fn thresholds_csv(
             opt_num(r.r2_line),
             opt_num(r.delta_bic),
             opt_num(r.breakthroughness),
+            opt_num(r.p_smooth),
+            opt_num(r.stability),
             opt_num(r.x0_ci_low),
             opt_num(r.x0_ci_high),
+            r.note.clone().unwrap_or_default(),
             t.answer_len.to_string(),
-            opt(t.mirage),
-            opt_num(t.mirage_max_gap),
+            opt(sc.map(|s| s.verdict)),
+            opt_num(sc.and_then(|s| s.predicted_x0)),
+            opt_num(sc.and_then(|s| s.predicted_x0_low)),
+            opt_num(sc.and_then(|s| s.predicted_x0_high)),
+            opt_num(sc.and_then(|s| s.token_p_smooth_min)),
+            opt_num(sc.and_then(|s| s.max_gap)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.e)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.a)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.alpha)),
+            opt_num(t.loss_fit.as_ref().map(|f| f.r2)),
         ]);
         row
     });

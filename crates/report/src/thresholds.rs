@@ -1,13 +1,17 @@
-//! Thresholds over scale for every comparison group, metric and scale (params, FLOPs), with the
-//! mirage comparison on the exact-match rows. Pure computation on loaded records.
+//! Thresholds over scale for every comparison group, metric and scale (params, FLOPs), with
+//! Schaeffer's test on the exact-match rows. Pure computation on loaded records.
 
-use elab_analysis::{Criteria, ThresholdReport, analyze_threshold, mean_by_scale, mirage_report};
+use elab_analysis::{
+    Criteria, JobScores, PowerLawFit, SchaefferReport, ThresholdReport, analyze_threshold,
+    fit_power_law, schaeffer_test,
+};
 use elab_job::{JobState, Split};
 use rayon::prelude::*;
 
-use crate::load::{Group, JobRecord};
+use crate::load::{Group, JobRecord, numeric};
 
-/// Bootstrap resamples for the x0 interval, and the fixed seed that makes exports reproducible.
+/// Seed-block bootstrap resamples (for the p-value of the smooth null, the x0 interval and the
+/// verdict's stability), and the fixed seed that makes exports reproducible.
 pub const BOOTSTRAP: usize = 1000;
 pub const BOOTSTRAP_SEED: u64 = 0;
 
@@ -65,39 +69,70 @@ impl Score {
     }
 
     /// Criteria suited to the score's units: defaults assume [0, 1]; a summed log-probability
-    /// is in nats over L tokens, so "flat" means less than 0.05 nats per answer token.
+    /// is in nats over L tokens (at most 0, unbounded below), so "flat" means less than 0.05
+    /// nats per answer token; -brier lies in [-2, 0].
     pub fn criteria(self, answer_len: usize) -> Criteria {
         match self {
             Score::AnswerLogprob => Criteria {
                 flat_range: 0.05 * answer_len.max(1) as f64,
+                score_min: f64::NEG_INFINITY,
+                score_max: 0.0,
+                ..Criteria::default()
+            },
+            Score::NegBrier => Criteria {
+                score_min: -2.0,
+                score_max: 0.0,
                 ..Criteria::default()
             },
             _ => Criteria::default(),
         }
     }
+
+    /// Whether the score is a fraction of validation examples (or of their tokens), so that
+    /// its noise is at least binomial.
+    pub fn is_fraction(self) -> bool {
+        matches!(self, Score::ExactMatch | Score::TokenAccuracy)
+    }
 }
 
 /// The x axis of a threshold fit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scale {
     Params,
+    /// Kaplan et al.'s N: embeddings and unembedding left out.
+    ParamsNonEmbedding,
     Flops,
+    /// A swept numeric axis (dotted job key), for groups compared over it.
+    Axis(String),
 }
 
 impl Scale {
-    pub const ALL: [Scale; 2] = [Scale::Params, Scale::Flops];
+    pub const MODEL: [Scale; 3] = [Scale::Params, Scale::ParamsNonEmbedding, Scale::Flops];
 
-    pub fn name(self) -> &'static str {
-        match self {
-            Scale::Params => "params",
-            Scale::Flops => "flops",
+    /// The scales a group is fitted over: its axis, or the model's size.
+    pub fn of_group(group: &Group<'_>) -> Vec<Scale> {
+        match &group.over {
+            Some(key) => vec![Scale::Axis(key.clone())],
+            None => Scale::MODEL.to_vec(),
         }
     }
 
-    pub fn of(self, job: &JobRecord) -> f64 {
+    pub fn name(&self) -> &str {
+        match self {
+            Scale::Params => "params",
+            Scale::ParamsNonEmbedding => "params_non_embedding",
+            Scale::Flops => "flops",
+            Scale::Axis(key) => key,
+        }
+    }
+
+    /// The job's position on this axis; NaN (left out of fits) when it has no numeric value.
+    pub fn of(&self, job: &JobRecord) -> f64 {
         match self {
             Scale::Params => job.counts.total as f64,
+            Scale::ParamsNonEmbedding => job.counts.non_embedding as f64,
             Scale::Flops => job.train_flops(),
+            Scale::Axis(key) => job.axes.get(key).and_then(numeric).unwrap_or(f64::NAN),
         }
     }
 }
@@ -114,7 +149,7 @@ pub fn fitted_jobs<'a>(group: &Group<'a>) -> Vec<&'a JobRecord> {
 }
 
 /// `(scale, score, seed)` of every done job of the group that recorded the metric.
-pub fn points(group: &Group<'_>, score: Score, scale: Scale) -> Vec<(f64, f64, u64)> {
+pub fn points(group: &Group<'_>, score: Score, scale: &Scale) -> Vec<(f64, f64, u64)> {
     fitted_jobs(group)
         .into_iter()
         .filter_map(|j| Some((scale.of(j), score.of(j)?, j.spec.seed)))
@@ -130,93 +165,128 @@ pub struct ThresholdRow {
     pub n_jobs: usize,
     pub answer_len: usize,
     pub report: ThresholdReport,
-    /// Only on exact-match rows.
-    pub mirage: Option<bool>,
-    pub mirage_max_gap: Option<f64>,
+    /// Exact-match rows only, when exact match jumps and the per-position accuracies were
+    /// recorded: is the jump made by the metric?
+    pub schaeffer: Option<SchaefferReport>,
+    /// Validation loss over the same scale, `L = E + A N^-alpha`: the smooth law beside the
+    /// threshold (the same for every score of a group and scale).
+    pub loss_fit: Option<PowerLawFit>,
 }
 
 /// Every (group, score, scale) fit, in group order, then scale, then score.
 pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
-    // The seed bootstrap dominates the cost (1000 logistic fits per row): fit rows in parallel.
+    let val_examples: Vec<Option<u64>> = groups.iter().map(val_examples).collect();
+    // The seed bootstrap dominates the cost (4000 logistic fits per row): fit rows in parallel.
     let work: Vec<(usize, Scale, Score)> = (0..groups.len())
         .flat_map(|gi| {
-            Scale::ALL
+            Scale::of_group(&groups[gi])
                 .into_iter()
-                .flat_map(move |scale| Score::ALL.into_iter().map(move |score| (gi, scale, score)))
+                .flat_map(move |scale| {
+                    Score::ALL
+                        .into_iter()
+                        .map(move |score| (gi, scale.clone(), score))
+                })
         })
         .collect();
     let reports: Vec<ThresholdReport> = work
         .par_iter()
-        .map(|&(gi, scale, score)| {
+        .map(|(gi, scale, score)| {
+            let (gi, score) = (*gi, *score);
             let group = &groups[gi];
             let criteria = score.criteria(answer_len(group));
             analyze_threshold(
                 &points(group, score, scale),
                 &criteria,
+                if score.is_fraction() {
+                    val_examples[gi]
+                } else {
+                    None
+                },
                 BOOTSTRAP,
                 BOOTSTRAP_SEED,
             )
         })
         .collect();
 
-    let mut rows = Vec::new();
-    for (chunk, reports) in work
-        .chunks(Score::ALL.len())
-        .zip(reports.chunks(Score::ALL.len()))
-    {
-        let (gi, scale, _) = chunk[0];
-        let group = &groups[gi];
-        let find = |s: Score| chunk.iter().position(|w| w.2 == s).map(|i| &reports[i]);
-        let gap = max_gap(group, scale, answer_len(group));
-        let flag = match (find(Score::ExactMatch), find(Score::TokenAccuracy)) {
-            (Some(e), Some(t)) => {
-                // A metric with no points says nothing; leave it out of the comparison.
-                let measured = |s: Score| find(s).filter(|r| r.n_sizes > 0);
-                Some(
-                    mirage_report(
-                        e,
-                        t,
-                        measured(Score::AnswerLogprob),
-                        measured(Score::EditScore),
-                        gap,
-                    )
-                    .mirage,
-                )
+    // Schaeffer's test needs the exact-match report of its (group, scale): a second pass.
+    let schaeffer: Vec<Option<SchaefferReport>> = work
+        .par_iter()
+        .zip(&reports)
+        .map(|((gi, scale, score), report)| {
+            if *score != Score::ExactMatch {
+                return None;
             }
-            _ => None,
-        };
-        for (&(_, _, score), report) in chunk.iter().zip(reports) {
-            let is_exact = score == Score::ExactMatch;
-            rows.push(ThresholdRow {
-                group: gi,
-                score,
-                scale,
-                n_jobs: fitted_jobs(group).len(),
-                answer_len: answer_len(group),
-                report: report.clone(),
-                mirage: if is_exact { flag } else { None },
-                mirage_max_gap: if is_exact { gap } else { None },
-            });
-        }
-    }
-    rows
+            let group = &groups[*gi];
+            schaeffer_test(
+                &job_scores(group, scale),
+                report,
+                &score.criteria(answer_len(group)),
+                val_examples[*gi],
+                SCHAEFFER_RESAMPLES,
+                BOOTSTRAP_SEED,
+            )
+        })
+        .collect();
+
+    work.into_iter()
+        .zip(reports)
+        .zip(schaeffer)
+        .map(|(((gi, scale, score), report), schaeffer)| ThresholdRow {
+            group: gi,
+            score,
+            loss_fit: fit_power_law(&loss_points(&groups[gi], &scale)),
+            scale,
+            n_jobs: fitted_jobs(&groups[gi]).len(),
+            answer_len: answer_len(&groups[gi]),
+            report,
+            schaeffer,
+        })
+        .collect()
+}
+
+/// `(scale, final validation loss, seed)` of every done job of the group.
+fn loss_points(group: &Group<'_>, scale: &Scale) -> Vec<(f64, f64, u64)> {
+    fitted_jobs(group)
+        .into_iter()
+        .filter_map(|j| Some((scale.of(j), j.final_value(Split::Val, "loss")?, j.spec.seed)))
+        .collect()
+}
+
+/// Resamples for Schaeffer's test (each refits every answer position; per-position p-values
+/// get at least 2 L / alpha, see `elab_analysis::position_resamples`).
+pub const SCHAEFFER_RESAMPLES: usize = 200;
+
+/// Every done job's final exact match and per-position validation accuracies
+/// (`token_accuracy.pos<i>`); empty if any job lacks them (records from before they existed).
+fn job_scores(group: &Group<'_>, scale: &Scale) -> Vec<JobScores> {
+    let l = answer_len(group);
+    let jobs: Option<Vec<JobScores>> = fitted_jobs(group)
+        .into_iter()
+        .map(|j| {
+            Some(JobScores {
+                scale: scale.of(j),
+                seed: j.spec.seed,
+                exact_match: j.final_value(Split::Val, "exact_match")?,
+                positions: (0..l)
+                    .map(|i| j.final_value(Split::Val, &format!("token_accuracy.pos{i}")))
+                    .collect::<Option<_>>()?,
+            })
+        })
+        .collect();
+    jobs.unwrap_or_default()
+}
+
+/// Validation examples scored at each eval (the task's validation set, capped by
+/// `eval.max_val_examples`), from the group's first job; `None` for an empty group. Generating
+/// the split is the only way to count it for every task, and it takes milliseconds.
+fn val_examples(group: &Group<'_>) -> Option<u64> {
+    let spec = &group.jobs.first()?.spec;
+    let n = spec.task.generate(spec.seed).val.len();
+    let cap = spec.eval.max_val_examples;
+    Some(if cap == 0 { n } else { n.min(cap) } as u64)
 }
 
 /// A group shares its task, hence its answer length.
 fn answer_len(group: &Group<'_>) -> usize {
     group.jobs.first().map_or(1, |j| j.answer_len)
-}
-
-/// Max over scales of |mean exact match - (mean token accuracy)^L|; `None` unless both metrics
-/// were measured at the same scales.
-fn max_gap(group: &Group<'_>, scale: Scale, answer_len: usize) -> Option<f64> {
-    let em = mean_by_scale(&points(group, Score::ExactMatch, scale));
-    let ta = mean_by_scale(&points(group, Score::TokenAccuracy, scale));
-    let same_scales = em.len() == ta.len() && em.iter().zip(&ta).all(|(a, b)| a.0 == b.0);
-    if !same_scales {
-        return None;
-    }
-    let em: Vec<f64> = em.iter().map(|p| p.1).collect();
-    let ta: Vec<f64> = ta.iter().map(|p| p.1).collect();
-    elab_analysis::max_exact_match_gap(&em, &ta, answer_len as f64)
 }
