@@ -4,6 +4,7 @@
 mod backend;
 pub mod bench;
 pub mod metrics;
+pub mod task_metrics;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};

@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ChosenDevice, choose_device};
 use crate::metrics::{Scorer, argmax};
+use crate::task_metrics::TaskScorer;
 
 /// Examples per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
@@ -324,7 +325,15 @@ impl<'a> Trainer<'a> {
             } else {
                 cap.min(examples.len())
             };
-            let mut metrics = evaluate(&valid, &examples[..n], &self.data, &self.chosen.device);
+            let groups = self.data.breakdown.groups(split == Split::Train);
+            let groups = &groups[..n.min(groups.len())];
+            let mut metrics = evaluate(
+                &valid,
+                &examples[..n],
+                groups,
+                &self.data,
+                &self.chosen.device,
+            );
             finite &= metrics["loss"].is_finite();
             if split == Split::Train {
                 metrics.extend(norms.clone());
@@ -457,11 +466,13 @@ fn answer_log_probs(model: &Gpt, input: Tensor<2, Int>, data: &Dataset) -> Tenso
 fn evaluate(
     model: &Gpt,
     examples: &[Vec<u32>],
+    groups: &[u32],
     data: &Dataset,
     device: &Device,
 ) -> BTreeMap<String, f64> {
     let (p, answer_len, vocab) = (data.prompt_len, data.answer_len, data.vocab_size);
     let mut scorer = Scorer::default();
+    let mut task_scorer = TaskScorer::new(&data.breakdown, groups);
     let n_ctx = data.seq_len() - 1;
     for chunk in examples.chunks(EVAL_BATCH) {
         let tokens: Vec<i64> = chunk
@@ -487,8 +498,11 @@ fn evaluate(
             .collect();
         decode_greedy(model, &tokens, &wrong, &mut greedy, data, device);
         scorer.add(&logp, vocab, &targets, &greedy, answer_len);
+        task_scorer.add(&logp, vocab, &targets, answer_len);
     }
-    scorer.finish()
+    let mut metrics = scorer.finish();
+    metrics.extend(task_scorer.finish());
+    metrics
 }
 
 /// Replaces answer tokens 1.. of the examples `rows` in `greedy` (`[n, answer_len]`, token 0
