@@ -6,6 +6,7 @@ pub mod emergence;
 pub mod grokking;
 pub mod mirage;
 pub mod stats;
+pub mod subtasks;
 
 pub use emergence::{
     Criteria, LineFit, LogisticFit, ThresholdReport, Verdict, analyze_threshold, breakthroughness,
@@ -15,3 +16,4 @@ pub use grokking::{Crossing, GrokkingTimes, first_crossing};
 pub use mirage::{
     MirageReport, expected_exact_match, max_exact_match_gap, mirage_flag, mirage_report,
 };
+pub use subtasks::{PowerLawFit, fit_power_law, frequency_order, subtask_thresholds};

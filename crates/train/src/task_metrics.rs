@@ -121,8 +121,7 @@ impl<'a> TaskScorer<'a> {
                 let (early_loss, _) = pooled(&|t| t == *early);
                 let (repeat_loss, repeat_accuracy) = pooled(&|t| repeat.contains(&t));
                 let first_of_repeat = repeat.start.saturating_sub(1);
-                let (random_loss, _) =
-                    pooled(&|t| !repeat.contains(&t) && t != first_of_repeat);
+                let (random_loss, _) = pooled(&|t| !repeat.contains(&t) && t != first_of_repeat);
                 out.insert("icl_score".to_string(), late_loss - early_loss);
                 out.insert("repeat_accuracy".to_string(), repeat_accuracy);
                 out.insert("repeat_loss".to_string(), repeat_loss);
