@@ -11,6 +11,7 @@ mod html;
 pub mod load;
 mod plots;
 pub mod schema;
+mod subtasks;
 mod tables;
 pub mod thresholds;
 
@@ -155,6 +156,7 @@ fn write_all(
 ) -> anyhow::Result<ExportSummary> {
     let groups = load::groups(data);
     let rows = thresholds::threshold_rows(&groups);
+    let by_subtask = subtasks::subtask_groups(&groups);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
         jobs: data.jobs.len(),
@@ -200,6 +202,10 @@ fn write_all(
             &mut summary.files,
         )?;
         data_files = vec!["runs.csv", "curves.csv", "thresholds.csv", "SCHEMA.md"];
+        if let Some((csv, _)) = subtasks::subtasks_csv(&groups, &by_subtask) {
+            staging.write("subtasks.csv", csv.as_bytes(), &mut summary.files)?;
+            data_files.push("subtasks.csv");
+        }
     }
 
     let mut figures = Vec::new();
@@ -221,6 +227,7 @@ fn write_all(
 
     let by_status = summary.by_status.clone();
     let page = html::report_html(data, &by_status, &groups, &rows, &figures, &data_files);
+    let page = subtasks::insert_before_body_end(page, &subtasks::section(&groups, &by_subtask));
     // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;
     Ok(summary)
