@@ -21,7 +21,10 @@ pub struct PowerLawFit {
 /// seed)` points. `None` with fewer than 2 sizes, or a non-positive mean loss (no logarithm).
 pub fn fit_power_law(points: &[(f64, f64, u64)]) -> Option<PowerLawFit> {
     let means = mean_by_scale(points);
-    if means.iter().any(|&(_, loss, _)| loss.is_nan() || loss <= 0.0) {
+    if means
+        .iter()
+        .any(|&(_, loss, _)| loss.is_nan() || loss <= 0.0)
+    {
         return None;
     }
     let xs: Vec<f64> = means.iter().map(|p| p.0.log10()).collect();
