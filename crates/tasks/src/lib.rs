@@ -15,7 +15,7 @@ pub use digits::{DigitOp, DigitsTask};
 pub use induction::InductionTask;
 pub use modular::{ModOp, ModularTask};
 pub use rng::SplitMix64;
-pub use sparse_parity::SparseParityTask;
+pub use sparse_parity::{Control, SparseParityTask};
 
 use serde::{Deserialize, Serialize};
 

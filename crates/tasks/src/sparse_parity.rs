@@ -9,6 +9,12 @@
 //!
 //! Michaud et al. write the Zipf exponent as alpha + 1, alpha being the exponent of the
 //! resulting power law in the loss; here `alpha` is the Zipf exponent itself.
+//!
+//! `control = "token"` replaces the one-hot prefix by one token per subtask written last, in
+//! place of `=`: `bits ++ task_i` then the answer. The one-hot prefix suits the paper's MLPs,
+//! which see every input bit at once; a transformer reading it must first carry the subtask from
+//! the prefix to the answer position (one layer) before it can look up the subtask's bits
+//! (another), while a subtask token at the answer position can look them up directly.
 
 use std::collections::HashSet;
 
@@ -16,9 +22,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::{Breakdown, Dataset, SplitMix64};
 
-/// Bits are tokens 0 and 1 (in the control prefix and in the data alike); token 2 is `=`.
+/// Bits are tokens 0 and 1 (in the control prefix and in the data alike); token 2 is `=`, or,
+/// with a control token, subtask i is token 2 + i.
 const EQUALS: u32 = 2;
-const VOCAB: usize = 3;
+
+/// How the example says which subtask it belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Control {
+    /// n_tasks bits before the data bits, the subtask's set (Michaud et al.).
+    #[default]
+    OneHot,
+    /// One token per subtask after the data bits, where the one-hot layout has `=`.
+    Token,
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -40,6 +57,13 @@ pub struct SparseParityTask {
     /// Validation examples, drawn from the same mixture and disjoint from training.
     #[serde(default = "default_val_size")]
     pub val_size: usize,
+    /// Left out of the job id at its default, so ids of one-hot jobs do not change.
+    #[serde(default, skip_serializing_if = "is_one_hot")]
+    pub control: Control,
+}
+
+fn is_one_hot(c: &Control) -> bool {
+    *c == Control::OneHot
 }
 
 fn default_n_tasks() -> usize {
@@ -63,11 +87,18 @@ fn default_val_size() -> usize {
 
 impl SparseParityTask {
     pub(crate) fn shape(&self) -> (usize, usize, usize) {
-        (VOCAB, self.n_tasks + self.n_bits + 1, 1)
+        match self.control {
+            Control::OneHot => (3, self.n_tasks + self.n_bits + 1, 1),
+            Control::Token => (2 + self.n_tasks, self.n_bits + 1, 1),
+        }
     }
 
     pub(crate) fn label(&self) -> String {
-        format!("parity{}x{}k{}", self.n_tasks, self.n_bits, self.k)
+        let control = match self.control {
+            Control::OneHot => "",
+            Control::Token => "t",
+        };
+        format!("parity{}x{}k{}{control}", self.n_tasks, self.n_bits, self.k)
     }
 
     pub(crate) fn validate(&self) -> Result<(), (String, String)> {
@@ -163,9 +194,18 @@ impl SparseParityTask {
     /// The sequence of subtask `task` on data bits `bits` (bit j of the integer is data bit j).
     fn encode(&self, task: usize, bits: u64, subset: &[usize]) -> Vec<u32> {
         let mut seq = Vec::with_capacity(self.n_tasks + self.n_bits + 2);
-        seq.extend((0..self.n_tasks).map(|i| u32::from(i == task)));
-        seq.extend((0..self.n_bits).map(|j| ((bits >> j) & 1) as u32));
-        seq.push(EQUALS);
+        let data = (0..self.n_bits).map(|j| ((bits >> j) & 1) as u32);
+        match self.control {
+            Control::OneHot => {
+                seq.extend((0..self.n_tasks).map(|i| u32::from(i == task)));
+                seq.extend(data);
+                seq.push(EQUALS);
+            }
+            Control::Token => {
+                seq.extend(data);
+                seq.push(EQUALS + task as u32);
+            }
+        }
         let parity = subset.iter().map(|&j| (bits >> j) & 1).sum::<u64>() % 2;
         seq.push(parity as u32);
         seq
@@ -230,6 +270,7 @@ mod tests {
             alpha: 1.0,
             train_size: 300,
             val_size: 200,
+            control: Control::OneHot,
         }
     }
 
@@ -246,6 +287,23 @@ mod tests {
         assert_eq!(*t.encode(0, 0b1000_0010, &[1, 4, 7]).last().unwrap(), 0);
         assert_eq!(*t.encode(0, 0b1001_0010, &[1, 4, 7]).last().unwrap(), 1);
         assert_eq!(seq.len(), t.shape().1 + t.shape().2);
+    }
+
+    #[test]
+    fn control_token_replaces_the_prefix_and_the_equals() {
+        let t = SparseParityTask {
+            control: Control::Token,
+            ..task()
+        };
+        let seq = t.encode(2, 0b1_0011, &[1, 4, 7]);
+        assert_eq!(seq, vec![1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 4, 0]);
+        assert_eq!(t.shape(), (6, 11, 1));
+        assert_eq!(t.label(), "parity4x10k3t");
+        let d = t.generate(5);
+        for (s, &g) in d.train.iter().zip(d.breakdown.groups(true)) {
+            assert_eq!(s[10], 2 + g, "the control token is the group's");
+            assert!(s.iter().all(|&x| (x as usize) < d.vocab_size));
+        }
     }
 
     #[test]
