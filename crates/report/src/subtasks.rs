@@ -79,6 +79,110 @@ pub fn subtask_groups(groups: &[Group<'_>]) -> Vec<SubtaskGroup> {
     out
 }
 
+/// Metrics particular to a task: extra keys of the eval rows (see `elab_train::task_metrics`).
+const TASK_METRICS: [(&str, &str, &str); 6] = [
+    (
+        "subtask_accuracy.<i>",
+        "fraction",
+        "sparse parity: fraction of subtask i's examples answered right (i = 0 is the most frequent); NaN when the scored slice has none",
+    ),
+    (
+        "subtask_loss.<i>",
+        "nats/token",
+        "sparse parity: mean cross-entropy of subtask i's answers",
+    ),
+    (
+        "icl_score",
+        "nats",
+        "induction: loss on the last answer token minus loss on the second (Olsson et al. 2022); below 0 once the model uses its context",
+    ),
+    (
+        "repeat_accuracy",
+        "fraction",
+        "induction: teacher-forced accuracy on the repeated segment's tokens after its first (the predictable ones)",
+    ),
+    (
+        "repeat_loss",
+        "nats/token",
+        "induction: mean cross-entropy on the same tokens",
+    ),
+    (
+        "random_loss",
+        "nats/token",
+        "induction: mean cross-entropy on the unpredictable tokens (floor ln(vocab))",
+    ),
+];
+
+/// The columns of `subtasks.csv`: name, unit, meaning.
+const COLUMNS: [(&str, &str, &str); 13] = [
+    (
+        "group",
+        "text",
+        "comparison group label (as in thresholds.csv)",
+    ),
+    ("subtask", "index", "0 = the most frequent"),
+    ("frequency", "fraction", "the subtask's Zipf probability"),
+    (
+        "verdict",
+        "text",
+        "`elab_analysis::Verdict` of the subtask's final validation accuracy over params_total",
+    ),
+    ("threshold_params", "params", "10^x0"),
+    ("x0", "log10 params", "midpoint of the logistic fit"),
+    (
+        "x0_ci_low",
+        "log10 params",
+        "2.5% bootstrap quantile of x0 (seeds resampled)",
+    ),
+    (
+        "x0_ci_high",
+        "log10 params",
+        "97.5% bootstrap quantile of x0",
+    ),
+    (
+        "width_decades",
+        "decades",
+        "10%-90% rise width of the logistic",
+    ),
+    (
+        "accuracy_smallest",
+        "fraction",
+        "mean over seeds at the smallest size",
+    ),
+    (
+        "accuracy_largest",
+        "fraction",
+        "mean over seeds at the largest size",
+    ),
+    (
+        "mean_loss_exponent",
+        "exponent",
+        "b in loss = c * params_total^-b, least squares on the per-size mean validation loss in log-log (same on every row of the group)",
+    ),
+    ("mean_loss_r2_log", "R^2", "of that line in log-log"),
+];
+
+/// The schema's section on task-specific metrics and `subtasks.csv` (appended to SCHEMA.md).
+pub fn schema_markdown() -> String {
+    let mut out = String::from(
+        "\n## Task-specific metrics\n\nExtra metric keys in curves.csv (and the eval rows) for some tasks.\n\n\
+         | metric | unit | meaning |\n|---|---|---|\n",
+    );
+    for (m, unit, meaning) in TASK_METRICS {
+        let _ = writeln!(out, "| `{m}` | {unit} | {meaning} |");
+    }
+    out.push_str(
+        "\n## subtasks.csv\n\nOnly for sweeps with a sparse-parity group: one row per (group, subtask), each subtask's\n\
+         final validation accuracy fitted over params_total on its own by\n\
+         `elab_analysis::subtask_thresholds` (default criteria, 1000 bootstrap resamples).\n\n\
+         | column | unit | meaning |\n|---|---|---|\n",
+    );
+    for (c, unit, meaning) in COLUMNS {
+        let _ = writeln!(out, "| `{c}` | {unit} | {meaning} |");
+    }
+    out
+}
+
 fn num(v: Option<f64>) -> String {
     match v {
         Some(v) if v.is_finite() => format!("{v}"),
@@ -91,10 +195,8 @@ pub fn subtasks_csv(groups: &[Group<'_>], analysed: &[SubtaskGroup]) -> Option<(
     if analysed.is_empty() {
         return None;
     }
-    let mut csv = String::from(
-        "group,subtask,frequency,verdict,threshold_params,x0,x0_ci_low,x0_ci_high,\
-         width_decades,accuracy_smallest,accuracy_largest,mean_loss_exponent,mean_loss_r2_log\n",
-    );
+    let names: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    let mut csv = names.join(",") + "\n";
     let mut n = 0;
     for g in analysed {
         for (i, r) in g.thresholds.iter().enumerate() {

@@ -117,6 +117,13 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
         })
         .collect();
     assert_eq!(rows.len(), 4);
+    let doc = std::fs::read_to_string(out.join("SCHEMA.md")).unwrap();
+    for name in &header {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "{name} undocumented"
+        );
+    }
     let lp = |size: usize| params(D_MODELS[size]).log10();
     for (i, row) in rows.iter().enumerate() {
         assert_eq!(row["subtask"], i.to_string());
