@@ -250,7 +250,11 @@ pub fn section(groups: &[Group<'_>], analysed: &[SubtaskGroup]) -> String {
              <th>threshold (params)</th><th>95% interval</th><th>10-90% width (decades)</th></tr>\n",
         );
         for (i, r) in g.thresholds.iter().enumerate() {
+            // A logistic's midpoint is a threshold only where the verdict says the rise is sharp
+            // and inside the sampled sizes (subtasks.csv keeps every fit).
+            let emergent = r.verdict == elab_analysis::Verdict::Emergent;
             let ci = match (r.x0_ci_low, r.x0_ci_high) {
+                _ if !emergent => "–".into(),
                 (Some(lo), Some(hi)) => {
                     format!("{:.3e} – {:.3e}", 10f64.powf(lo), 10f64.powf(hi))
                 }
@@ -261,8 +265,12 @@ pub fn section(groups: &[Group<'_>], analysed: &[SubtaskGroup]) -> String {
                 "<tr><td>{i}</td><td>{:.3}</td><td class=\"l\">{}</td><td>{}</td><td>{ci}</td><td>{}</td></tr>",
                 g.frequencies[i],
                 r.verdict,
-                r.threshold.map_or("–".into(), |t| format!("{t:.3e}")),
-                r.width_decades.map_or("–".into(), |w| format!("{w:.2}")),
+                r.threshold
+                    .filter(|_| emergent)
+                    .map_or("–".into(), |t| format!("{t:.3e}")),
+                r.width_decades
+                    .filter(|_| emergent)
+                    .map_or("–".into(), |w| format!("{w:.2}")),
             );
         }
         h.push_str("</table>\n<table><tr><th>params</th><th>seeds</th>");
