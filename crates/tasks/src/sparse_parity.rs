@@ -57,7 +57,8 @@ pub struct SparseParityTask {
     /// Validation examples, drawn from the same mixture and disjoint from training.
     #[serde(default = "default_val_size")]
     pub val_size: usize,
-    /// Left out of the job id at its default, so ids of one-hot jobs do not change.
+    /// How an example names its subtask (see the module doc). The default, the paper's one-hot
+    /// prefix, is left out of the serialized spec, so a job id names only the departures.
     #[serde(default, skip_serializing_if = "is_one_hot")]
     pub control: Control,
 }
