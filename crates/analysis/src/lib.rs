@@ -9,6 +9,7 @@ pub mod mirage;
 pub mod refine;
 pub mod scaling;
 pub mod stats;
+pub mod subtasks;
 
 pub use emergence::{
     Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Verdict, analyze_threshold,
@@ -22,3 +23,4 @@ pub use mirage::{
 };
 pub use refine::refinement_points;
 pub use scaling::{PowerLawFit, fit_power_law};
+pub use subtasks::{LogLogFit, fit_log_log, frequency_order, subtask_thresholds};

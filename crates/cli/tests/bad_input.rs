@@ -125,6 +125,22 @@ fn cases() -> Vec<(&'static str, Edit, &'static str)> {
             "prime",
         ),
         (
+            "sparse parity reading more bits than it has",
+            replace(
+                "kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 400\nval_size = 300",
+                "kind = \"sparse_parity\"\nn_bits = 8\nk = 9",
+            ),
+            "`task.k`: must be an integer from 1 to n_bits = 8, got 9",
+        ),
+        (
+            "induction segment longer than half the sequence",
+            replace(
+                "kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 400\nval_size = 300",
+                "kind = \"induction\"\nseq_len = 16\nsegment_len = 9",
+            ),
+            "`task.segment_len`: must be an integer from 2 to seq_len / 2 = 8, got 9",
+        ),
+        (
             "shape field in [model] and in [[sizes]]",
             replace(
                 "[model]\nactivation = \"gelu\"",

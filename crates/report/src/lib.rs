@@ -12,6 +12,7 @@ mod html;
 pub mod load;
 mod plots;
 pub mod schema;
+mod subtasks;
 mod tables;
 pub mod thresholds;
 
@@ -168,6 +169,7 @@ fn write_all(
     groups.extend(load::axis_groups(data, n_scale_groups));
     let rows = thresholds::threshold_rows(&groups);
     let grok = tables::grokking_rows(&groups[..n_scale_groups]);
+    let by_subtask = subtasks::subtask_groups(&groups);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
         jobs: data.jobs.len(),
@@ -235,6 +237,10 @@ fn write_all(
             "grokking.csv",
             "SCHEMA.md",
         ];
+        if let Some((csv, _)) = subtasks::subtasks_csv(&groups, &by_subtask) {
+            staging.write("subtasks.csv", csv.as_bytes(), &mut summary.files)?;
+            data_files.push("subtasks.csv");
+        }
     }
 
     let mut figures = Vec::new();
@@ -264,6 +270,7 @@ fn write_all(
         &figures,
         &data_files,
     );
+    let page = subtasks::insert_before_body_end(page, &subtasks::section(&groups, &by_subtask));
     // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;
     Ok(summary)

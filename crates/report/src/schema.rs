@@ -464,6 +464,7 @@ pub fn markdown() -> String {
          0.05 nats per answer token (0.05 x answer_len).\n\n",
     );
     table(&mut out, &thresholds_columns(None));
+    out.push_str(&crate::subtasks::schema_markdown());
     out
 }
 

@@ -153,6 +153,7 @@ impl DigitsTask {
             answer_len,
             train: seqs,
             val,
+            breakdown: Default::default(),
         }
     }
 }

@@ -174,6 +174,7 @@ impl ModularTask {
             answer_len,
             train: all,
             val,
+            breakdown: Default::default(),
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod bench;
 pub mod fourier;
 pub mod metrics;
 mod optim;
+pub mod task_metrics;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};

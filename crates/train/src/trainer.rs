@@ -32,13 +32,14 @@ use elab_job::{
     EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, TrainSpec, eval_steps, fsio,
 };
 use elab_model::{Gpt, GptConfig, pack};
-use elab_tasks::{Dataset, ModOp, SplitMix64, TaskSpec, shuffle};
+use elab_tasks::{Breakdown, Dataset, ModOp, SplitMix64, TaskSpec, shuffle};
 use serde::{Deserialize, Serialize};
 
 use crate::backend::{Backend, ChosenDevice, choose_device};
 use crate::fourier::{Pair, fourier_measures};
 use crate::metrics::{Scorer, argmax};
 use crate::optim::{Moments, PackedAdamW};
+use crate::task_metrics::TaskScorer;
 
 /// Examples per model per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
@@ -520,9 +521,24 @@ impl<'a> Trainer<'a> {
                     &examples[..n]
                 })
                 .collect();
+            // Task-specific scores (sparse parity's subtasks, induction's positions) need each
+            // example's group, where the task has them.
+            let breakdowns: Vec<(&Breakdown, &[u32])> = self
+                .members
+                .iter()
+                .zip(&examples)
+                .map(|(m, examples)| {
+                    let groups = m.data.breakdown.groups(split == Split::Train);
+                    (
+                        &m.data.breakdown,
+                        &groups[..examples.len().min(groups.len())],
+                    )
+                })
+                .collect();
             let scores = evaluate(
                 &valid,
                 &examples,
+                &breakdowns,
                 &self.members[0].data,
                 &self.chosen.device,
             );
@@ -767,12 +783,17 @@ fn padded<'e>(mut rows: Vec<&'e [u32]>, n: usize, blank: &'e [u32]) -> Vec<&'e [
 fn evaluate(
     model: &Gpt,
     examples: &[&[Vec<u32>]],
+    breakdowns: &[(&Breakdown, &[u32])],
     data: &Dataset,
     device: &Device,
 ) -> Vec<BTreeMap<String, f64>> {
     let (answer_len, vocab) = (data.answer_len, data.vocab_size);
     let blank = vec![0u32; data.seq_len()];
     let mut scorers: Vec<Scorer> = examples.iter().map(|_| Scorer::default()).collect();
+    let mut task_scorers: Vec<TaskScorer> = breakdowns
+        .iter()
+        .map(|&(breakdown, groups)| TaskScorer::new(breakdown, groups))
+        .collect();
     let longest = examples.iter().map(|e| e.len()).max().unwrap_or(0);
     for start in (0..longest).step_by(EVAL_BATCH) {
         let chunks: Vec<&[Vec<u32>]> = examples
@@ -819,12 +840,21 @@ fn evaluate(
             })
             .collect();
         decode_greedy(model, &chunks, &wrong, &mut greedy, data, device);
-        for (k, scorer) in scorers.iter_mut().enumerate() {
+        for (k, (scorer, task_scorer)) in scorers.iter_mut().zip(&mut task_scorers).enumerate() {
             let own = &logp[k * per_model..][..chunks[k].len() * answer_len * vocab];
             scorer.add(own, vocab, &targets[k], &greedy[k], answer_len);
+            task_scorer.add(own, vocab, &targets[k], answer_len);
         }
     }
-    scorers.iter().map(Scorer::finish).collect()
+    scorers
+        .iter()
+        .zip(&task_scorers)
+        .map(|(scorer, task_scorer)| {
+            let mut metrics = scorer.finish();
+            metrics.extend(task_scorer.finish());
+            metrics
+        })
+        .collect()
 }
 
 /// The logits at the first answer position of each model's examples `[models][n]`: per model,

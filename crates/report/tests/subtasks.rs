@@ -1,0 +1,154 @@
+//! End-to-end: a hand-written sparse-parity sweep whose subtasks jump at known sizes, exported;
+//! subtasks.csv must give each subtask its own threshold, in frequency order, and the power law
+//! of the mean loss.
+
+use std::collections::BTreeMap;
+
+use elab_job::{
+    EvalRow, JobSpec, Plan, PlannedJob, RunDir, RunStatus, Split, Summary, param_counts,
+};
+use elab_report::{ExportOptions, export};
+
+const D_MODELS: [usize; 8] = [8, 16, 24, 32, 48, 64, 96, 128];
+const SEEDS: [u64; 2] = [0, 1];
+
+const BASE: &str = r#"
+[task]
+kind = "sparse_parity"
+n_tasks = 4
+n_bits = 16
+k = 2
+alpha = 1.0
+[model]
+n_layer = 2
+n_head = 4
+[train]
+steps = 100
+[eval]
+every = 100
+"#;
+
+fn spec(d_model: usize, seed: u64) -> JobSpec {
+    let mut spec = JobSpec::from_toml(BASE).unwrap();
+    spec.model.d_model = d_model;
+    spec.model.d_mlp = 4 * d_model;
+    spec.seed = seed;
+    spec
+}
+
+fn params(d_model: usize) -> f64 {
+    let spec = spec(d_model, 0);
+    let (vocab, _, _) = spec.task.shape();
+    param_counts(&spec.model, vocab, spec.n_ctx()).total as f64
+}
+
+#[test]
+fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
+    // Subtask i is learned from size index 2 + 2i on (subtask 3 never): thresholds between
+    // sizes 1|2, 3|4 and 5|6, each with at least two sizes on either side.
+    let learned = |i: usize, size: usize| i < 3 && size > 2 * i + 1;
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("sweeps/sp");
+    let out = tmp.path().join("results/sp");
+    let mut plan = Plan {
+        sweep: "sp".into(),
+        jobs: Vec::new(),
+    };
+    for seed in SEEDS {
+        for (size, &d) in D_MODELS.iter().enumerate() {
+            let spec = spec(d, seed);
+            let id = spec.id();
+            let run = RunDir::new(sweep.join("jobs").join(&id));
+            std::fs::create_dir_all(run.path()).unwrap();
+            std::fs::write(run.spec(), spec.to_toml()).unwrap();
+            let noise = if seed == 0 { 0.01 } else { -0.01 };
+            let mut metrics = BTreeMap::from([(
+                "loss".to_string(),
+                3.0 * params(d).powf(-0.25) * (1.0 + noise),
+            )]);
+            for i in 0..4 {
+                let acc = if learned(i, size) { 0.99 } else { 0.5 } + noise;
+                metrics.insert(format!("subtask_accuracy.{i}"), acc);
+            }
+            for split in [Split::Train, Split::Val] {
+                run.append_eval(&EvalRow {
+                    step: 100,
+                    split,
+                    tokens: 100,
+                    metrics: metrics.clone(),
+                })
+                .unwrap();
+            }
+            let summary = Summary {
+                status: RunStatus::Done,
+                steps: 100,
+                wall_seconds: 1.0,
+                backend: "cpu".into(),
+                device: "cpu".into(),
+                resumes: 0,
+            };
+            std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+            plan.jobs.push(PlannedJob {
+                id,
+                size: format!("d{d}"),
+                axes: BTreeMap::from([("seed".to_string(), toml::Value::Integer(seed as i64))]),
+                spec: None,
+            });
+        }
+    }
+    std::fs::write(
+        sweep.join("plan.json"),
+        serde_json::to_vec_pretty(&plan).unwrap(),
+    )
+    .unwrap();
+
+    let summary = export(&sweep, &out, &ExportOptions { plots: false }).unwrap();
+    assert!(summary.files.iter().any(|f| f.ends_with("subtasks.csv")));
+    let mut reader = csv::Reader::from_path(out.join("subtasks.csv")).unwrap();
+    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
+    let rows: Vec<BTreeMap<String, String>> = reader
+        .records()
+        .map(|r| {
+            header
+                .iter()
+                .cloned()
+                .zip(r.unwrap().iter().map(String::from))
+                .collect()
+        })
+        .collect();
+    assert_eq!(rows.len(), 4);
+    let doc = std::fs::read_to_string(out.join("SCHEMA.md")).unwrap();
+    for name in &header {
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "{name} undocumented"
+        );
+    }
+    let lp = |size: usize| params(D_MODELS[size]).log10();
+    for (i, row) in rows.iter().enumerate() {
+        assert_eq!(row["subtask"], i.to_string());
+        let expected_frequency = (1.0 / (i + 1) as f64) / (1.0 + 0.5 + 1.0 / 3.0 + 0.25);
+        let frequency: f64 = row["frequency"].parse().unwrap();
+        assert!((frequency - expected_frequency).abs() < 1e-12);
+        let exponent: f64 = row["mean_loss_exponent"].parse().unwrap();
+        assert!((exponent - 0.25).abs() < 1e-9, "{exponent}");
+        if i < 3 {
+            assert_eq!(row["verdict"], "emergent", "subtask {i}: {row:?}");
+            let x0: f64 = row["x0"].parse().unwrap();
+            let (below, above) = (lp(2 * i + 1), lp(2 * i + 2));
+            assert!(
+                below < x0 && x0 < above,
+                "subtask {i}: x0 {x0} not in ({below}, {above})"
+            );
+        } else {
+            assert_ne!(row["verdict"], "emergent", "never learned: {row:?}");
+        }
+    }
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(
+        html.contains("<h2>Subtasks: parity4x16k2</h2>"),
+        "no section"
+    );
+    assert!(html.contains("in frequency order: 3 pairs, out of order: 0"));
+    assert!(html.contains("subtasks.csv"), "the file is not linked");
+}
