@@ -6,7 +6,7 @@
 //! the plan with at least two values (numbers sorted numerically, anything else as text). With
 //! more than two varying axes, each pair gets one diagram per combination of the remaining
 //! axes' values (the diagram's group). `phase.csv` holds every diagram; at most
-//! [`MAX_FIGURES`] of them are drawn.
+//! [`MAX_FIGURES`] of them are drawn, every pair before any pair's second group ([`drawn`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -264,6 +264,26 @@ fn pair_diagrams(jobs: &[&JobRecord], x: &Axis, y: &Axis, others: &[&Axis]) -> V
         .collect()
 }
 
+/// The diagrams to draw with their index, at most [`MAX_FIGURES`], in index order: the first
+/// group of every pair, then the second of every pair, and so on, so that with many groups the
+/// cap leaves out repeats of a pair rather than whole pairs.
+pub fn drawn(diagrams: &[Diagram]) -> Vec<(usize, &Diagram)> {
+    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut ranked: Vec<(usize, usize)> = diagrams
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let count = seen.entry((&d.x.key, &d.y.key)).or_insert(0);
+            *count += 1;
+            (*count, i)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut chosen: Vec<usize> = ranked.into_iter().take(MAX_FIGURES).map(|r| r.1).collect();
+    chosen.sort_unstable();
+    chosen.into_iter().map(|i| (i, &diagrams[i])).collect()
+}
+
 /// File stem of diagram `index` (0-based) under `plots/`.
 pub fn stem(index: usize, d: &Diagram) -> String {
     format!("phase{:02}_{}", index + 1, slugify(&d.title()))
@@ -322,7 +342,8 @@ pub fn section(diagrams: &[Diagram], figures: &[Figure], csv_written: bool) -> S
     } else if diagrams.len() > figures.len() {
         let _ = writeln!(
             h,
-            "<p>The first {} of {} diagrams are drawn; all are in phase.csv.</p>",
+            "<p>{} of {} diagrams are drawn (each pair of axes at its first values of the \
+             other axes first); all are in phase.csv.</p>",
             figures.len(),
             diagrams.len()
         );
@@ -363,6 +384,33 @@ mod tests {
     }
 
     const NEVER: Crossing = Crossing::Censored { last_step: 1000 };
+
+    fn diagram(x: &str, y: &str, group: &str) -> Diagram {
+        let axis = |key: &str| Axis {
+            key: key.into(),
+            values: vec!["0".into(), "1".into()],
+        };
+        Diagram {
+            x: axis(x),
+            y: axis(y),
+            group: vec![("other".into(), group.into())],
+            cells: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_cap_draws_every_pair_before_repeating_one() {
+        // Pair (a, b) in 10 groups, then pairs (a, c) and (b, c) in 3 each: 16 diagrams.
+        let mut diagrams: Vec<Diagram> =
+            (0..10).map(|g| diagram("a", "b", &g.to_string())).collect();
+        for (x, y) in [("a", "c"), ("b", "c")] {
+            diagrams.extend((0..3).map(|g| diagram(x, y, &g.to_string())));
+        }
+        let chosen: Vec<usize> = drawn(&diagrams).into_iter().map(|(i, _)| i).collect();
+        // Rounds 1-3 take every group of all three pairs (9), rounds 4-6 (a, b)'s fourth to
+        // sixth: 12, in index order.
+        assert_eq!(chosen, [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]);
+    }
 
     #[test]
     fn numbers_sort_numerically_and_text_alphabetically() {

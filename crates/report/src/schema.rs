@@ -531,8 +531,9 @@ pub fn markdown() -> String {
          no row. Time to grok is validation exact_match reaching 0.95 for good, summarised over\n\
          the cell's seeds by Kaplan-Meier as in grokking.csv: a run that never got there is\n\
          censored at its last eval, and a cell where fewer than half the runs grokked has no\n\
-         median (`censored` = true). The first 12 diagrams are drawn as\n\
-         `plots/phaseNN_*.{svg,png}` and shown in report.html.\n\n",
+         median (`censored` = true). At most 12 diagrams are drawn, as\n\
+         `plots/phaseNN_*.{svg,png}` (NN: the diagram's place in phase.csv) and shown in\n\
+         report.html: every pair at its first group before any pair at its second.\n\n",
     );
     table(&mut out, &phase_columns());
     out.push_str("\n## curves.csv\n\nTidy long format: one row per (job, eval step, split, metric), sorted by job (runs.csv order),\nstep, split, metric.\n\n");

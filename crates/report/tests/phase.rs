@@ -80,6 +80,14 @@ struct Sweep {
 
 /// Writes every job (train memorised from step 200, every job done) and the plan.
 fn write_sweep(jobs: &[Job]) -> Sweep {
+    write_sweep_with(jobs, |_, _| {})
+}
+
+/// As [`write_sweep`], with `more_axes` adding swept values to each job's plan entry.
+fn write_sweep_with(
+    jobs: &[Job],
+    more_axes: impl Fn(&Job, &mut BTreeMap<String, toml::Value>),
+) -> Sweep {
     let tmp = tempfile::tempdir().unwrap();
     let sweep = tmp.path().join("sweeps/phase");
     let out = tmp.path().join("results/phase");
@@ -127,6 +135,7 @@ fn write_sweep(jobs: &[Job]) -> Sweep {
         if let Some(f) = job.train_fraction {
             axes.insert("task.train_fraction".to_string(), toml::Value::Float(f));
         }
+        more_axes(job, &mut axes);
         plan.jobs.push(PlannedJob {
             id,
             size: SIZE_NAMES[job.size].to_string(),
@@ -390,6 +399,62 @@ fn three_axes_give_a_diagram_per_pair_and_value_of_the_third() {
     // Without plots, the section still points at the data.
     let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
     assert!(html.contains("<h2>Phase diagrams</h2>") && html.contains("6 diagram(s), not drawn"));
+}
+
+#[test]
+fn at_most_twelve_diagrams_are_drawn_and_all_are_in_phase_csv() {
+    // Size, weight decay, train fraction and lr at two values each: 6 pairs x 4 groups = 24.
+    let mut jobs = Vec::new();
+    for size in [0, 1] {
+        for weight_decay in [0.0, 1.0] {
+            for train_fraction in [0.3, 0.5] {
+                for seed in [0, 1] {
+                    jobs.push(Job {
+                        size,
+                        weight_decay,
+                        train_fraction: Some(train_fraction),
+                        seed,
+                        grok_at: (weight_decay > 0.0).then_some(400),
+                    });
+                }
+            }
+        }
+    }
+    let s = write_sweep_with(&jobs, |job, axes| {
+        // Seed as a fourth axis in the plan's eyes (renamed, so it is not the repeat axis).
+        axes.insert(
+            "train.lr".to_string(),
+            toml::Value::Float(job.seed as f64 + 1.0),
+        );
+    });
+    let summary = export(&s.sweep, &s.out, &ExportOptions::default()).unwrap();
+    assert_eq!(
+        (summary.phase_diagrams, summary.phase_rows),
+        (24, 96),
+        "{summary}"
+    );
+    let drawn: Vec<_> = std::fs::read_dir(s.out.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("phase") && n.ends_with(".png"))
+        .collect();
+    assert_eq!(drawn.len(), 12, "{drawn:?}");
+    let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
+    assert!(html.contains("12 of 24 diagrams are drawn"));
+    // Every pair is drawn (once or twice), rather than the first three pairs four times.
+    let keys = [
+        "size",
+        "task.train_fraction",
+        "train.lr",
+        "train.weight_decay",
+    ];
+    for (i, x) in keys.iter().enumerate() {
+        for y in &keys[i + 1..] {
+            let title = format!("phase diagram {x} x {y} at ");
+            let n = html.matches(&title).count();
+            assert!(n == 2, "{title}: {n} figures");
+        }
+    }
 }
 
 #[test]

@@ -8,18 +8,16 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{FAMILY, Figure, Plot, register_font, render, viridis};
-use crate::phase::{Cell, Diagram, MAX_FIGURES, stem};
+use crate::phase::{Cell, Diagram, drawn, stem};
 
 /// Fill of a censored cell (hatched on top) and of a cell whose value is missing.
 const CENSORED_FILL: RGBColor = RGBColor(200, 200, 200);
 
-/// Draws the first [`MAX_FIGURES`] diagrams; PNGs go to `plots_dir`, SVGs are returned.
+/// Draws the diagrams [`drawn`] picks; PNGs go to `plots_dir`, SVGs are returned.
 pub fn phase_figures(diagrams: &[Diagram], plots_dir: &Path) -> anyhow::Result<Vec<Figure>> {
     register_font()?;
-    diagrams
-        .iter()
-        .take(MAX_FIGURES)
-        .enumerate()
+    drawn(diagrams)
+        .into_iter()
         .map(|(i, d)| {
             let stem = stem(i, d);
             let svg = render(
