@@ -181,7 +181,7 @@ impl Cell {
 pub struct Diagram {
     pub x: Axis,
     pub y: Axis,
-    /// The other varying axes' values, `(key, value)` sorted by key; empty with two axes.
+    /// The other varying axes' values, `(key, value)` in axis order; empty with two axes.
     pub group: Vec<(String, String)>,
     /// `(x index, y index, cell)` for every pair of values with runs.
     pub cells: Vec<(usize, usize, Cell)>,
