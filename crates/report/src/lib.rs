@@ -1,7 +1,7 @@
 //! Export of a sweep's records: tidy CSV (`runs.csv`, `curves.csv`, `thresholds.csv`,
-//! `grokking.csv`, with
-//! `SCHEMA.md` describing every column), figures (`plots/*.svg` and `*.png`) and a
-//! self-contained `report.html`.
+//! `grokking.csv`, `phase.csv` where two or more axes vary, with `SCHEMA.md` describing every
+//! column), figures (`plots/*.svg` and `*.png`, phase diagrams included) and a self-contained
+//! `report.html`.
 //!
 //! The sweep directory is read once ([`load`]), thresholds are computed once
 //! ([`thresholds`]), and every writer renders from those. Files are first written and fsynced
@@ -10,6 +10,7 @@
 
 mod html;
 pub mod load;
+pub mod phase;
 mod plots;
 pub mod schema;
 mod subtasks;
@@ -55,6 +56,11 @@ pub struct ExportSummary {
     pub curve_rows: usize,
     pub threshold_rows: usize,
     pub grokking_rows: usize,
+    /// Cells of every phase diagram (0 with fewer than two varying axes: no phase.csv).
+    pub phase_rows: usize,
+    /// Phase diagrams of the sweep, drawn or not.
+    pub phase_diagrams: usize,
+    /// Every figure drawn, phase diagrams included.
     pub figures: usize,
     /// One line per emergent (group, score, scale).
     pub emergent: Vec<String>,
@@ -90,6 +96,13 @@ impl fmt::Display for ExportSummary {
                 self.emergent.len()
             )?;
             writeln!(f, "  grokking.csv    {} rows", self.grokking_rows)?;
+            if self.phase_rows > 0 {
+                writeln!(
+                    f,
+                    "  phase.csv       {} rows, {} diagrams",
+                    self.phase_rows, self.phase_diagrams
+                )?;
+            }
         }
         if self.figures > 0 {
             writeln!(f, "  plots/          {} figures (SVG + PNG)", self.figures)?;
@@ -170,11 +183,13 @@ fn write_all(
     let rows = thresholds::threshold_rows(&groups);
     let grok = tables::grokking_rows(&groups[..n_scale_groups]);
     let by_subtask = subtasks::subtask_groups(&groups);
+    let diagrams = phase::diagrams(data);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
         jobs: data.jobs.len(),
         groups: n_scale_groups,
         skipped: data.skipped.clone(),
+        phase_diagrams: diagrams.len(),
         ..Default::default()
     };
     for job in &data.jobs {
@@ -241,14 +256,23 @@ fn write_all(
             staging.write("subtasks.csv", csv.as_bytes(), &mut summary.files)?;
             data_files.push("subtasks.csv");
         }
+        // No phase.csv at all (rather than a header alone) with fewer than two varying axes.
+        if !diagrams.is_empty() {
+            let (bytes, n) = phase::phase_csv(&diagrams)?;
+            staging.write("phase.csv", &bytes, &mut summary.files)?;
+            summary.phase_rows = n;
+            data_files.push("phase.csv");
+        }
     }
 
     let mut figures = Vec::new();
+    let mut phase_figures = Vec::new();
     if outputs.plots {
         let plots_dir = staging.dir.join("plots");
         fs::create_dir_all(&plots_dir)?;
         figures = plots::figures(&groups[..n_scale_groups], &rows, &plots_dir)?;
-        for fig in &figures {
+        phase_figures = plots::phase_figures(&diagrams, &plots_dir)?;
+        for fig in figures.iter().chain(&phase_figures) {
             let png = format!("plots/{}.png", fig.stem);
             staging.adopt(&png, &mut summary.files)?;
             staging.write(
@@ -257,7 +281,7 @@ fn write_all(
                 &mut summary.files,
             )?;
         }
-        summary.figures = figures.len();
+        summary.figures = figures.len() + phase_figures.len();
     }
 
     let by_status = summary.by_status.clone();
@@ -271,6 +295,10 @@ fn write_all(
         &data_files,
     );
     let page = subtasks::insert_before_body_end(page, &subtasks::section(&groups, &by_subtask));
+    let page = subtasks::insert_before_body_end(
+        page,
+        &phase::section(&diagrams, &phase_figures, outputs.csv),
+    );
     // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;
     Ok(summary)

@@ -280,7 +280,7 @@ pub fn value_text(v: &toml::Value) -> String {
     }
 }
 
-fn slugify(label: &str) -> String {
+pub(crate) fn slugify(label: &str) -> String {
     let mut out = String::new();
     for c in label.chars() {
         if c.is_ascii_alphanumeric() || c == '.' || c == '-' {

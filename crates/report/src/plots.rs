@@ -6,7 +6,10 @@
 //!   interval where unresolved), and on the exact-match panel the exact match predicted from
 //!   smooth per-position accuracies (Schaeffer's test);
 //! * grokking curves: train and validation exact match / token accuracy vs step, one line per job;
-//! * emergence map: size x eval step, colour = validation exact match averaged over seeds.
+//! * emergence map: size x eval step, colour = validation exact match averaged over seeds;
+//! * phase diagrams (`phase_figure`): two swept axes, final accuracy and time to grok.
+
+mod phase_figure;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -19,6 +22,8 @@ use plotters::prelude::*;
 
 use crate::load::{Group, JobRecord};
 use crate::thresholds::{Scale, Score, ThresholdRow, points};
+
+pub use phase_figure::phase_figures;
 
 /// DejaVu Sans (see assets/DejaVuSans-LICENSE.txt): plotters' ab_glyph text needs a font
 /// registered at runtime, and bundling one keeps exports identical on every machine.

@@ -275,6 +275,80 @@ pub fn grokking_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     c
 }
 
+/// `phase.csv`: one row per cell of every phase diagram (see `crate::phase`).
+pub fn phase_columns() -> Vec<Column> {
+    vec![
+        col(
+            "x_axis",
+            "",
+            "the diagram's x axis: `size` (the size ladder) or the dotted key of a swept axis",
+        ),
+        col(
+            "x",
+            "as swept",
+            "the cell's value on x (a size name for `size`)",
+        ),
+        col(
+            "x_index",
+            "",
+            "position of x on its axis, from 0: numbers in increasing order, sizes by params_total, text alphabetically",
+        ),
+        col(
+            "y_axis",
+            "",
+            "the diagram's y axis, as x_axis (the later of the two in axis order: size, then swept keys sorted)",
+        ),
+        col("y", "as swept", "the cell's value on y"),
+        col("y_index", "", "position of y on its axis, as x_index"),
+        col(
+            "group",
+            "",
+            "values of the other varying axes, `key=value` separated by spaces (one diagram per combination); empty when only two axes vary",
+        ),
+        col(
+            "n_runs",
+            "jobs",
+            "the cell's jobs with records (its seeds), every state: unfinished and diverged runs count, censored at their last eval",
+        ),
+        col("n_done", "jobs", "of those, the done ones"),
+        col(
+            "final_val_exact_match",
+            "fraction",
+            "validation exact_match at the last evaluation, mean over the cell's runs with a finite value",
+        ),
+        col(
+            "n_grokked",
+            "jobs",
+            "runs whose validation exact_match reached 0.95 and held at every later eval (t_val95 in runs.csv)",
+        ),
+        col(
+            "budget",
+            "steps",
+            "largest last eval step among the cell's runs",
+        ),
+        col(
+            "fraction_grokked",
+            "fraction",
+            "Kaplan-Meier share of runs grokked by the budget",
+        ),
+        col(
+            "t_grok",
+            "steps",
+            "Kaplan-Meier median of t_val95 over the cell's runs; empty when censored",
+        ),
+        col(
+            "log10_t_grok",
+            "log10(steps)",
+            "log10 of t_grok (a crossing at step 0 counts as step 1); the colour of the time-to-grok heatmap",
+        ),
+        col(
+            "censored",
+            "bool",
+            "true when fewer than half the runs grokked within the budget (no median: the heatmap shows the cell hatched, marked > budget)",
+        ),
+    ]
+}
+
 /// `curves.csv`: long format, one row per (job, step, split, metric).
 pub fn curves_columns() -> Vec<Column> {
     vec![
@@ -411,10 +485,12 @@ pub fn markdown() -> String {
          | `curves.csv` | every recorded metric at every eval step, long format |\n\
          | `thresholds.csv` | one row per (comparison group, metric, scale) |\n\
          | `grokking.csv` | one row per (comparison group, size, split, level): Kaplan-Meier time to cross over seeds |\n\
+         | `phase.csv` | one row per cell of every phase diagram (pairs of swept axes; only when at least two axes vary) |\n\
          | `SCHEMA.md` | this file |\n\
          | `plots/<group>_scale.{svg,png}` | final validation score vs params_total, one panel per metric (exact_match, token_accuracy, answer_logprob, edit score): seeds as points, mean per size as a line, threshold (red line) and its bootstrap interval (band) where the verdict is emergent |\n\
          | `plots/<group>_curves.{svg,png}` | train and validation exact_match / token_accuracy vs step (log axis, step 0 omitted), one line per job, coloured by size |\n\
          | `plots/<group>_map.{svg,png}` | emergence map: size (y) x eval step (x), colour = validation exact_match averaged over seeds |\n\
+         | `plots/phaseNN_<x>_x_<y>[_at_<group>].{svg,png}` | phase diagram: final validation exact_match (left) and log10 time to grok (right) over two swept axes, mean / Kaplan-Meier median over seeds; censored cells hatched and marked > budget; at most 12 |\n\
          | `report.html` | self-contained page: job counts by status, thresholds table, every figure inlined as SVG |\n\n\
          `<group>` is `gNN_<task and swept values>`. Every file is written and fsynced in a staging\n\
          directory inside the output directory, then renamed into place (`report.html` last), so a\n\
@@ -446,6 +522,20 @@ pub fn markdown() -> String {
          censored at its last eval, not dropped and not counted as crossing at the budget.\n\n",
     );
     table(&mut out, &grokking_columns(None));
+    out.push_str(
+        "\n## phase.csv\n\nWritten when at least two axes vary among the planned jobs with records: the\n\
+         size ladder (`size`, ordered by params_total) and every swept key except seed with at\n\
+         least two values. Every pair of them is a phase diagram (x the earlier in that order); with\n\
+         more than two varying axes, each pair gets one diagram per combination of the other axes'\n\
+         values (`group`). A cell is the runs (seeds) at one (x, y, group); cells without runs have\n\
+         no row. Time to grok is validation exact_match reaching 0.95 for good, summarised over\n\
+         the cell's seeds by Kaplan-Meier as in grokking.csv: a run that never got there is\n\
+         censored at its last eval, and a cell where fewer than half the runs grokked has no\n\
+         median (`censored` = true). At most 12 diagrams are drawn, as\n\
+         `plots/phaseNN_*.{svg,png}` (NN: the diagram's place in phase.csv) and shown in\n\
+         report.html: every pair at its first group before any pair at its second.\n\n",
+    );
+    table(&mut out, &phase_columns());
     out.push_str("\n## curves.csv\n\nTidy long format: one row per (job, eval step, split, metric), sorted by job (runs.csv order),\nstep, split, metric.\n\n");
     table(&mut out, &curves_columns());
     out.push_str(
@@ -494,6 +584,7 @@ mod tests {
             runs_columns(Some(&keys)),
             curves_columns(),
             thresholds_columns(Some(&keys)),
+            phase_columns(),
         ] {
             let mut n = names(&cols);
             let len = n.len();

@@ -1,4 +1,4 @@
-//! The three CSV files, rendered to bytes (the caller decides where and how they are written).
+//! The CSV files, rendered to bytes (the caller decides where and how they are written).
 //! Column order comes from `schema.rs`; each writer checks its rows against the header width.
 
 use elab_analysis::{Crossing, GrokkingTimes, TimeToEvent, as_event, kaplan_meier};
@@ -9,7 +9,7 @@ use crate::schema::{self, METRICS};
 use crate::thresholds::ThresholdRow;
 
 /// A number as CSV text: shortest round-trip form, `NaN`/`inf` for non-finite values.
-fn num(v: f64) -> String {
+pub(crate) fn num(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v == 0.0 {
@@ -22,15 +22,15 @@ fn num(v: f64) -> String {
     }
 }
 
-fn opt_num(v: Option<f64>) -> String {
+pub(crate) fn opt_num(v: Option<f64>) -> String {
     v.map(num).unwrap_or_default()
 }
 
-fn opt<T: ToString>(v: Option<T>) -> String {
+pub(crate) fn opt<T: ToString>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-fn write_csv(
+pub(crate) fn write_csv(
     header: Vec<String>,
     rows: impl IntoIterator<Item = Vec<String>>,
 ) -> anyhow::Result<(Vec<u8>, usize)> {
