@@ -62,14 +62,20 @@ pub fn subtask_groups(groups: &[Group<'_>]) -> Vec<SubtaskGroup> {
             BOOTSTRAP_SEED,
         );
         let losses = points(group, "loss");
-        let emergent: Vec<Option<f64>> = thresholds
+        // A threshold is placed when the verdict is emergent or the jump lies between two
+        // adjacent sizes (unresolved, but located to the gap); the order test uses both.
+        let placed: Vec<Option<f64>> = thresholds
             .iter()
-            .map(|r| (r.verdict == elab_analysis::Verdict::Emergent).then_some(r.x0?))
+            .map(|r| {
+                let located = r.verdict == elab_analysis::Verdict::Emergent
+                    || elab_analysis::is_between_rungs(r.verdict, r.note.as_deref());
+                located.then_some(r.x0?)
+            })
             .collect();
         out.push(SubtaskGroup {
             group: gi,
             frequencies: task.frequencies(),
-            in_order: frequency_order(&emergent),
+            in_order: frequency_order(&placed),
             thresholds,
             accuracy_by_size: per_subtask.iter().map(|p| mean_by_scale(p)).collect(),
             loss_by_size: mean_by_scale(&losses),
@@ -239,7 +245,8 @@ pub fn section(groups: &[Group<'_>], analysed: &[SubtaskGroup]) -> String {
             h,
             "<h2>Subtasks: {}</h2>\n<p>Each subtask's final validation accuracy against \
              parameters, fitted on its own (the quantization model predicts thresholds rising as \
-             the frequency falls). Emergent thresholds in frequency order: {} pairs, out of \
+             the frequency falls). Placed thresholds (emergent, or a jump between two adjacent \
+             sizes) in frequency order: {} pairs, out of \
              order: {}.</p>",
             escape(&groups[g.group].label),
             g.in_order.0,
