@@ -271,7 +271,7 @@ impl SweepConfig {
                         "an axis needs at least one value; [] would make an empty sweep".into(),
                     ));
                 }
-                check_path(&base_table, &dotted).map_err(|msg| {
+                check_path(&base_table, &dotted, &values[0]).map_err(|msg| {
                     err_at(path, text, span.clone(), &format!("axes.{dotted}"), msg)
                 })?;
                 if ModelSpec::is_shape_key(&dotted) && !sizes.is_empty() {
@@ -488,11 +488,21 @@ fn flatten(prefix: &str, value: &Value, out: &mut Vec<(String, Option<Vec<Value>
 }
 
 /// Checks that `dotted` names a field of the job, suggesting the nearest one if not.
-fn check_path(table: &toml::Table, dotted: &str) -> Result<(), String> {
+/// `table` is the serialized base job, which leaves the recipe fields out at their defaults
+/// (so that old job ids stay valid): a leaf missing from it is a field when the job still
+/// deserializes with it set to `sample` (every section denies unknown fields).
+fn check_path(table: &toml::Table, dotted: &str, sample: &Value) -> Result<(), String> {
     let mut current = table;
     let parts: Vec<&str> = dotted.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
         let Some(next) = current.get(*part) else {
+            if i + 1 == parts.len() && i > 0 {
+                let mut probe = table.clone();
+                set_path(&mut probe, dotted, sample.clone());
+                if JobSpec::deserialize(Value::Table(probe)).is_ok() {
+                    return Ok(());
+                }
+            }
             let known: Vec<String> = current.keys().map(|k| format!("`{k}`")).collect();
             let msg = format!(
                 "unknown field `{part}`, expected one of {}",
@@ -637,5 +647,28 @@ n_head = 4
         let no_sizes = SWEEP[..SWEEP.find("[[sizes]]").unwrap()]
             .replace("activation = \"gelu\"\n", "d_model = 64\nn_head = 4\n");
         assert_eq!(d_mlps(&parse(&no_sizes).unwrap()), vec![256]);
+    }
+
+    #[test]
+    fn recipe_fields_left_out_at_their_defaults_are_still_axes() {
+        // init_scale, stable_loss and weight_decay_on are not in the serialized base job (they
+        // are at their defaults), yet they are job fields: sweeping them works.
+        let text = format!(
+            "{SWEEP}\n[axes]\nmodel.init_scale = [0.5, 2.0]\ntrain.stable_loss = [true]\n\
+             train.weight_decay_on = [\"matrices\"]\n"
+        );
+        let plan = parse(&text).unwrap().plan().unwrap();
+        let scales: Vec<f64> = plan
+            .jobs
+            .iter()
+            .map(|j| j.spec.as_ref().unwrap())
+            .inspect(|spec| assert!(spec.train.stable_loss))
+            .map(|spec| spec.model.init_scale)
+            .collect();
+        assert_eq!(scales, vec![0.5, 2.0, 0.5, 2.0]);
+        // A misspelt one is still an error naming the axis and the nearest field.
+        let err = parse(&format!("{SWEEP}\n[axes]\nmodel.init_scael = [0.5]\n")).unwrap_err();
+        assert_eq!(err.field, "axes.model.init_scael", "{err}");
+        assert!(err.message.contains("unknown field `init_scael`"), "{err}");
     }
 }
