@@ -255,3 +255,79 @@ fn bad_refine_limits_exit_2_naming_the_field() {
         );
     }
 }
+
+#[test]
+fn a_round_interrupted_by_ctrl_c_is_finished_by_the_next_refine() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path());
+    // Long enough (a checkpoint every 50 steps) that the interrupt lands mid-round.
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("steps = 40", "steps = 1000")
+        .replace("every = 20", "every = 50");
+    std::fs::write(&config, text).unwrap();
+    let sweeps = tmp.path().join("sweeps");
+    let sweep = sweeps.join("coarse");
+    ok(&mut sweep_cmd(&config, &sweeps));
+    write_a_jump_between_d16_and_d24(&sweep);
+
+    let mut child = spawn_quiet(elab().arg("refine").arg(&sweep));
+    // Wait until a job of the recorded round is past its first checkpoint.
+    let round_jobs = || -> Vec<String> {
+        std::fs::read(sweep.join("refine.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+            .map(|v| {
+                v["rounds"][0]["sizes"][0]["jobs"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|j| j.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(wait_for(std::time::Duration::from_secs(120), || {
+        round_jobs().iter().any(|id| {
+            std::fs::read_to_string(sweep.join("jobs").join(id).join("checkpoint.json"))
+                .is_ok_and(|s| !s.contains("\"step\":0"))
+        })
+    }));
+    kill(child.id(), libc::SIGINT);
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let ids = round_jobs();
+    assert_eq!(ids.len(), 2);
+    let unfinished = ids
+        .iter()
+        .filter(|id| !sweep.join("jobs").join(id).join("summary.json").exists())
+        .count();
+    assert!(
+        unfinished > 0,
+        "the round was interrupted before its jobs finished"
+    );
+
+    // The rerun resumes them (none starts over, the finished ones are skipped), finishes the
+    // round and records no other.
+    let out = run(elab().arg("refine").arg(&sweep));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "10 done, {unfinished} to resume from checkpoint, 0 new"
+        )) || stderr.contains(&format!(
+            "11 done, {unfinished} to resume from checkpoint, 0 new"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(round_jobs(), ids);
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sweep.join("refine.json")).unwrap()).unwrap();
+    assert_eq!(record["rounds"].as_array().unwrap().len(), 1);
+    // Every eval step of the refined jobs is recorded once per split: resumed, not restarted.
+    for id in &ids {
+        let run = RunDir::new(sweep.join("jobs").join(id));
+        let rows = elab_job::read_evals(&run.evals()).unwrap();
+        assert_eq!(rows.len(), elab_job::eval_steps(1000, 50).len() * 2, "{id}");
+        assert!(run.read_summary().is_some(), "{id}");
+    }
+}
