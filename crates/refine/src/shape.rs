@@ -24,8 +24,9 @@ impl Rung {
 ///
 /// Between two rungs `a` and `b` (by parameter count), at the fraction `t` of the way from
 /// `a` to `b` in log10 params: n_layer ranges over the rungs' values, n_head is one of theirs
-/// (and divides d_model), d_mlp / d_model and the learning rate are interpolated
-/// geometrically at `t`, and every d_model up to 4 times the larger rung's is tried. The
+/// (and divides d_model; any count up to the larger rung's if no d_model they divide fits),
+/// d_mlp / d_model and the learning rate are interpolated geometrically at `t`, and every
+/// d_model up to 4 times the larger rung's is tried. The
 /// shape kept is the one closest to the target in log10 params among those strictly between
 /// `a` and `b`, so that it never duplicates a rung and always splits the gap. Beyond an edge
 /// the two edge rungs are extrapolated the same way, and the shape lies strictly beyond the
@@ -72,35 +73,48 @@ pub fn interpolate_shape(
         .max(1.0) as usize;
     let layers = [a.n_layer, b.n_layer, layers_at_t];
     let (l_lo, l_hi) = (*layers.iter().min()?, *layers.iter().max()?);
-    let mut heads = vec![a.n_head, b.n_head];
-    heads.dedup();
+    let rung_heads: Vec<usize> = if a.n_head == b.n_head {
+        vec![a.n_head]
+    } else {
+        vec![a.n_head, b.n_head]
+    };
+    let heads_at_t = geometric(a.n_head as f64, b.n_head as f64);
     let d_max = 4 * a.d_model.max(b.d_model);
-
-    let mut best: Option<(f64, Rung)> = None;
-    for n_layer in l_lo..=l_hi {
-        for &n_head in &heads {
-            for d_model in (n_head..=d_max).step_by(n_head) {
-                let candidate = Rung {
-                    n_layer,
-                    d_model,
-                    n_head,
-                    d_mlp: ((ratio * d_model as f64).round() as usize).max(1),
-                    lr,
-                };
-                let x = (params(&candidate) as f64).log10();
-                if !(x > bounds.0 && x < bounds.1)
-                    || ladder.iter().any(|r| r.same_shape(&candidate))
-                {
-                    continue;
-                }
-                let miss = (x - target_log10).abs();
-                if best.as_ref().is_none_or(|(m, _)| miss < *m) {
-                    best = Some((miss, candidate));
+    let best_with = |heads: &[usize]| {
+        let mut best: Option<((f64, f64), Rung)> = None;
+        for n_layer in l_lo..=l_hi {
+            for &n_head in heads {
+                for d_model in (n_head..=d_max).step_by(n_head) {
+                    let candidate = Rung {
+                        n_layer,
+                        d_model,
+                        n_head,
+                        d_mlp: ((ratio * d_model as f64).round() as usize).max(1),
+                        lr,
+                    };
+                    let x = (params(&candidate) as f64).log10();
+                    if !(x > bounds.0 && x < bounds.1)
+                        || ladder.iter().any(|r| r.same_shape(&candidate))
+                    {
+                        continue;
+                    }
+                    // Closest in params; among equal counts (n_head does not change them),
+                    // the head count closest to the rungs'.
+                    let key = ((x - target_log10).abs(), (n_head as f64 - heads_at_t).abs());
+                    if best.as_ref().is_none_or(|(k, _)| key < *k) {
+                        best = Some((key, candidate));
+                    }
                 }
             }
         }
-    }
-    best.map(|(_, shape)| shape)
+        best.map(|(_, shape)| shape)
+    };
+    // The rungs' head counts first; only when no d_model they divide fits in the gap (d20 and
+    // d24 with 4 heads), any head count up to the larger rung's (d22 with 2 heads).
+    best_with(&rung_heads).or_else(|| {
+        let any: Vec<usize> = (1..=a.n_head.max(b.n_head)).collect();
+        best_with(&any)
+    })
 }
 
 #[cfg(test)]
@@ -183,12 +197,26 @@ mod tests {
         assert!(count(&below) < count(&ladder[0]), "{below:?}");
         // A target on a rung, or a gap with no shape inside it, adds nothing.
         assert_eq!(interpolate_shape(&ladder, logs[1], count), None);
-        let adjacent = vec![rung(1, 8, 8), rung(1, 16, 8)];
+        let adjacent = vec![rung(1, 8, 2), rung(1, 9, 3)];
         let l: Vec<f64> = adjacent.iter().map(|r| (count(r) as f64).log10()).collect();
         assert_eq!(
             interpolate_shape(&adjacent, 0.5 * (l[0] + l[1]), count),
             None
         );
         assert_eq!(interpolate_shape(&ladder[..1], 3.0, count), None);
+    }
+
+    #[test]
+    fn when_the_rungs_head_count_divides_nothing_in_the_gap_another_one_does() {
+        // d20 and d24 with 4 heads: no multiple of 4 in between; d22 with 2 heads is.
+        let ladder = vec![rung(1, 20, 4), rung(1, 24, 4)];
+        let l: Vec<f64> = ladder.iter().map(|r| (count(r) as f64).log10()).collect();
+        let shape = interpolate_shape(&ladder, 0.5 * (l[0] + l[1]), count).unwrap();
+        assert_eq!((shape.d_model, shape.n_head), (22, 2), "{shape:?}");
+        // d14 and d16 (2 heads): d15 takes the one head count up to 2 that divides it.
+        let ladder = vec![rung(1, 14, 2), rung(1, 16, 2)];
+        let l: Vec<f64> = ladder.iter().map(|r| (count(r) as f64).log10()).collect();
+        let shape = interpolate_shape(&ladder, 0.5 * (l[0] + l[1]), count).unwrap();
+        assert_eq!((shape.d_model, shape.n_head), (15, 1), "{shape:?}");
     }
 }
