@@ -10,7 +10,9 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use elab_job::{Attempt, JobSpec, RunDir, RunStatus, SpecError, SweepDir, exit, sweep_dir};
-use elab_sweep::{LocalSettings, PrepareError, SweepConfig, print_plan};
+use elab_sweep::{
+    LocalSettings, PrepareError, RefineRound, RefineSection, Resumption, SweepConfig, print_plan,
+};
 use elab_train::{Backend, Outcome, RunOptions};
 use tracing_subscriber::fmt::writer::MakeWriterExt;
 
@@ -56,6 +58,15 @@ enum Command {
         sweep_dir: PathBuf,
         #[command(flatten)]
         run: SweepRunArgs,
+    },
+    /// Add sizes where a threshold is unresolved or wider than [refine] target_width_decades,
+    /// run them, re-analyse, repeat: `elab refine sweeps/<name>` (docs/analysis.md).
+    Refine {
+        sweep_dir: PathBuf,
+        #[command(flatten)]
+        run: SweepRunArgs,
+        #[command(flatten)]
+        limits: RefineArgs,
     },
     /// Jobs by state, per size, with their latest metrics.
     Status { sweep_dir: PathBuf },
@@ -136,6 +147,34 @@ enum Command {
     },
 }
 
+/// Overrides of the frozen config's `[refine]` section.
+#[derive(clap::Args)]
+struct RefineArgs {
+    /// Stop once every threshold interval is at most this wide (decades of parameters).
+    #[arg(long)]
+    target_width_decades: Option<f64>,
+    /// Rounds in all, counting those already recorded in refine.json.
+    #[arg(long)]
+    max_rounds: Option<usize>,
+    /// Jobs refinement may add in all, counting those already added.
+    #[arg(long)]
+    max_new_jobs: Option<usize>,
+}
+
+impl RefineArgs {
+    fn applied_to(&self, section: RefineSection) -> Result<RefineSection, SpecError> {
+        let flags = RefineSection {
+            target_width_decades: self
+                .target_width_decades
+                .unwrap_or(section.target_width_decades),
+            max_rounds: self.max_rounds.unwrap_or(section.max_rounds),
+            max_new_jobs: self.max_new_jobs.unwrap_or(section.max_new_jobs),
+        };
+        flags.validate("--")?;
+        Ok(flags)
+    }
+}
+
 #[derive(clap::Args)]
 struct SweepRunArgs {
     /// Where sweep directories live.
@@ -171,6 +210,11 @@ fn main() -> ExitCode {
                 .map_err(anyhow::Error::from)
                 .and_then(|c| sweep(c, SweepDir::new(&sweep_dir), &run, false))
         }
+        Command::Refine {
+            sweep_dir,
+            run,
+            limits,
+        } => refine(&sweep_dir, &run, &limits),
         Command::Status { sweep_dir } => status(&sweep_dir),
         Command::Cancel { sweep_dir } => cancel(&sweep_dir),
         Command::Export {
@@ -384,6 +428,16 @@ fn sweep(
     };
     let (plan, r) = elab_sweep::prepare(&dir, &config, allow_changed)?;
     log_to(&dir.log(), false)?;
+    print_resumption(&config, &plan, &r);
+    let hint = format!(
+        "elab sweep {}\nor\n  elab resume {}",
+        config.path.display(),
+        dir.root.display()
+    );
+    run_plan(&config, &dir, &plan, args, slurm, &hint)
+}
+
+fn print_resumption(config: &SweepConfig, plan: &elab_job::Plan, r: &Resumption) {
     eprintln!(
         "sweep {}: {} jobs: {} done, {} to resume from checkpoint, {} new, {} failed before (rerun), {} diverged, {} orphaned (no longer in the config, kept)",
         config.sweep.name,
@@ -395,10 +449,22 @@ fn sweep(
         r.diverged.len(),
         r.orphaned.len()
     );
+}
+
+/// Runs every unfinished job of `plan` with the chosen executor. `hint` is the command that
+/// continues after an interrupt.
+fn run_plan(
+    config: &SweepConfig,
+    dir: &SweepDir,
+    plan: &elab_job::Plan,
+    args: &SweepRunArgs,
+    slurm: Option<elab_sweep::SlurmOptions>,
+    hint: &str,
+) -> anyhow::Result<ExitCode> {
     if let Some(options) = slurm {
-        return slurm_sweep(&config, &dir, &plan, args, options);
+        return slurm_sweep(config, dir, plan, args, options);
     }
-    elab_sweep::refuse_if_queued_in_slurm(&dir)?;
+    elab_sweep::refuse_if_queued_in_slurm(dir)?;
     let settings = LocalSettings {
         elab: std::env::current_exe()?,
         slots: args.slots.or(config.sweep.slots).unwrap_or_else(cores),
@@ -409,7 +475,7 @@ fn sweep(
             .clone()
             .unwrap_or_else(|| config.sweep.backend.clone()),
     };
-    let report = elab_sweep::run_local(&dir, &plan, &settings)?;
+    let report = elab_sweep::run_local(dir, plan, &settings)?;
     eprintln!(
         "sweep {}: {} done, {} diverged, {} failed of {} jobs",
         config.sweep.name,
@@ -419,11 +485,7 @@ fn sweep(
         plan.jobs.len()
     );
     if report.interrupted {
-        eprintln!(
-            "interrupted; every job is safe on disk. Continue with:\n  elab sweep {}\nor\n  elab resume {}",
-            config.path.display(),
-            dir.root.display()
-        );
+        eprintln!("interrupted; every job is safe on disk. Continue with:\n  {hint}");
         return Ok(ExitCode::from(exit::SWEEP_INTERRUPTED));
     }
     Ok(if report.failed > 0 {
@@ -431,6 +493,111 @@ fn sweep(
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// `elab refine sweeps/<name>`: rounds of (run what is unfinished, analyse, record the sizes
+/// to add in refine.json) until no threshold asks for more, or a limit of `[refine]` is
+/// reached. A round is recorded before its jobs run, so an interrupted round continues on the
+/// next `elab refine` (or `elab resume`) like any interrupted sweep.
+fn refine(
+    sweep_dir: &std::path::Path,
+    args: &SweepRunArgs,
+    limits: &RefineArgs,
+) -> anyhow::Result<ExitCode> {
+    // A bad flag is bad whatever the config says: refuse it before reading anything.
+    limits.applied_to(RefineSection::default())?;
+    let dir = SweepDir::new(sweep_dir);
+    if !dir.exists() {
+        anyhow::bail!(
+            "{} is not a sweep directory (no config.toml): run `elab sweep` first",
+            dir.root.display()
+        );
+    }
+    let config = SweepConfig::load(&dir.config())?;
+    let settings = limits.applied_to(config.refine)?;
+    if config.sizes.len() < 2 {
+        return Err(SpecError::new(
+            "sizes",
+            "refinement interpolates shapes along the [[sizes]] ladder: it needs at least 2 sizes",
+        )
+        .in_file(&dir.config())
+        .into());
+    }
+    if args.cluster.detach {
+        return Err(SpecError::new(
+            "--detach",
+            "refine waits for each round's jobs before it analyses them; run it without --detach",
+        )
+        .into());
+    }
+    let slurm = slurm_options(&config, &args.cluster)?;
+    let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
+        anyhow::bail!(
+            "{} is already being run by another `elab sweep`",
+            dir.root.display()
+        );
+    };
+    log_to(&dir.log(), false)?;
+    let hint = format!("elab refine {}", dir.root.display());
+    loop {
+        let (plan, r) = elab_sweep::prepare(&dir, &config, false)?;
+        print_resumption(&config, &plan, &r);
+        let code = run_plan(&config, &dir, &plan, args, slurm.clone(), &hint)?;
+        if code != ExitCode::SUCCESS {
+            return Ok(code);
+        }
+        let mut recorded = elab_sweep::read_refinements(&dir)?;
+        let data = elab_report::load::SweepData::load(&dir.root)?;
+        let proposal = elab_refine::propose(&data, &config, &settings, &recorded);
+        println!(
+            "refine {}: after {} round(s), thresholds of {} over {}:",
+            config.sweep.name,
+            recorded.rounds.len(),
+            elab_refine::SCORE.label(),
+            elab_refine::SCALE.name()
+        );
+        print!("{}", elab_refine::describe(&proposal.groups));
+        for line in &proposal.skipped {
+            println!("  skipped: {line}");
+        }
+        if recorded.rounds.len() >= settings.max_rounds {
+            println!(
+                "refine: max_rounds = {} reached; no sizes added",
+                settings.max_rounds
+            );
+            break;
+        }
+        if proposal.sizes.is_empty() {
+            println!(
+                "refine: no sizes to add (every threshold is resolved to {} decades, has no point to add, or the job budget is spent)",
+                settings.target_width_decades
+            );
+            break;
+        }
+        let round = RefineRound {
+            round: recorded.rounds.len() + 1,
+            created: elab_job::unix_now(),
+            target_width_decades: settings.target_width_decades,
+            sizes: proposal.sizes,
+        };
+        for s in &round.sizes {
+            println!(
+                "refine: round {} adds {} (n_layer {}, d_model {}, n_head {}, {} params, {} jobs) to {}: {}",
+                round.round,
+                s.size.name,
+                s.size.n_layer,
+                s.size.d_model,
+                s.size.n_head,
+                s.params,
+                s.jobs.len(),
+                s.group,
+                s.reason
+            );
+        }
+        recorded.rounds.push(round);
+        elab_sweep::write_refinements(&dir, &recorded)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The plan of an existing sweep directory, or why there is none.

@@ -190,22 +190,7 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
         .collect();
     let reports: Vec<ThresholdReport> = work
         .par_iter()
-        .map(|(gi, scale, score)| {
-            let (gi, score) = (*gi, *score);
-            let group = &groups[gi];
-            let criteria = score.criteria(answer_len(group));
-            analyze_threshold(
-                &points(group, score, scale),
-                &criteria,
-                if score.is_fraction() {
-                    val_examples[gi]
-                } else {
-                    None
-                },
-                BOOTSTRAP,
-                BOOTSTRAP_SEED,
-            )
-        })
+        .map(|(gi, scale, score)| fit(&groups[*gi], *score, scale, val_examples[*gi]))
         .collect();
 
     // Schaeffer's test needs the exact-match report of its (group, scale): a second pass.
@@ -242,6 +227,45 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
             schaeffer,
         })
         .collect()
+}
+
+/// The threshold of one (group, score, scale), exactly as its row of `thresholds.csv` has it:
+/// what `elab refine` reads to decide where to add sizes.
+pub fn group_threshold(group: &Group<'_>, score: Score, scale: &Scale) -> ThresholdReport {
+    fit(group, score, scale, val_examples(group))
+}
+
+/// The distinct log10 positions of the group's fitted jobs on `scale`, sorted: the ladder the
+/// threshold of [`group_threshold`] was placed on.
+pub fn fitted_ladder(group: &Group<'_>, scale: &Scale) -> Vec<f64> {
+    let mut xs: Vec<f64> = fitted_jobs(group)
+        .into_iter()
+        .map(|j| scale.of(j).log10())
+        .filter(|x| x.is_finite())
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs
+}
+
+/// One fit; `val_examples` sets the binomial noise floor of fraction scores.
+fn fit(
+    group: &Group<'_>,
+    score: Score,
+    scale: &Scale,
+    val_examples: Option<u64>,
+) -> ThresholdReport {
+    analyze_threshold(
+        &points(group, score, scale),
+        &score.criteria(answer_len(group)),
+        if score.is_fraction() {
+            val_examples
+        } else {
+            None
+        },
+        BOOTSTRAP,
+        BOOTSTRAP_SEED,
+    )
 }
 
 /// `(scale, final validation loss, seed)` of every done job of the group.

@@ -84,6 +84,123 @@ struct SweepFile {
     axes: BTreeMap<Spanned<String>, Spanned<Value>>,
     #[serde(default)]
     executor: ExecutorSection,
+    #[serde(default)]
+    refine: RefineFile,
+}
+
+/// `[refine]` as written: counts read as any number, so that `max_rounds = -1` or `= 1.5` is
+/// reported with the field and what is allowed rather than as a type error.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RefineFile {
+    target_width_decades: f64,
+    max_rounds: f64,
+    max_new_jobs: f64,
+}
+
+impl Default for RefineFile {
+    fn default() -> Self {
+        let d = RefineSection::default();
+        Self {
+            target_width_decades: d.target_width_decades,
+            max_rounds: d.max_rounds as f64,
+            max_new_jobs: d.max_new_jobs as f64,
+        }
+    }
+}
+
+impl RefineFile {
+    fn validate(&self) -> Result<RefineSection, SpecError> {
+        let count = |field: &str, v: f64, max: usize| {
+            (v.fract() == 0.0 && v >= 1.0 && v <= max as f64)
+                .then_some(v as usize)
+                .ok_or_else(|| {
+                    SpecError::new(
+                        format!("refine.{field}"),
+                        format!("must be an integer from 1 to {max}, got {v}"),
+                    )
+                })
+        };
+        let section = RefineSection {
+            target_width_decades: self.target_width_decades,
+            max_rounds: count("max_rounds", self.max_rounds, RefineSection::MAX_ROUNDS)?,
+            max_new_jobs: count(
+                "max_new_jobs",
+                self.max_new_jobs,
+                RefineSection::MAX_NEW_JOBS,
+            )?,
+        };
+        section.validate("refine.")?;
+        Ok(section)
+    }
+}
+
+/// `[refine]`: how far `elab refine` may go in adding sizes. Never enters job ids.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RefineSection {
+    /// Stop refining a group once its threshold interval is at most this wide (log10 params).
+    pub target_width_decades: f64,
+    /// Rounds of refinement recorded in the sweep directory, all runs of `elab refine` together.
+    pub max_rounds: usize,
+    /// Jobs refinement may add, all rounds together (each added size costs one job per seed).
+    pub max_new_jobs: usize,
+}
+
+impl Default for RefineSection {
+    fn default() -> Self {
+        Self {
+            target_width_decades: 0.2,
+            max_rounds: 2,
+            max_new_jobs: 24,
+        }
+    }
+}
+
+impl RefineSection {
+    /// Upper bounds that catch a typo (1000 rounds) before it turns into days of training.
+    pub const MAX_ROUNDS: usize = 20;
+    pub const MAX_NEW_JOBS: usize = 10_000;
+
+    /// Checks every field; the error names `<prefix><field>` (`refine.` for the file, `--` for
+    /// the command line's flags) and what is allowed.
+    pub fn validate(&self, prefix: &str) -> Result<(), SpecError> {
+        let field = |name: &str| {
+            if prefix == "--" {
+                format!("--{}", name.replace('_', "-"))
+            } else {
+                format!("{prefix}{name}")
+            }
+        };
+        let w = self.target_width_decades;
+        if !(w.is_finite() && w > 0.0 && w <= 10.0) {
+            return Err(SpecError::new(
+                field("target_width_decades"),
+                format!("must be a number of decades in (0, 10], got {w}"),
+            ));
+        }
+        if !(1..=Self::MAX_ROUNDS).contains(&self.max_rounds) {
+            return Err(SpecError::new(
+                field("max_rounds"),
+                format!(
+                    "must be an integer from 1 to {}, got {}",
+                    Self::MAX_ROUNDS,
+                    self.max_rounds
+                ),
+            ));
+        }
+        if !(1..=Self::MAX_NEW_JOBS).contains(&self.max_new_jobs) {
+            return Err(SpecError::new(
+                field("max_new_jobs"),
+                format!(
+                    "must be an integer from 1 to {}, got {}",
+                    Self::MAX_NEW_JOBS,
+                    self.max_new_jobs
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[executor.*]`: how the sweep runs on a cluster. Never enters job ids.
@@ -137,6 +254,8 @@ pub struct SweepConfig {
     pub lines: BTreeMap<String, usize>,
     /// `[executor.slurm]`, validated (see `elab sweep --executor slurm`).
     pub slurm: Option<SlurmOptions>,
+    /// `[refine]`, validated (see `elab refine`).
+    pub refine: RefineSection,
 }
 
 fn line_at(text: &str, offset: usize) -> usize {
@@ -205,6 +324,10 @@ impl SweepConfig {
                 with_line(e.in_file(path), line_of(&key))
             })?;
         }
+        let refine = file.refine.validate().map_err(|e| {
+            let key = e.field.rsplit('.').next().unwrap_or_default().to_string();
+            with_line(e.in_file(path), line_of(&key))
+        })?;
         let base = JobSpec {
             seed: file.seed,
             task: file.task,
@@ -296,6 +419,7 @@ impl SweepConfig {
             axes,
             lines,
             slurm: file.executor.slurm,
+            refine,
         };
         // Expanding validates every job, so an impossible combination fails here, not mid-sweep.
         config.plan()?;
@@ -305,6 +429,16 @@ impl SweepConfig {
     /// Expands the sweep into its jobs, in the order they run: breadth-first over seeds, then
     /// sizes, then the other axes, so that every curve gets points early.
     pub fn plan(&self) -> Result<Plan, SpecError> {
+        self.plan_with(&[])
+    }
+
+    /// [`Self::plan`], then the jobs of sizes added by refinement: each `(size, axes)` for
+    /// every seed and every combination of the other axes that has `axes`' values (a
+    /// comparison group). They come last, so that adding them never reorders the sweep.
+    pub fn plan_with(
+        &self,
+        added: &[(&Size, &BTreeMap<String, Value>)],
+    ) -> Result<Plan, SpecError> {
         let default_size = Size {
             name: "default".into(),
             n_layer: self.base.model.n_layer,
@@ -327,97 +461,119 @@ impl SweepConfig {
         }
         let seeds = seed_axis.map(|_| axes.remove(0));
         let combos = product(&axes);
-        let seed_values = seeds
-            .map(|(_, v)| v.clone())
-            .unwrap_or_else(|| vec![Value::Integer(self.base.seed as i64)]);
+        let seed_values: Vec<Option<&Value>> = match seeds {
+            Some((_, values)) => values.iter().map(Some).collect(),
+            None => vec![None],
+        };
 
         let mut jobs: Vec<PlannedJob> = Vec::new();
+        let mut push = |job: PlannedJob| {
+            if !jobs.iter().any(|j| j.id == job.id) {
+                jobs.push(job);
+            }
+        };
         for seed in &seed_values {
             for size in sizes {
                 for combo in &combos {
-                    let mut table =
-                        toml::Table::try_from(&self.base).expect("a job spec is a table");
-                    let mut swept = BTreeMap::new();
-                    if seeds.is_some() {
-                        set_path(&mut table, "seed", seed.clone());
-                        swept.insert("seed".to_string(), seed.clone());
-                    }
-                    set_path(
-                        &mut table,
-                        "model.n_layer",
-                        Value::Integer(size.n_layer as i64),
-                    );
-                    set_path(
-                        &mut table,
-                        "model.d_model",
-                        Value::Integer(size.d_model as i64),
-                    );
-                    set_path(
-                        &mut table,
-                        "model.n_head",
-                        Value::Integer(size.n_head as i64),
-                    );
-                    let d_mlp = size.d_mlp.unwrap_or(4 * size.d_model);
-                    set_path(&mut table, "model.d_mlp", Value::Integer(d_mlp as i64));
-                    if let Some(lr) = size.lr {
-                        set_path(&mut table, "train.lr", Value::Float(lr));
-                    }
-                    for (key, value) in combo {
-                        set_path(&mut table, key, value.clone());
-                        swept.insert(key.clone(), value.clone());
-                    }
-                    let where_ = || {
-                        let axes: Vec<String> =
-                            swept.iter().map(|(k, v)| format!("{k} = {v}")).collect();
-                        format!(
-                            "size {:?}{}{}",
-                            size.name,
-                            if axes.is_empty() { "" } else { ", " },
-                            axes.join(", ")
-                        )
-                    };
-                    let spec: JobSpec = table.try_into().map_err(|e: toml::de::Error| {
-                        SpecError::new(
-                            "axes",
-                            format!(
-                                "{} (in the job for {})",
-                                did_you_mean(e.message()),
-                                where_()
-                            ),
-                        )
-                        .in_file(&self.path)
-                    })?;
-                    spec.validate().map_err(|e| {
-                        // Point at the axis that set the field, else at the size for shapes.
-                        let line = self.lines.get(&format!("axes.{}", e.field)).or_else(|| {
-                            let from_size = e.field.starts_with("model.") || e.field == "train.lr";
-                            from_size
-                                .then(|| self.lines.get(&format!("sizes.{}", size.name)))
-                                .flatten()
-                        });
-                        let err = SpecError::new(
-                            e.field.clone(),
-                            format!("{} (in the job for {})", e.message, where_()),
-                        )
-                        .in_file(&self.path);
-                        with_line(err, line.copied())
-                    })?;
-                    let id = spec.id();
-                    if jobs.iter().any(|j| j.id == id) {
-                        continue;
-                    }
-                    jobs.push(PlannedJob {
-                        id,
-                        size: size.name.clone(),
-                        axes: swept,
-                        spec: Some(spec),
-                    });
+                    push(self.job(*seed, size, combo)?);
+                }
+            }
+        }
+        for (size, group) in added {
+            for seed in &seed_values {
+                let in_group = |combo: &&Vec<(String, Value)>| {
+                    group
+                        .iter()
+                        .all(|(k, v)| combo.iter().any(|(ck, cv)| ck == k && cv == v))
+                };
+                for combo in combos.iter().filter(in_group) {
+                    push(self.job(*seed, size, combo)?);
                 }
             }
         }
         Ok(Plan {
             sweep: self.sweep.name.clone(),
             jobs,
+        })
+    }
+
+    /// The job of one seed (`None`: the file's `seed`), size and combination of other axes.
+    fn job(
+        &self,
+        seed: Option<&Value>,
+        size: &Size,
+        combo: &[(String, Value)],
+    ) -> Result<PlannedJob, SpecError> {
+        let mut table = toml::Table::try_from(&self.base).expect("a job spec is a table");
+        let mut swept = BTreeMap::new();
+        if let Some(seed) = seed {
+            set_path(&mut table, "seed", seed.clone());
+            swept.insert("seed".to_string(), seed.clone());
+        }
+        set_path(
+            &mut table,
+            "model.n_layer",
+            Value::Integer(size.n_layer as i64),
+        );
+        set_path(
+            &mut table,
+            "model.d_model",
+            Value::Integer(size.d_model as i64),
+        );
+        set_path(
+            &mut table,
+            "model.n_head",
+            Value::Integer(size.n_head as i64),
+        );
+        let d_mlp = size.d_mlp.unwrap_or(4 * size.d_model);
+        set_path(&mut table, "model.d_mlp", Value::Integer(d_mlp as i64));
+        if let Some(lr) = size.lr {
+            set_path(&mut table, "train.lr", Value::Float(lr));
+        }
+        for (key, value) in combo {
+            set_path(&mut table, key, value.clone());
+            swept.insert(key.clone(), value.clone());
+        }
+        let where_ = || {
+            let axes: Vec<String> = swept.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            format!(
+                "size {:?}{}{}",
+                size.name,
+                if axes.is_empty() { "" } else { ", " },
+                axes.join(", ")
+            )
+        };
+        let spec: JobSpec = table.try_into().map_err(|e: toml::de::Error| {
+            SpecError::new(
+                "axes",
+                format!(
+                    "{} (in the job for {})",
+                    did_you_mean(e.message()),
+                    where_()
+                ),
+            )
+            .in_file(&self.path)
+        })?;
+        spec.validate().map_err(|e| {
+            // Point at the axis that set the field, else at the size for shapes.
+            let line = self.lines.get(&format!("axes.{}", e.field)).or_else(|| {
+                let from_size = e.field.starts_with("model.") || e.field == "train.lr";
+                from_size
+                    .then(|| self.lines.get(&format!("sizes.{}", size.name)))
+                    .flatten()
+            });
+            let err = SpecError::new(
+                e.field.clone(),
+                format!("{} (in the job for {})", e.message, where_()),
+            )
+            .in_file(&self.path);
+            with_line(err, line.copied())
+        })?;
+        Ok(PlannedJob {
+            id: spec.id(),
+            size: size.name.clone(),
+            axes: swept,
+            spec: Some(spec),
         })
     }
 }
@@ -670,5 +826,97 @@ n_head = 4
         let err = parse(&format!("{SWEEP}\n[axes]\nmodel.init_scael = [0.5]\n")).unwrap_err();
         assert_eq!(err.field, "axes.model.init_scael", "{err}");
         assert!(err.message.contains("unknown field `init_scael`"), "{err}");
+    }
+
+    #[test]
+    fn refine_has_defaults_and_bad_values_name_the_field_and_what_is_allowed() {
+        assert_eq!(parse(SWEEP).unwrap().refine, RefineSection::default());
+        let with = |section: &str| format!("{SWEEP}\n[refine]\n{section}");
+        let set = parse(&with(
+            "target_width_decades = 0.1\nmax_rounds = 3\nmax_new_jobs = 12\n",
+        ))
+        .unwrap();
+        assert_eq!(
+            set.refine,
+            RefineSection {
+                target_width_decades: 0.1,
+                max_rounds: 3,
+                max_new_jobs: 12,
+            }
+        );
+        let line = SWEEP.lines().count() + 3;
+        for (text, field, allowed) in [
+            (
+                "target_width_decades = 0.0",
+                "refine.target_width_decades",
+                "(0, 10]",
+            ),
+            (
+                "target_width_decades = -1.0",
+                "refine.target_width_decades",
+                "(0, 10]",
+            ),
+            (
+                "target_width_decades = nan",
+                "refine.target_width_decades",
+                "(0, 10]",
+            ),
+            ("max_rounds = 0", "refine.max_rounds", "from 1 to 20"),
+            ("max_rounds = 1000", "refine.max_rounds", "from 1 to 20"),
+            ("max_new_jobs = 0", "refine.max_new_jobs", "from 1 to 10000"),
+            ("max_rounds = -2", "refine.max_rounds", "got -2"),
+        ] {
+            let err = parse(&with(text)).unwrap_err();
+            assert_eq!(err.field, field, "{text}: {err}");
+            assert_eq!(err.line, Some(line), "{text}: {err}");
+            let msg = err.to_string();
+            assert!(
+                msg.starts_with(&format!("t.toml:{line}")) && msg.contains(allowed),
+                "{text}: {msg}"
+            );
+        }
+        // Unknown fields and wrong types are caught by the parser, with the file and field.
+        let msg = parse(&with("max_round = 2")).unwrap_err().to_string();
+        assert!(msg.contains("t.toml") && msg.contains("max_round"), "{msg}");
+        let err = parse(&with("max_rounds = 1.5")).unwrap_err();
+        assert_eq!(err.field, "refine.max_rounds", "{err}");
+        let msg = parse(&with("max_rounds = \"two\""))
+            .unwrap_err()
+            .to_string();
+        assert!(msg.starts_with(&format!("t.toml:{line}")), "{msg}");
+    }
+
+    #[test]
+    fn an_added_size_gets_a_job_per_seed_in_its_group_only_after_the_planned_ones() {
+        let text = format!("{SWEEP}\n[axes]\nseed = [0, 1]\ntrain.weight_decay = [0.0, 0.5]\n");
+        let config = parse(&text).unwrap();
+        let planned = config.plan().unwrap();
+        assert_eq!(planned.jobs.len(), 8);
+        let size = Size {
+            name: "r1-L1d24".into(),
+            n_layer: 1,
+            d_model: 24,
+            n_head: 4,
+            d_mlp: Some(96),
+            lr: None,
+        };
+        let group = BTreeMap::from([("train.weight_decay".to_string(), Value::Float(0.5))]);
+        let plan = config.plan_with(&[(&size, &group)]).unwrap();
+        assert_eq!(
+            plan.jobs[..8],
+            planned.jobs[..],
+            "planned jobs keep their order"
+        );
+        let added = &plan.jobs[8..];
+        assert_eq!(added.len(), 2, "one per seed, in the group only");
+        for (job, seed) in added.iter().zip([0, 1]) {
+            let spec = job.spec.as_ref().unwrap();
+            assert_eq!(job.size, "r1-L1d24");
+            assert_eq!(
+                (spec.seed, spec.model.d_model, spec.model.d_mlp),
+                (seed, 24, 96)
+            );
+            assert_eq!(spec.train.weight_decay, 0.5);
+        }
     }
 }

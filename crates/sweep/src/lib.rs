@@ -6,19 +6,24 @@
 //! writes them. The executors run `elab train` workers, so this crate never links burn.
 //!
 //! Modules, each importing only those above it: `packs` (which jobs train together),
-//! `config` (the sweep file, with the Slurm options), `status` (plan and status tables),
-//! `local` and `slurm` (the executors).
+//! `config` (the sweep file, with the Slurm options), `refinements` (the sizes `elab refine`
+//! added, `refine.json`), `status` (plan and status tables), `local` and `slurm` (the
+//! executors).
 
 mod config;
 mod local;
 mod packs;
+mod refinements;
 mod slurm;
 mod status;
 
-pub use config::{Size, SlurmOptions, SweepConfig, SweepSection};
+pub use config::{RefineSection, Size, SlurmOptions, SweepConfig, SweepSection};
 pub use local::{LocalSettings, SweepReport, run_local};
 pub use packs::{
     AUTO_MAX_JOBS, AUTO_MAX_PARAMS, AUTO_MAX_STEP_FLOPS_CPU, Device, PackSize, form_packs,
+};
+pub use refinements::{
+    RefineRound, RefinedSize, Refinements, read_refinements, refinements_path, write_refinements,
 };
 pub use slurm::{SlurmReport, SlurmSettings, SlurmTask, Submission, run_slurm, slurm_status};
 pub use slurm::{
@@ -44,13 +49,15 @@ pub struct Resumption {
 
 /// Prepares `dir` to run `config`: freezes the config on first run; on a rerun, checks that
 /// the fixed defaults did not change (refused unless `allow_changed`), adds new jobs, and
-/// reports done / resumable / new / orphaned jobs. Writes nothing if it refuses.
+/// reports done / resumable / new / orphaned jobs. The plan includes the sizes recorded in
+/// `refine.json`. Writes nothing if it refuses.
 pub fn prepare(
     dir: &SweepDir,
     config: &SweepConfig,
     allow_changed: bool,
 ) -> Result<(Plan, Resumption), PrepareError> {
-    let plan = config.plan()?;
+    let refinements = read_refinements(dir).map_err(PrepareError::Io)?;
+    let plan = config.plan_with(&refinements.sizes())?;
     let frozen = if dir.exists() {
         let text = std::fs::read_to_string(dir.config()).map_err(PrepareError::Io)?;
         Some(SweepConfig::parse(&dir.config(), &text)?)

@@ -118,6 +118,24 @@ pub fn status_table(dir: &SweepDir, plan: &Plan) -> std::io::Result<String> {
         states.len(),
         summary.join(", ")
     );
+    // Refined sizes are ordinary jobs of the plan (listed below); say where they came from.
+    if let Ok(refinements) = crate::refinements::read_refinements(dir)
+        && !refinements.rounds.is_empty()
+    {
+        let sizes: Vec<&str> = refinements
+            .sizes()
+            .iter()
+            .map(|(s, _)| s.name.as_str())
+            .collect();
+        let _ = writeln!(
+            out,
+            "refined: {} round(s) added {} size(s) ({}), {} jobs; see refine.json",
+            refinements.rounds.len(),
+            sizes.len(),
+            sizes.join(", "),
+            refinements.jobs()
+        );
+    }
 
     let mut by_size: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
     for job in &plan.jobs {
