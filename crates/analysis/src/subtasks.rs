@@ -73,7 +73,7 @@ pub fn frequency_order(thresholds: &[Option<f64>]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Verdict;
+    use crate::{Verdict, is_between_rungs};
 
     #[test]
     fn power_law_is_recovered_exactly() {
@@ -95,13 +95,16 @@ mod tests {
         assert_eq!(fit_log_log(&[(1e3, 0.5, 0), (1e3, 0.4, 1)]), None);
     }
 
-    /// Accuracy 0.5 below `threshold` and 1.0 from it on, at widths 10^(2 + i/4).
+    /// Accuracy 0.5 below `threshold` and 1.0 from it on, at widths 10^(2 + i/4), 3 seeds.
     fn step_points(threshold: f64) -> Vec<(f64, f64, u64)> {
         (0..13)
-            .map(|i| {
+            .flat_map(|i| {
                 let n = 10f64.powf(2.0 + i as f64 / 4.0);
-                let noise = 0.01 * ((i * 7 % 5) as f64 - 2.0);
-                (n, if n < threshold { 0.5 } else { 1.0 } + noise, 0)
+                let level = if n < threshold { 0.5 } else { 1.0 };
+                (0..3u64).map(move |seed| {
+                    let noise = 0.01 * (((i * 7 + seed as usize * 3) % 5) as f64 - 2.0);
+                    (n, (level + noise).min(1.0), seed)
+                })
             })
             .collect()
     }
@@ -111,20 +114,24 @@ mod tests {
         let per_subtask = vec![step_points(3e2), step_points(3e3), step_points(3e4), {
             // A subtask never learned: flat at chance.
             (0..13)
-                .map(|i| (10f64.powf(2.0 + i as f64 / 4.0), 0.5, 0))
+                .flat_map(|i| (0..3).map(move |seed| (10f64.powf(2.0 + i as f64 / 4.0), 0.5, seed)))
                 .collect()
         }];
-        let reports = subtask_thresholds(&per_subtask, &Criteria::default(), 0, 0);
+        let reports = subtask_thresholds(&per_subtask, &Criteria::default(), 200, 0);
         assert_eq!(reports.len(), 4);
-        let thresholds: Vec<Option<f64>> = reports.iter().map(|r| r.threshold).collect();
         for (i, want) in [3e2f64, 3e3, 3e4].iter().enumerate() {
-            assert_eq!(reports[i].verdict, Verdict::Emergent, "subtask {i}");
-            // The jump lies between the two sizes around the threshold (a quarter decade apart).
-            let x0 = reports[i].x0.unwrap();
+            // A step between two adjacent sizes is located to their gap, no finer: unresolved
+            // between those rungs, with x0 inside the gap (a quarter decade wide).
+            let r = &reports[i];
+            assert_eq!(r.verdict, Verdict::Unresolved, "subtask {i}: {r:?}");
+            assert!(is_between_rungs(r.verdict, r.note.as_deref()), "subtask {i}: {r:?}");
+            let x0 = r.x0.unwrap();
             assert!((x0 - want.log10()).abs() < 0.25, "subtask {i}: x0 {x0}");
         }
         assert_ne!(reports[3].verdict, Verdict::Emergent);
-        assert_eq!(frequency_order(&thresholds[..3]), (3, 0));
+        assert!(!is_between_rungs(reports[3].verdict, reports[3].note.as_deref()));
+        let x0s: Vec<Option<f64>> = reports[..3].iter().map(|r| r.x0).collect();
+        assert_eq!(frequency_order(&x0s), (3, 0));
     }
 
     #[test]
