@@ -124,12 +124,18 @@ mod tests {
             // between those rungs, with x0 inside the gap (a quarter decade wide).
             let r = &reports[i];
             assert_eq!(r.verdict, Verdict::Unresolved, "subtask {i}: {r:?}");
-            assert!(is_between_rungs(r.verdict, r.note.as_deref()), "subtask {i}: {r:?}");
+            assert!(
+                is_between_rungs(r.verdict, r.note.as_deref()),
+                "subtask {i}: {r:?}"
+            );
             let x0 = r.x0.unwrap();
             assert!((x0 - want.log10()).abs() < 0.25, "subtask {i}: x0 {x0}");
         }
         assert_ne!(reports[3].verdict, Verdict::Emergent);
-        assert!(!is_between_rungs(reports[3].verdict, reports[3].note.as_deref()));
+        assert!(!is_between_rungs(
+            reports[3].verdict,
+            reports[3].note.as_deref()
+        ));
         let x0s: Vec<Option<f64>> = reports[..3].iter().map(|r| r.x0).collect();
         assert_eq!(frequency_order(&x0s), (3, 0));
     }
