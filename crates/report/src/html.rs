@@ -27,6 +27,21 @@ pub fn escape(s: &str) -> String {
     out
 }
 
+/// A figure inline (its SVG) with its caption and links to the PNG and SVG files.
+pub fn figure(h: &mut String, fig: &Figure) {
+    // plotters writes a bare <svg> element; keep only that, in case a prolog is ever added.
+    let svg = fig
+        .svg
+        .find("<svg")
+        .map_or(fig.svg.as_str(), |i| &fig.svg[i..]);
+    let _ = writeln!(
+        h,
+        "<figure id=\"{stem}\">\n{svg}\n<figcaption>{title} (<a href=\"plots/{stem}.png\">PNG</a>, <a href=\"plots/{stem}.svg\">SVG</a>)</figcaption>\n</figure>",
+        stem = escape(&fig.stem),
+        title = escape(&fig.title),
+    );
+}
+
 fn fmt_opt(v: Option<f64>, f: impl Fn(f64) -> String) -> String {
     v.filter(|v| v.is_finite())
         .map(f)
@@ -90,17 +105,7 @@ pub fn report_html(
 
     h.push_str("<h2>Figures</h2>\n");
     for fig in figures {
-        // plotters writes a bare <svg> element; keep only that, in case a prolog is ever added.
-        let svg = fig
-            .svg
-            .find("<svg")
-            .map_or(fig.svg.as_str(), |i| &fig.svg[i..]);
-        let _ = writeln!(
-            h,
-            "<figure id=\"{stem}\">\n{svg}\n<figcaption>{title} (<a href=\"plots/{stem}.png\">PNG</a>, <a href=\"plots/{stem}.svg\">SVG</a>)</figcaption>\n</figure>",
-            stem = escape(&fig.stem),
-            title = escape(&fig.title),
-        );
+        figure(&mut h, fig);
     }
     h.push_str("</body>\n</html>\n");
     h

@@ -14,7 +14,7 @@ use std::fmt::Write as _;
 use elab_analysis::{Crossing, GrokkingTimes, TimeToEvent, as_event, kaplan_meier};
 use elab_job::{JobState, Split};
 
-use crate::html::escape;
+use crate::html::figure;
 use crate::load::{JobRecord, SweepData, numeric, slugify, value_text};
 use crate::plots::Figure;
 use crate::schema;
@@ -349,16 +349,7 @@ pub fn section(diagrams: &[Diagram], figures: &[Figure], csv_written: bool) -> S
         );
     }
     for fig in figures {
-        let svg = fig
-            .svg
-            .find("<svg")
-            .map_or(fig.svg.as_str(), |i| &fig.svg[i..]);
-        let _ = writeln!(
-            h,
-            "<figure id=\"{stem}\">\n{svg}\n<figcaption>{title} (<a href=\"plots/{stem}.png\">PNG</a>, <a href=\"plots/{stem}.svg\">SVG</a>)</figcaption>\n</figure>",
-            stem = escape(&fig.stem),
-            title = escape(&fig.title),
-        );
+        figure(&mut h, fig);
     }
     h
 }
