@@ -4,10 +4,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use elab_job::{
-    EvalRow, JobSpec, Plan, PlannedJob, RunDir, RunStatus, Split, Summary, eval_steps,
-    param_counts, train_flops_per_token,
+    EvalRow, JobSpec, Plan, PlannedJob, RunDir, Split, eval_steps, param_counts,
+    train_flops_per_token,
 };
 use elab_report::{ExportOptions, export, plot, schema};
+
+mod common;
+use common::{local_links, read_csv};
 
 const D_MODELS: [usize; 5] = [16, 32, 64, 128, 256];
 const SEEDS: [u64; 2] = [0, 1];
@@ -124,77 +127,40 @@ fn synthetic_with(
     for spec in &specs {
         let seed = spec.seed;
         let i = sizes.iter().position(|&d| d == spec.model.d_model).unwrap();
-        let id = spec.id();
-        let run = RunDir::new(sweep.join("jobs").join(&id));
-        std::fs::create_dir_all(run.path()).unwrap();
-        std::fs::write(run.spec(), spec.to_toml()).unwrap();
         let (_, _, answer_len) = spec.task.shape();
         let x = (params(spec) as f64).log10();
-        for step in eval_steps(STEPS, spec.eval.every) {
-            let tokens = step * 100 * spec.n_ctx() as u64;
-            let train_em = (step as f64 / 8.0).min(1.0);
-            let (p, em) = val(x, seed, answer_len, step as f64 / STEPS as f64);
-            for (split, metrics) in [
-                (Split::Train, metrics(train_em, answer_len)),
-                (Split::Val, metrics_of(p, em, answer_len)),
-            ] {
-                run.append_eval(&EvalRow {
+        let rows = eval_steps(STEPS, spec.eval.every)
+            .into_iter()
+            .flat_map(|step| {
+                let tokens = step * 100 * spec.n_ctx() as u64;
+                let train_em = (step as f64 / 8.0).min(1.0);
+                let (p, em) = val(x, seed, answer_len, step as f64 / STEPS as f64);
+                [
+                    (Split::Train, metrics(train_em, answer_len)),
+                    (Split::Val, metrics_of(p, em, answer_len)),
+                ]
+                .map(|(split, metrics)| EvalRow {
                     step,
                     split,
                     tokens,
                     metrics,
                 })
-                .unwrap();
-            }
-        }
-        let summary = Summary {
-            status: RunStatus::Done,
-            steps: STEPS,
-            wall_seconds: 1.5,
-            backend: "cpu".into(),
-            device: "cpu".into(),
-            resumes: 0,
-        };
-        std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+            });
         let axes = BTreeMap::from([
             ("seed".to_string(), toml::Value::Integer(seed as i64)),
             ("train.weight_decay".to_string(), toml::Value::Float(1.0)),
         ]);
-        plan.jobs.push(PlannedJob {
-            id,
-            size: format!("s{i}"),
-            axes,
-            spec: None,
-        });
+        let job = common::write_done_job(&sweep, spec, &format!("s{i}"), axes, rows, STEPS);
+        plan.jobs.push(job);
     }
     extra(&sweep, &mut plan);
-    std::fs::write(
-        sweep.join("plan.json"),
-        serde_json::to_vec_pretty(&plan).unwrap(),
-    )
-    .unwrap();
+    common::write_plan(&sweep, &plan);
     Synthetic {
         _tmp: tmp,
         sweep,
         out,
         specs,
     }
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    let rows = r
-        .records()
-        .map(|rec| {
-            header
-                .iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect();
-    (header, rows)
 }
 
 /// Every documented column (axis placeholders aside) appears in SCHEMA.md's tables.
@@ -490,23 +456,6 @@ fn schaeffer_test_gives_the_known_answer() {
     assert_eq!(verdicts["exact_match"], "emergent", "{verdicts:?}");
     assert_eq!(verdicts["token_accuracy"], "emergent", "{verdicts:?}");
     assert_eq!(mirage, "genuine", "{verdicts:?}");
-}
-
-/// `src="..."` and `href="..."` values that are not anchors or absolute URLs.
-fn local_links(html: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for attr in ["src=\"", "href=\""] {
-        let mut rest = html;
-        while let Some(i) = rest.find(attr) {
-            rest = &rest[i + attr.len()..];
-            let end = rest.find('"').unwrap();
-            let link = &rest[..end];
-            if !link.starts_with('#') && !link.contains("://") {
-                out.push(link.to_string());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -3,10 +3,13 @@
 //! accuracy, Kaplan-Meier time to grok and censoring, and the figures must be drawn and shown.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use elab_job::{EvalRow, JobSpec, Plan, PlannedJob, RunDir, RunStatus, Split, Summary};
+use elab_job::{EvalRow, JobSpec, Plan, Split};
 use elab_report::{ExportOptions, export};
+
+mod common;
+use common::{local_links, read_csv};
 
 const STEPS: u64 = 1600;
 const EVERY: u64 = 200;
@@ -96,35 +99,19 @@ fn write_sweep_with(
         jobs: Vec::new(),
     };
     for job in jobs {
-        let spec = spec(job);
-        let id = spec.id();
-        let run = RunDir::new(sweep.join("jobs").join(&id));
-        std::fs::create_dir_all(run.path()).unwrap();
-        std::fs::write(run.spec(), spec.to_toml()).unwrap();
-        for step in (0..=STEPS).step_by(EVERY as usize) {
+        let rows = (0..=STEPS).step_by(EVERY as usize).flat_map(|step| {
             let train = if step >= 200 { 1.0 } else { 0.1 };
-            for (split, em) in [
+            [
                 (Split::Train, train),
                 (Split::Val, val_accuracy(job.grok_at, step)),
-            ] {
-                run.append_eval(&EvalRow {
-                    step,
-                    split,
-                    tokens: step * 100,
-                    metrics: metrics(em),
-                })
-                .unwrap();
-            }
-        }
-        let summary = Summary {
-            status: RunStatus::Done,
-            steps: STEPS,
-            wall_seconds: 1.0,
-            backend: "cpu".into(),
-            device: "cpu".into(),
-            resumes: 0,
-        };
-        std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+            ]
+            .map(|(split, em)| EvalRow {
+                step,
+                split,
+                tokens: step * 100,
+                metrics: metrics(em),
+            })
+        });
         let mut axes = BTreeMap::from([
             ("seed".to_string(), toml::Value::Integer(job.seed as i64)),
             (
@@ -136,39 +123,22 @@ fn write_sweep_with(
             axes.insert("task.train_fraction".to_string(), toml::Value::Float(f));
         }
         more_axes(job, &mut axes);
-        plan.jobs.push(PlannedJob {
-            id,
-            size: SIZE_NAMES[job.size].to_string(),
+        let size = SIZE_NAMES[job.size];
+        plan.jobs.push(common::write_done_job(
+            &sweep,
+            &spec(job),
+            size,
             axes,
-            spec: None,
-        });
+            rows,
+            STEPS,
+        ));
     }
-    std::fs::write(
-        sweep.join("plan.json"),
-        serde_json::to_vec_pretty(&plan).unwrap(),
-    )
-    .unwrap();
+    common::write_plan(&sweep, &plan);
     Sweep {
         _tmp: tmp,
         sweep,
         out,
     }
-}
-
-fn read_csv(path: &Path) -> (Vec<String>, Vec<BTreeMap<String, String>>) {
-    let mut r = csv::Reader::from_path(path).unwrap();
-    let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
-    let rows = r
-        .records()
-        .map(|rec| {
-            header
-                .iter()
-                .cloned()
-                .zip(rec.unwrap().iter().map(str::to_string))
-                .collect()
-        })
-        .collect();
-    (header, rows)
 }
 
 /// When each (size, weight decay, seed) groks. Weight decay 0 never does; 2 does at a step
@@ -332,22 +302,6 @@ fn size_by_weight_decay_cells_have_the_known_accuracy_and_time_to_grok() {
             .iter()
             .any(|f| f.ends_with(format!("{stem}.png")))
     );
-}
-
-/// `src="..."` and `href="..."` values that are not anchors or absolute URLs.
-fn local_links(html: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    for attr in ["src=\"", "href=\""] {
-        let mut rest = html;
-        while let Some(i) = rest.find(attr) {
-            rest = &rest[i + attr.len()..];
-            let link = &rest[..rest.find('"').unwrap()];
-            if !link.starts_with('#') && !link.contains("://") {
-                out.push(link.to_string());
-            }
-        }
-    }
-    out
 }
 
 #[test]

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use elab_job::{
-    EvalRow, JobSpec, Plan, PlannedJob, RunDir, RunStatus, Split, Summary, param_counts,
-};
+use elab_job::{EvalRow, JobSpec, Plan, Split, param_counts};
 use elab_report::{ExportOptions, export};
+
+mod common;
 
 const D_MODELS: [usize; 8] = [8, 16, 24, 32, 48, 64, 96, 128];
 const SEEDS: [u64; 2] = [0, 1];
@@ -56,11 +56,6 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
     };
     for seed in SEEDS {
         for (size, &d) in D_MODELS.iter().enumerate() {
-            let spec = spec(d, seed);
-            let id = spec.id();
-            let run = RunDir::new(sweep.join("jobs").join(&id));
-            std::fs::create_dir_all(run.path()).unwrap();
-            std::fs::write(run.spec(), spec.to_toml()).unwrap();
             let noise = if seed == 0 { 0.01 } else { -0.01 };
             let mut metrics = BTreeMap::from([(
                 "loss".to_string(),
@@ -70,52 +65,23 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
                 let acc = if learned(i, size) { 0.99 } else { 0.5 } + noise;
                 metrics.insert(format!("subtask_accuracy.{i}"), acc);
             }
-            for split in [Split::Train, Split::Val] {
-                run.append_eval(&EvalRow {
-                    step: 100,
-                    split,
-                    tokens: 100,
-                    metrics: metrics.clone(),
-                })
-                .unwrap();
-            }
-            let summary = Summary {
-                status: RunStatus::Done,
-                steps: 100,
-                wall_seconds: 1.0,
-                backend: "cpu".into(),
-                device: "cpu".into(),
-                resumes: 0,
-            };
-            std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
-            plan.jobs.push(PlannedJob {
-                id,
-                size: format!("d{d}"),
-                axes: BTreeMap::from([("seed".to_string(), toml::Value::Integer(seed as i64))]),
-                spec: None,
+            let rows = [Split::Train, Split::Val].map(|split| EvalRow {
+                step: 100,
+                split,
+                tokens: 100,
+                metrics: metrics.clone(),
             });
+            let axes = BTreeMap::from([("seed".to_string(), toml::Value::Integer(seed as i64))]);
+            let job =
+                common::write_done_job(&sweep, &spec(d, seed), &format!("d{d}"), axes, rows, 100);
+            plan.jobs.push(job);
         }
     }
-    std::fs::write(
-        sweep.join("plan.json"),
-        serde_json::to_vec_pretty(&plan).unwrap(),
-    )
-    .unwrap();
+    common::write_plan(&sweep, &plan);
 
     let summary = export(&sweep, &out, &ExportOptions { plots: false }).unwrap();
     assert!(summary.files.iter().any(|f| f.ends_with("subtasks.csv")));
-    let mut reader = csv::Reader::from_path(out.join("subtasks.csv")).unwrap();
-    let header: Vec<String> = reader.headers().unwrap().iter().map(String::from).collect();
-    let rows: Vec<BTreeMap<String, String>> = reader
-        .records()
-        .map(|r| {
-            header
-                .iter()
-                .cloned()
-                .zip(r.unwrap().iter().map(String::from))
-                .collect()
-        })
-        .collect();
+    let (header, rows) = common::read_csv(&out.join("subtasks.csv"));
     assert_eq!(rows.len(), 4);
     let doc = std::fs::read_to_string(out.join("SCHEMA.md")).unwrap();
     for name in &header {

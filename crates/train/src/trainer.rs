@@ -770,6 +770,30 @@ fn answer_log_probs(model: &Gpt, input: Tensor<3, Int>, data: &Dataset) -> Tenso
     log_softmax(model.forward(input, data.prompt_len - 1), 3)
 }
 
+/// Walks each model's examples `[models][examples]` together, [`EVAL_BATCH`] at a time: `f`
+/// gets each model's chunk and the rows to feed the pack, every chunk [`padded`] to the
+/// longest.
+fn for_each_eval_chunk<'e, T: AsRef<[u32]>>(
+    examples: &[&'e [T]],
+    data: &Dataset,
+    mut f: impl FnMut(&[&'e [T]], &[Vec<&[u32]>]),
+) {
+    let blank = vec![0u32; data.seq_len()];
+    let longest = examples.iter().map(|e| e.len()).max().unwrap_or(0);
+    for start in (0..longest).step_by(EVAL_BATCH) {
+        let chunks: Vec<&[T]> = examples
+            .iter()
+            .map(|e| &e[start.min(e.len())..(start + EVAL_BATCH).min(e.len())])
+            .collect();
+        let n = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
+        let rows: Vec<Vec<&[u32]>> = chunks
+            .iter()
+            .map(|c| padded(c.iter().map(AsRef::as_ref).collect(), n, &blank))
+            .collect();
+        f(&chunks, &rows);
+    }
+}
+
 /// `rows` padded to `n` by repeating its first row (or `blank` when it has none): the models
 /// of a pack read equally many examples per pass, and the padding's scores are dropped.
 fn padded<'e>(mut rows: Vec<&'e [u32]>, n: usize, blank: &'e [u32]) -> Vec<&'e [u32]> {
@@ -788,24 +812,14 @@ fn evaluate(
     device: &Device,
 ) -> Vec<BTreeMap<String, f64>> {
     let (answer_len, vocab) = (data.answer_len, data.vocab_size);
-    let blank = vec![0u32; data.seq_len()];
     let mut scorers: Vec<Scorer> = examples.iter().map(|_| Scorer::default()).collect();
     let mut task_scorers: Vec<TaskScorer> = breakdowns
         .iter()
         .map(|&(breakdown, groups)| TaskScorer::new(breakdown, groups))
         .collect();
-    let longest = examples.iter().map(|e| e.len()).max().unwrap_or(0);
-    for start in (0..longest).step_by(EVAL_BATCH) {
-        let chunks: Vec<&[Vec<u32>]> = examples
-            .iter()
-            .map(|e| &e[start.min(e.len())..(start + EVAL_BATCH).min(e.len())])
-            .collect();
-        let n = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
-        let rows: Vec<Vec<&[u32]>> = chunks
-            .iter()
-            .map(|c| padded(c.iter().map(Vec::as_slice).collect(), n, &blank))
-            .collect();
-        let input = inputs(&rows, data);
+    for_each_eval_chunk(examples, data, |chunks, rows| {
+        let n = rows[0].len();
+        let input = inputs(rows, data);
         let logp = answer_log_probs(model, int_tensor(&input, device), data)
             .into_data()
             .try_to_vec::<f32>()
@@ -839,13 +853,13 @@ fn evaluate(
                     .collect()
             })
             .collect();
-        decode_greedy(model, &chunks, &wrong, &mut greedy, data, device);
+        decode_greedy(model, chunks, &wrong, &mut greedy, data, device);
         for (k, (scorer, task_scorer)) in scorers.iter_mut().zip(&mut task_scorers).enumerate() {
             let own = &logp[k * per_model..][..chunks[k].len() * answer_len * vocab];
             scorer.add(own, vocab, &targets[k], &greedy[k], answer_len);
             task_scorer.add(own, vocab, &targets[k], answer_len);
         }
-    }
+    });
     scorers
         .iter()
         .zip(&task_scorers)
@@ -865,25 +879,13 @@ fn answer_logits(
     data: &Dataset,
     device: &Device,
 ) -> Vec<Vec<f32>> {
-    let blank = vec![0u32; data.seq_len()];
     let vocab = data.vocab_size;
     let mut out: Vec<Vec<f32>> = examples.iter().map(|_| Vec::new()).collect();
-    let longest = examples.iter().map(Vec::len).max().unwrap_or(0);
-    for start in (0..longest).step_by(EVAL_BATCH) {
-        let chunks: Vec<&[&[u32]]> = examples
-            .iter()
-            .map(|e| &e[start.min(e.len())..(start + EVAL_BATCH).min(e.len())])
-            .collect();
-        let n = chunks.iter().map(|c| c.len()).max().unwrap_or(0);
-        let rows: Vec<Vec<&[u32]>> = chunks
-            .iter()
-            .map(|c| padded(c.to_vec(), n, &blank))
-            .collect();
+    let examples: Vec<&[&[u32]]> = examples.iter().map(Vec::as_slice).collect();
+    for_each_eval_chunk(&examples, data, |chunks, rows| {
+        let n = rows[0].len();
         let logits = model
-            .forward(
-                int_tensor(&inputs(&rows, data), device),
-                data.prompt_len - 1,
-            )
+            .forward(int_tensor(&inputs(rows, data), device), data.prompt_len - 1)
             .narrow(2, 0, 1)
             .into_data()
             .convert::<f32>()
@@ -892,7 +894,7 @@ fn answer_logits(
         for (k, chunk) in chunks.iter().enumerate() {
             out[k].extend_from_slice(&logits[k * n * vocab..][..chunk.len() * vocab]);
         }
-    }
+    });
     out
 }
 
