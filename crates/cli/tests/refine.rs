@@ -1,6 +1,7 @@
 //! `elab refine` end to end with real workers: a coarse ladder whose exact-match jump falls
 //! between two rungs gets a size in the gap, trained for every seed, recorded in refine.json,
-//! listed by `elab status`, kept by `elab resume` and exported; a second run adds nothing.
+//! listed by `elab status`, kept by `elab resume` and exported; a second run adds nothing. The
+//! same round also runs through Slurm (skipped without a cluster, as in tests/slurm.rs).
 //!
 //! Models this small learn nothing in 40 steps, so the jump is written into the first
 //! sweep's records (the final validation exact match: 0.02 below d_model 20, 0.95 above):
@@ -330,4 +331,64 @@ fn a_round_interrupted_by_ctrl_c_is_finished_by_the_next_refine() {
         assert_eq!(rows.len(), elab_job::eval_steps(1000, 50).len() * 2, "{id}");
         assert!(run.read_summary().is_some(), "{id}");
     }
+}
+
+#[test]
+fn a_round_through_slurm_trains_its_jobs_as_array_tasks_and_is_recorded_once() {
+    if !slurm_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let config = write_config(tmp.path());
+    let sweeps = tmp.path().join("sweeps");
+    let sweep = sweeps.join("coarse");
+    ok(sweep_cmd(&config, &sweeps).args(["--executor", "slurm"]));
+    let before = specs(&sweep);
+    assert_eq!(before.len(), 10);
+    write_a_jump_between_d16_and_d24(&sweep);
+
+    let refine = || {
+        let mut cmd = elab();
+        cmd.arg("refine").arg(&sweep).args(["--executor", "slurm"]);
+        cmd
+    };
+    let stdout = ok(&mut refine());
+    assert!(stdout.contains("round 1 adds"), "{stdout}");
+    let new: Vec<(String, JobSpec)> = specs(&sweep)
+        .into_iter()
+        .filter(|(id, _)| !before.iter().any(|(b, _)| b == id))
+        .collect();
+    assert_eq!(new.len(), 2, "one size x 2 seeds: {stdout}");
+    // The round went to Slurm as its own submission, after the coarse sweep's.
+    assert!(sweep.join("slurm/sub-2.json").exists());
+    let round_tasks = std::fs::read_to_string(sweep.join("slurm/sub-2.tasks")).unwrap();
+    for (id, _) in &new {
+        assert!(
+            round_tasks.contains(id.as_str()),
+            "{id} not in {round_tasks}"
+        );
+        let dir = sweep.join("jobs").join(id);
+        let attempts = attempts(&dir);
+        assert_eq!(attempts.len(), 1, "{id}: {attempts:?}");
+        assert!(
+            attempts[0]["executor"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("slurm:")),
+            "{id}: {attempts:?}"
+        );
+        assert_eq!(attempts[0]["exit"], 0, "{id}");
+        let run = RunDir::new(&dir);
+        let rows = elab_job::read_evals(&run.evals()).unwrap();
+        assert_eq!(rows.last().map(|r| r.step), Some(40), "{id}");
+        assert!(run.read_summary().is_some(), "{id} finished");
+    }
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(sweep.join("refine.json")).unwrap()).unwrap();
+    assert_eq!(record["rounds"].as_array().unwrap().len(), 1);
+
+    // Again: nothing to add, nothing submitted.
+    let stdout = ok(&mut refine());
+    assert!(stdout.contains("no sizes added"), "{stdout}");
+    assert!(!sweep.join("slurm/sub-3.json").exists());
+    assert_eq!(specs(&sweep).len(), 12);
 }

@@ -1,6 +1,6 @@
 //! The Slurm executor against a real single-node Slurm cluster (.ci/slurm-up starts one and
 //! exports SLURM_CONF). Skipped, with a message, when `sinfo` is missing or not root; failed
-//! instead when ELAB_NO_SKIP is set (CI).
+//! instead when ELAB_NO_SKIP is set (CI): see `slurm_available`.
 
 mod common;
 
@@ -14,28 +14,6 @@ use elab_job::RunDir;
 
 /// The cluster has a couple of cores: one test at a time, or their tasks queue behind each other.
 static CLUSTER: Mutex<()> = Mutex::new(());
-
-fn slurm_available() -> bool {
-    let sinfo = Command::new("sinfo").args(["-h", "-o", "%T"]).output();
-    // SAFETY: geteuid has no preconditions.
-    let root = unsafe { libc::geteuid() } == 0;
-    let why = match sinfo {
-        Err(e) => format!("`sinfo` cannot run ({e})"),
-        Ok(o) if !o.status.success() => format!(
-            "`sinfo` failed: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
-        ),
-        Ok(_) if !root => "not root".to_string(),
-        Ok(_) => return true,
-    };
-    if std::env::var_os("ELAB_NO_SKIP").is_some() {
-        panic!("no Slurm cluster: {why} (ELAB_NO_SKIP is set; start one with .ci/slurm-up)");
-    }
-    eprintln!(
-        "SKIPPED: no Slurm cluster: {why}. Start one with `eval \"$(.ci/slurm-up)\"` (root, Debian)."
-    );
-    false
-}
 
 fn lock() -> std::sync::MutexGuard<'static, ()> {
     CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
@@ -88,14 +66,6 @@ fn task_state(task: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn attempts(dir: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(dir.join("attempts.jsonl"))
-        .unwrap_or_default()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
 }
 
 /// A directory holding a `squeue` that fails as it does when slurmctld is down.

@@ -115,3 +115,36 @@ pub fn assert_equal_records(reference: &Path, other: &Path, steps: u64, every: u
         assert!(other.join("jobs").join(id).join("summary.json").exists());
     }
 }
+
+/// Whether a Slurm cluster is up for the tests (.ci/slurm-up starts one). Without one a test
+/// skips with a message, or fails when ELAB_NO_SKIP is set (CI).
+pub fn slurm_available() -> bool {
+    let sinfo = Command::new("sinfo").args(["-h", "-o", "%T"]).output();
+    // SAFETY: geteuid has no preconditions.
+    let root = unsafe { libc::geteuid() } == 0;
+    let why = match sinfo {
+        Err(e) => format!("`sinfo` cannot run ({e})"),
+        Ok(o) if !o.status.success() => format!(
+            "`sinfo` failed: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        ),
+        Ok(_) if !root => "not root".to_string(),
+        Ok(_) => return true,
+    };
+    if std::env::var_os("ELAB_NO_SKIP").is_some() {
+        panic!("no Slurm cluster: {why} (ELAB_NO_SKIP is set; start one with .ci/slurm-up)");
+    }
+    eprintln!(
+        "SKIPPED: no Slurm cluster: {why}. Start one with `eval \"$(.ci/slurm-up)\"` (root, Debian)."
+    );
+    false
+}
+
+/// The worker attempts recorded in a job directory (`attempts.jsonl`), oldest first.
+pub fn attempts(dir: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.join("attempts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
