@@ -7,9 +7,12 @@
 //!   smooth per-position accuracies (Schaeffer's test);
 //! * grokking curves: train and validation exact match / token accuracy vs step, one line per job;
 //! * emergence map: size x eval step, colour = validation exact match averaged over seeds;
+//! * progress measures (`progress_figure`), where the runs recorded them: weight norm and, for
+//!   modular tasks, Nanda et al.'s Fourier measures, under the validation curve;
 //! * phase diagrams (`phase_figure`): two swept axes, final accuracy and time to grok.
 
 mod phase_figure;
+mod progress_figure;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -115,6 +118,14 @@ pub fn figures(
             format!("{}: emergence map (validation exact match)", group.label),
             &|p| render(&map, p),
         )?;
+        if progress_figure::has_progress_measures(group) {
+            let progress = progress_figure::ProgressPlot { group };
+            add(
+                format!("{}_progress", group.slug),
+                format!("{}: progress measures", group.label),
+                &|p| render(&progress, p),
+            )?;
+        }
     }
     Ok(out)
 }

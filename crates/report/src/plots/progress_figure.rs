@@ -1,0 +1,201 @@
+//! Progress measures under the grokking curve, over linear steps as in Nanda et al.'s figures:
+//! validation exact match and the total weight norm for every task; for modular addition and
+//! subtraction also the Fourier measures (key-frequency share of the embedding, test loss,
+//! restricted loss, excluded loss; losses on a log axis). One line per job.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::{FAMILY, Plot, no_data};
+use crate::load::{Group, JobRecord};
+use elab_job::Split;
+
+/// One panel: a metric of one split, on a linear or a log10 y axis.
+struct Panel {
+    title: &'static str,
+    split: Split,
+    metric: &'static str,
+    log_y: bool,
+}
+
+const fn panel(title: &'static str, split: Split, metric: &'static str, log_y: bool) -> Panel {
+    Panel {
+        title,
+        split,
+        metric,
+        log_y,
+    }
+}
+
+/// Every task: the grokking curve and what weight decay acts on.
+const COMMON: [Panel; 2] = [
+    panel("validation exact match", Split::Val, "exact_match", false),
+    panel("total weight norm", Split::Train, "weight_norm", false),
+];
+
+/// Modular addition and subtraction (`crate::fourier` in elab-train): restricted loss falls
+/// before the test loss, excluded loss rises as memorization is cleaned up.
+const FOURIER: [Panel; 4] = [
+    panel(
+        "embedding norm share of the 5 key frequencies",
+        Split::Train,
+        "fourier.key_share",
+        false,
+    ),
+    panel("test loss (log10)", Split::Val, "loss", true),
+    panel(
+        "restricted loss, all pairs (log10)",
+        Split::Train,
+        "fourier.restricted_loss",
+        true,
+    ),
+    panel(
+        "excluded loss, training pairs (log10)",
+        Split::Train,
+        "fourier.excluded_loss",
+        true,
+    ),
+];
+
+/// Whether any job of the group recorded the progress measures (runs before they existed, and
+/// hand-made sweeps, have none: no figure).
+pub fn has_progress_measures(group: &Group<'_>) -> bool {
+    has(group, "weight_norm")
+}
+
+fn has(group: &Group<'_>, metric: &str) -> bool {
+    group
+        .jobs
+        .iter()
+        .any(|j| j.evals.iter().any(|r| r.metrics.contains_key(metric)))
+}
+
+pub struct ProgressPlot<'a> {
+    pub group: &'a Group<'a>,
+}
+
+impl ProgressPlot<'_> {
+    fn panels(&self) -> Vec<&'static Panel> {
+        let fourier = has(self.group, "fourier.key_share");
+        COMMON
+            .iter()
+            .chain(if fourier { &FOURIER[..] } else { &[] })
+            .collect()
+    }
+}
+
+impl Plot for ProgressPlot<'_> {
+    fn size(&self) -> (u32, u32) {
+        if self.panels().len() > 2 {
+            (1500, 820)
+        } else {
+            (1200, 420)
+        }
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let root = root.titled(
+            &format!("{}: progress measures", self.group.label),
+            (FAMILY, 20),
+        )?;
+        let panels = self.panels();
+        let grid = if panels.len() > 2 { (2, 3) } else { (1, 2) };
+        let max_step = self
+            .group
+            .jobs
+            .iter()
+            .flat_map(|j| j.evals.last())
+            .map(|r| r.step)
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        for (i, (area, panel)) in root.split_evenly(grid).iter().zip(panels).enumerate() {
+            draw_panel(area, panel, &self.group.jobs, max_step, i == 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// A job's line label: its size and seed (the group already fixes the other axes).
+fn job_label(job: &JobRecord) -> String {
+    format!("{} seed {}", job.size, job.spec.seed)
+}
+
+fn draw_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    panel: &Panel,
+    jobs: &[&JobRecord],
+    max_step: f64,
+    legend: bool,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    // Log panels plot log10 of the value on a linear axis (zeros and negatives left out).
+    let curves: Vec<Vec<(f64, f64)>> = jobs
+        .iter()
+        .map(|job| {
+            job.curve(panel.split, panel.metric)
+                .into_iter()
+                .filter(|(_, v)| v.is_finite() && (!panel.log_y || *v > 0.0))
+                .map(|(s, v)| (s as f64, if panel.log_y { v.log10() } else { v }))
+                .collect()
+        })
+        .collect();
+    let values = || curves.iter().flatten().map(|p| p.1);
+    let Some(lo) = values().reduce(f64::min) else {
+        no_data(area, panel.title)?;
+        return Ok(());
+    };
+    let hi = values().fold(lo, f64::max);
+    let (ylo, yhi) = match (panel.log_y, panel.metric) {
+        (true, _) => (lo.floor() - 0.1, hi.ceil() + 0.1),
+        (false, "weight_norm") => (0.0, hi * 1.05),
+        (false, _) => (-0.02, 1.02),
+    };
+    let mut chart = ChartBuilder::on(area)
+        .caption(panel.title, (FAMILY, 16))
+        .margin(8)
+        .x_label_area_size(40)
+        .y_label_area_size(55)
+        .build_cartesian_2d(0.0..max_step * 1.02, ylo..yhi)?;
+    let power_of_ten = |y: &f64| {
+        if (y - y.round()).abs() < 1e-9 {
+            format!("1e{}", y.round())
+        } else {
+            String::new()
+        }
+    };
+    let mut mesh = chart.configure_mesh();
+    mesh.max_light_lines(1)
+        .x_desc("step")
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .label_style((FAMILY, 12));
+    if panel.log_y {
+        mesh.y_label_formatter(&power_of_ten);
+    }
+    mesh.draw()?;
+    for (i, (job, curve)) in jobs.iter().zip(curves).enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let series = chart.draw_series(LineSeries::new(curve, color.stroke_width(2)))?;
+        if legend {
+            series.label(job_label(job)).legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
+        }
+    }
+    if legend {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .label_font((FAMILY, 12))
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()?;
+    }
+    Ok(())
+}
