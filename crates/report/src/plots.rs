@@ -317,16 +317,36 @@ impl Plot for ScalePlot<'_> {
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
                 });
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .label_font((FAMILY, 12))
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .draw()?;
+            draw_legend(&mut chart)?;
         }
         Ok(())
     }
+}
+
+/// The last evaluated step of any of the jobs (0 with no records).
+fn last_step(jobs: &[&JobRecord]) -> u64 {
+    jobs.iter()
+        .flat_map(|j| j.evals.last())
+        .map(|r| r.step)
+        .max()
+        .unwrap_or(0)
+}
+
+/// The series legend of every figure: upper left, on a translucent box.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .label_font((FAMILY, 12))
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()?;
+    Ok(())
 }
 
 /// Distinct size names of a group, smallest model first, with their parameter counts.
@@ -359,15 +379,7 @@ impl Plot for GrokPlot<'_> {
             (FAMILY, 20),
         )?;
         let sizes = sizes_by_params(&self.group.jobs);
-        let max_step = self
-            .group
-            .jobs
-            .iter()
-            .flat_map(|j| j.evals.last())
-            .map(|r| r.step)
-            .max()
-            .unwrap_or(1)
-            .max(2);
+        let max_step = last_step(&self.group.jobs).max(2);
         let panels = [
             ("exact_match", Split::Train),
             ("exact_match", Split::Val),
@@ -419,13 +431,7 @@ impl Plot for GrokPlot<'_> {
                 }
             }
             if i == 1 {
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperLeft)
-                    .label_font((FAMILY, 12))
-                    .background_style(WHITE.mix(0.8))
-                    .border_style(BLACK.mix(0.3))
-                    .draw()?;
+                draw_legend(&mut chart)?;
             }
         }
         Ok(())

@@ -6,7 +6,7 @@
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use super::{FAMILY, Plot, no_data};
+use super::{FAMILY, Plot, draw_legend, last_step, no_data};
 use crate::load::{Group, JobRecord};
 use elab_job::Split;
 
@@ -104,15 +104,7 @@ impl Plot for ProgressPlot<'_> {
         )?;
         let panels = self.panels();
         let grid = if panels.len() > 2 { (2, 3) } else { (1, 2) };
-        let max_step = self
-            .group
-            .jobs
-            .iter()
-            .flat_map(|j| j.evals.last())
-            .map(|r| r.step)
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
+        let max_step = last_step(&self.group.jobs).max(1) as f64;
         for (i, (area, panel)) in root.split_evenly(grid).iter().zip(panels).enumerate() {
             draw_panel(area, panel, &self.group.jobs, max_step, i == 0)?;
         }
@@ -189,13 +181,7 @@ where
         }
     }
     if legend {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font((FAMILY, 12))
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()?;
+        draw_legend(&mut chart)?;
     }
     Ok(())
 }
