@@ -490,6 +490,7 @@ pub fn markdown() -> String {
          | `plots/<group>_scale.{svg,png}` | final validation score vs params_total, one panel per metric (exact_match, token_accuracy, answer_logprob, edit score): seeds as points, mean per size as a line, threshold (red line) and its bootstrap interval (band) where the verdict is emergent |\n\
          | `plots/<group>_curves.{svg,png}` | train and validation exact_match / token_accuracy vs step (log axis, step 0 omitted), one line per job, coloured by size |\n\
          | `plots/<group>_map.{svg,png}` | emergence map: size (y) x eval step (x), colour = validation exact_match averaged over seeds |\n\
+         | `plots/<group>_progress.{svg,png}` | progress measures over linear steps, a line per job, only where the runs recorded them: validation exact_match and `weight_norm`; for modular addition and subtraction also `fourier.key_share`, validation loss, `fourier.restricted_loss` and `fourier.excluded_loss` (losses on a log10 axis) |\n\
          | `plots/phaseNN_<x>_x_<y>[_at_<group>].{svg,png}` | phase diagram: final validation exact_match (left) and log10 time to grok (right) over two swept axes, mean / Kaplan-Meier median over seeds; censored cells hatched and marked > budget; at most 12 |\n\
          | `report.html` | self-contained page: job counts by status, thresholds table, every figure inlined as SVG |\n\n\
          `<group>` is `gNN_<task and swept values>`. Every file is written and fsynced in a staging\n\
