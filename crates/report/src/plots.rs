@@ -118,8 +118,7 @@ pub fn figures(
             format!("{}: emergence map (validation exact match)", group.label),
             &|p| render(&map, p),
         )?;
-        if progress_figure::has_progress_measures(group) {
-            let progress = progress_figure::ProgressPlot { group };
+        if let Some(progress) = progress_figure::ProgressPlot::of(group) {
             add(
                 format!("{}_progress", group.slug),
                 format!("{}: progress measures", group.label),

@@ -57,12 +57,6 @@ const FOURIER: [Panel; 4] = [
     ),
 ];
 
-/// Whether any job of the group recorded the progress measures (runs before they existed, and
-/// hand-made sweeps, have none: no figure).
-pub fn has_progress_measures(group: &Group<'_>) -> bool {
-    has(group, "weight_norm")
-}
-
 fn has(group: &Group<'_>, metric: &str) -> bool {
     group
         .jobs
@@ -71,22 +65,32 @@ fn has(group: &Group<'_>, metric: &str) -> bool {
 }
 
 pub struct ProgressPlot<'a> {
-    pub group: &'a Group<'a>,
+    group: &'a Group<'a>,
+    panels: Vec<&'static Panel>,
 }
 
-impl ProgressPlot<'_> {
-    fn panels(&self) -> Vec<&'static Panel> {
-        let fourier = has(self.group, "fourier.key_share");
-        COMMON
-            .iter()
-            .chain(if fourier { &FOURIER[..] } else { &[] })
-            .collect()
+impl<'a> ProgressPlot<'a> {
+    /// The figure of a group whose runs recorded the progress measures; `None` for the others
+    /// (runs from before the measures existed, hand-made sweeps), which get no figure.
+    pub fn of(group: &'a Group<'a>) -> Option<Self> {
+        if !has(group, "weight_norm") {
+            return None;
+        }
+        let fourier: &[Panel] = if has(group, "fourier.key_share") {
+            &FOURIER
+        } else {
+            &[]
+        };
+        Some(Self {
+            group,
+            panels: COMMON.iter().chain(fourier).collect(),
+        })
     }
 }
 
 impl Plot for ProgressPlot<'_> {
     fn size(&self) -> (u32, u32) {
-        if self.panels().len() > 2 {
+        if self.panels.len() > 2 {
             (1500, 820)
         } else {
             (1200, 420)
@@ -102,10 +106,13 @@ impl Plot for ProgressPlot<'_> {
             &format!("{}: progress measures", self.group.label),
             (FAMILY, 20),
         )?;
-        let panels = self.panels();
-        let grid = if panels.len() > 2 { (2, 3) } else { (1, 2) };
+        let grid = if self.panels.len() > 2 {
+            (2, 3)
+        } else {
+            (1, 2)
+        };
         let max_step = last_step(&self.group.jobs).max(1) as f64;
-        for (i, (area, panel)) in root.split_evenly(grid).iter().zip(panels).enumerate() {
+        for (i, (area, panel)) in root.split_evenly(grid).iter().zip(&self.panels).enumerate() {
             draw_panel(area, panel, &self.group.jobs, max_step, i == 0)?;
         }
         Ok(())
