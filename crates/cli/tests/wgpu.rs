@@ -1,7 +1,7 @@
 //! The wgpu code path (on Mesa's software Vulkan in CI) trains like the CPU backend: the same
 //! initial weights (initialized on the CPU) and the same losses over a few steps, within a
-//! tolerance, since the backends' float reductions differ in order. On wgpu the two jobs train
-//! as one pack; on the CPU each alone.
+//! tolerance, since the backends' float reductions differ in order. On wgpu the two transformer
+//! jobs train as one pack; on the CPU each alone; the MLP alone on each.
 
 use std::path::Path;
 use std::process::Command;
@@ -70,7 +70,20 @@ fn a_few_wgpu_steps_match_the_cpu_backend() {
     train(&[&job], &[&dir("cpu")], "cpu");
     train(&[&other], &[&dir("cpu-other")], "cpu");
     train(&[&job, &other], &[&dir("wgpu"), &dir("wgpu-other")], "wgpu");
-    for (cpu, gpu) in [("cpu", "wgpu"), ("cpu-other", "wgpu-other")] {
+    // The MLP's gather and running sum over positions, on both backends.
+    let mlp = tmp.path().join("mlp.toml");
+    let mlp_job = JOB
+        .replace("n_layer = 1", "arch = \"mlp\"\nn_layer = 1")
+        .replace("n_head = 4", "n_head = 1")
+        .replace("lr = 1e-3", "lr = 1e-2");
+    std::fs::write(&mlp, mlp_job).unwrap();
+    train(&[&mlp], &[&dir("cpu-mlp")], "cpu");
+    train(&[&mlp], &[&dir("wgpu-mlp")], "wgpu");
+    for (cpu, gpu) in [
+        ("cpu", "wgpu"),
+        ("cpu-other", "wgpu-other"),
+        ("cpu-mlp", "wgpu-mlp"),
+    ] {
         compare(&dir(cpu), &dir(gpu));
     }
 }

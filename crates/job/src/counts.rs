@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::ModelSpec;
+use crate::{Arch, ModelSpec};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ParamCounts {
@@ -16,9 +16,21 @@ pub struct ParamCounts {
 }
 
 /// Counts for a decoder with biases in every Linear (but the attention's when `attn_bias` is
-/// off) and LayerNorm, as `elab-model` builds it.
+/// off) and LayerNorm, as `elab-model` builds it. For an MLP (`arch = "mlp"`) the first
+/// layer, one row per (position, token), counts as its embedding, and its head as the
+/// unembedding.
 pub fn param_counts(m: &ModelSpec, vocab: usize, n_ctx: usize) -> ParamCounts {
     let (d, f, l) = (m.d_model as u64, m.d_mlp as u64, m.n_layer as u64);
+    if m.arch == Arch::Mlp {
+        let non_embedding = d + (l - 1) * (d * d + d);
+        return ParamCounts {
+            total: n_ctx as u64 * vocab as u64 * d
+                + non_embedding
+                + (d * vocab as u64 + vocab as u64),
+            non_embedding,
+            kaplan_12ld2: 12 * l * d * d,
+        };
+    }
     let norm = if m.layer_norm { 2 * d } else { 0 };
     let attention = 4 * d * d + if m.attn_bias { 4 * d } else { 0 };
     let mlp = (d * f + f) + (f * d + d);
@@ -37,9 +49,13 @@ pub fn param_counts(m: &ModelSpec, vocab: usize, n_ctx: usize) -> ParamCounts {
     }
 }
 
-/// Training FLOPs per token: 3 x (forward 2N + 2 * n_layer * n_ctx * d_model), N non-embedding.
+/// Training FLOPs per token: 3 x (forward 2N + 2 * n_layer * n_ctx * d_model), N non-embedding
+/// (an MLP has no attention term).
 pub fn train_flops_per_token(m: &ModelSpec, counts: &ParamCounts, n_ctx: usize) -> f64 {
-    let attention = 2.0 * m.n_layer as f64 * n_ctx as f64 * m.d_model as f64;
+    let attention = match m.arch {
+        Arch::Gpt => 2.0 * m.n_layer as f64 * n_ctx as f64 * m.d_model as f64,
+        Arch::Mlp => 0.0,
+    };
     3.0 * (2.0 * counts.non_embedding as f64 + attention)
 }
 

@@ -26,7 +26,7 @@ pub use heartbeat::{HEARTBEAT_STALE_SECS, Heartbeat, unix_now};
 pub use progress::Progress;
 pub use records::{EvalRow, RunDir, RunStatus, Split, Summary, read_evals};
 pub use spec::{
-    Activation, DecayOn, EvalSpec, Init, JobSpec, ModelSpec, Schedule, TrainSpec, eval_steps,
+    Activation, Arch, DecayOn, EvalSpec, Init, JobSpec, ModelSpec, Schedule, TrainSpec, eval_steps,
     is_job_id,
 };
 pub use sweepdir::{

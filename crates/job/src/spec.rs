@@ -29,6 +29,24 @@ pub enum Activation {
     Gelu,
 }
 
+/// Which network maps the tokens to logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Arch {
+    /// The GPT-style decoder-only transformer.
+    #[default]
+    Gpt,
+    /// A multilayer perceptron on the one-hot context (Michaud et al. 2023's network for sparse
+    /// parity): `n_layer` hidden layers of `d_model` units; it has no attention, LayerNorm or
+    /// embeddings, so `n_head` must be 1 and `d_mlp`, `layer_norm`, `tied_embeddings` and
+    /// `attn_bias` do not apply.
+    Mlp,
+}
+
+fn is_default_arch(a: &Arch) -> bool {
+    *a == Arch::Gpt
+}
+
 /// How the weights start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,11 +60,13 @@ pub enum Init {
     Nanda,
 }
 
-/// Shape of the GPT-style decoder (see `elab-model`). The recipe fields after the shape are
+/// The network (see `elab-model`) and its shape. `arch` and the recipe fields after the shape are
 /// left out of the job id at their defaults, so that ids from before they existed stay valid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "ModelFile")]
 pub struct ModelSpec {
+    #[serde(skip_serializing_if = "is_default_arch")]
+    pub arch: Arch,
     pub n_layer: usize,
     pub d_model: usize,
     pub n_head: usize,
@@ -96,13 +116,15 @@ impl ModelSpec {
     }
 }
 
-/// `[model]` as written: `d_mlp` may be left out, and then is 4 * d_model.
+/// `[model]` as written: `d_mlp` may be left out, and then is 4 * d_model; `n_head` too, and
+/// then is 4 (1 for an MLP, which has no heads).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct ModelFile {
+    arch: Arch,
     n_layer: usize,
     d_model: usize,
-    n_head: usize,
+    n_head: Option<usize>,
     d_mlp: Option<usize>,
     activation: Activation,
     layer_norm: bool,
@@ -115,9 +137,10 @@ struct ModelFile {
 impl Default for ModelFile {
     fn default() -> Self {
         Self {
+            arch: Arch::Gpt,
             n_layer: 1,
             d_model: 128,
-            n_head: 4,
+            n_head: None,
             d_mlp: None,
             activation: Activation::Relu,
             layer_norm: true,
@@ -132,9 +155,13 @@ impl Default for ModelFile {
 impl From<ModelFile> for ModelSpec {
     fn from(m: ModelFile) -> Self {
         Self {
+            arch: m.arch,
             n_layer: m.n_layer,
             d_model: m.d_model,
-            n_head: m.n_head,
+            n_head: m.n_head.unwrap_or(match m.arch {
+                Arch::Gpt => 4,
+                Arch::Mlp => 1,
+            }),
             d_mlp: m.d_mlp.unwrap_or(4 * m.d_model),
             activation: m.activation,
             layer_norm: m.layer_norm,
@@ -321,6 +348,15 @@ impl JobSpec {
             return Err(SpecError::new(
                 "model.init_scale",
                 format!("must be a positive number, got {}", m.init_scale),
+            ));
+        }
+        if m.arch == Arch::Mlp && m.n_head != 1 {
+            return Err(SpecError::new(
+                "model.n_head",
+                format!(
+                    "must be 1 with model.arch = \"mlp\" (an MLP has no attention heads), got {}",
+                    m.n_head
+                ),
             ));
         }
         if !m.d_model.is_multiple_of(m.n_head) {

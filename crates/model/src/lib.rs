@@ -1,6 +1,8 @@
 //! The lab's model: a GPT-style decoder-only transformer, written to be read top to bottom
 //! like nanoGPT's model.py. Config in, `Module` out, `forward` from tokens to logits.
-//! It knows nothing of files, schedules or tasks.
+//! It knows nothing of files, schedules or tasks. [`MlpNet`] (`arch = "mlp"`) is the one
+//! other network, the multilayer perceptron of the sparse-parity literature; training sees
+//! either through [`LanguageModel`].
 //!
 //! Every parameter has a leading *model axis*: a `Gpt` is a pack of M models of one shape
 //! that train side by side (stacked weights, batched matmuls), each on its own batch. A single
@@ -8,9 +10,12 @@
 //! computes the same numbers in a pack as alone. [`pack`] stacks models into a pack and takes
 //! models out of one.
 
+mod mlp;
 pub mod pack;
 
-use burn::module::Param;
+pub use mlp::MlpNet;
+
+use burn::module::{ModuleDisplay, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::tensor::activation::{gelu, relu, softmax};
@@ -54,33 +59,18 @@ impl GptConfig {
 
     /// One model (a pack of one), drawn from `device`'s random generator in a fixed order.
     pub fn init(&self, device: &Device) -> Gpt {
-        let (d, scale) = (self.d_model, self.init_scale);
-        let param = |shape: [usize; 3], dist: Distribution| {
-            Param::from_tensor(Tensor::random(shape, dist, device))
+        let d = self.d_model;
+        let w = Weights {
+            init: self.init,
+            scale: self.init_scale,
+            d_model: d,
+            device,
         };
-        let normal = |shape, std: f64| param(shape, Distribution::Normal(0.0, scale * std));
-        let zeros = |shape| Param::from_tensor(Tensor::zeros(shape, device));
-        let ones = |shape| Param::from_tensor(Tensor::ones(shape, device));
-        // A linear layer: PyTorch's default (weight and bias uniform, bound 1/sqrt(fan_in)), or
-        // Nanda et al.'s N(0, 1/d_model) with zero biases; `std` overrides the matrix's.
-        let linear = |d_in: usize, d_out: usize, bias: bool, std: Option<f64>| {
-            let bound = scale / (d_in as f64).sqrt();
-            let uniform = || Distribution::Uniform(-bound, bound);
-            match self.init {
-                Init::Gpt2 => Linear {
-                    weight: param([1, d_in, d_out], uniform()),
-                    bias: bias.then(|| param([1, 1, d_out], uniform())),
-                },
-                Init::Nanda => Linear {
-                    weight: normal([1, d_in, d_out], std.unwrap_or(1.0 / (d as f64).sqrt())),
-                    bias: bias.then(|| zeros([1, 1, d_out])),
-                },
-            }
-        };
+        let linear = |d_in, d_out, bias, std| w.linear(d_in, d_in, d_out, bias, std);
         let norm = || {
             self.layer_norm.then(|| LayerNorm {
-                gamma: ones([1, 1, d]),
-                beta: zeros([1, 1, d]),
+                gamma: w.ones([1, 1, d]),
+                beta: w.zeros([1, 1, d]),
             })
         };
         let blocks = (0..self.n_layer)
@@ -107,12 +97,67 @@ impl GptConfig {
         };
         let unembedding_std = 1.0 / (self.vocab_size as f64).sqrt();
         Gpt {
-            wte: normal([1, self.vocab_size, d], embedding_std),
-            wpe: normal([1, self.n_ctx, d], embedding_std),
+            wte: w.normal([1, self.vocab_size, d], embedding_std),
+            wpe: w.normal([1, self.n_ctx, d], embedding_std),
             blocks,
             ln_f: norm(),
             lm_head: (!self.tied_embeddings)
                 .then(|| linear(d, self.vocab_size, false, Some(unembedding_std))),
+        }
+    }
+}
+
+/// Draws a model's initial parameters, each with a leading model axis of 1 (a pack of one).
+struct Weights<'a> {
+    init: Init,
+    /// Multiplies every initial weight (Omnigrok's alpha).
+    scale: f64,
+    d_model: usize,
+    device: &'a Device,
+}
+
+impl Weights<'_> {
+    fn param(&self, shape: [usize; 3], dist: Distribution) -> Param<Tensor<3>> {
+        Param::from_tensor(Tensor::random(shape, dist, self.device))
+    }
+
+    fn normal(&self, shape: [usize; 3], std: f64) -> Param<Tensor<3>> {
+        self.param(shape, Distribution::Normal(0.0, self.scale * std))
+    }
+
+    fn zeros(&self, shape: [usize; 3]) -> Param<Tensor<3>> {
+        Param::from_tensor(Tensor::zeros(shape, self.device))
+    }
+
+    fn ones(&self, shape: [usize; 3]) -> Param<Tensor<3>> {
+        Param::from_tensor(Tensor::ones(shape, self.device))
+    }
+
+    /// A linear layer of `d_in` rows whose output sums `fan_in` of them (all of them, but in a
+    /// one-hot table): PyTorch's default (weight and bias uniform, bound 1/sqrt(fan_in)), or
+    /// Nanda et al.'s N(0, 1/d_model) with zero biases; `std` overrides the matrix's.
+    fn linear(
+        &self,
+        d_in: usize,
+        fan_in: usize,
+        d_out: usize,
+        bias: bool,
+        std: Option<f64>,
+    ) -> Linear {
+        let bound = self.scale / (fan_in as f64).sqrt();
+        let uniform = || Distribution::Uniform(-bound, bound);
+        match self.init {
+            Init::Gpt2 => Linear {
+                weight: self.param([1, d_in, d_out], uniform()),
+                bias: bias.then(|| self.param([1, 1, d_out], uniform())),
+            },
+            Init::Nanda => Linear {
+                weight: self.normal(
+                    [1, d_in, d_out],
+                    std.unwrap_or(1.0 / (self.d_model as f64).sqrt()),
+                ),
+                bias: bias.then(|| self.zeros([1, 1, d_out])),
+            },
         }
     }
 }
@@ -259,22 +304,32 @@ pub struct Gpt {
     lm_head: Option<Linear>,
 }
 
-impl Gpt {
-    /// Models in the pack.
-    pub fn models(&self) -> usize {
-        self.wte.dims()[0]
-    }
-
-    /// The token embeddings `[models, vocab, d]`.
-    pub fn token_embedding(&self) -> Tensor<3> {
-        self.wte.val()
-    }
+/// What training needs of a network: one model built from a job's model section, and the
+/// forward pass of a pack of them.
+pub trait LanguageModel: Module + ModuleDisplay {
+    /// One model (a pack of one) for `vocab_size` tokens and `n_ctx` positions, drawn from
+    /// `device`'s random generator.
+    fn init(spec: &ModelSpec, vocab_size: usize, n_ctx: usize, device: &Device) -> Self;
 
     /// Token ids `[models, batch, time]` (each model its own batch) to the logits at positions
-    /// `first..`: `[models, batch, time - first, vocab]`. Only the positions a loss or a decoder
-    /// reads need logits (nanoGPT does the same when generating): the last block computes its
-    /// queries, MLP and head there only.
-    pub fn forward(&self, idx: Tensor<3, Int>, first: usize) -> Tensor<4> {
+    /// `first..`: `[models, batch, time - first, vocab]`. Only the positions a loss or a
+    /// decoder reads need logits (nanoGPT does the same when generating).
+    fn forward(&self, idx: Tensor<3, Int>, first: usize) -> Tensor<4>;
+
+    /// Models in the pack.
+    fn models(&self) -> usize;
+
+    /// The token embeddings `[models, vocab, d]`, if the network has them.
+    fn token_embedding(&self) -> Option<Tensor<3>>;
+}
+
+impl LanguageModel for Gpt {
+    fn init(spec: &ModelSpec, vocab_size: usize, n_ctx: usize, device: &Device) -> Self {
+        GptConfig::from_spec(spec, vocab_size, n_ctx).init(device)
+    }
+
+    /// The last block computes its queries, MLP and head at positions `first..` only.
+    fn forward(&self, idx: Tensor<3, Int>, first: usize) -> Tensor<4> {
         let [m, b, t] = idx.dims();
         let device = idx.device();
         let [_, vocab, d] = self.wte.dims();
@@ -296,6 +351,14 @@ impl Gpt {
             None => x.matmul(self.wte.val().swap_dims(1, 2)),
         };
         logits.reshape([m, b, t - first, vocab])
+    }
+
+    fn models(&self) -> usize {
+        self.wte.dims()[0]
+    }
+
+    fn token_embedding(&self) -> Option<Tensor<3>> {
+        Some(self.wte.val())
     }
 }
 

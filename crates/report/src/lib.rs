@@ -270,7 +270,7 @@ fn write_all(
     if outputs.plots {
         let plots_dir = staging.dir.join("plots");
         fs::create_dir_all(&plots_dir)?;
-        figures = plots::figures(&groups[..n_scale_groups], &rows, &plots_dir)?;
+        figures = plots::figures(&groups[..n_scale_groups], &rows, &by_subtask, &plots_dir)?;
         phase_figures = plots::phase_figures(&diagrams, &plots_dir)?;
         for fig in figures.iter().chain(&phase_figures) {
             let png = format!("plots/{}.png", fig.stem);

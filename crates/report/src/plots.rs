@@ -9,10 +9,13 @@
 //! * emergence map: size x eval step, colour = validation exact match averaged over seeds;
 //! * progress measures (`progress_figure`), where the runs recorded them: weight norm and, for
 //!   modular tasks, Nanda et al.'s Fourier measures, under the validation curve;
+//! * subtasks (`subtask_figure`), for sparse parity: each subtask's accuracy over params, its
+//!   threshold against its frequency, the mean loss's power law;
 //! * phase diagrams (`phase_figure`): two swept axes, final accuracy and time to grok.
 
 mod phase_figure;
 mod progress_figure;
+mod subtask_figure;
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -24,6 +27,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use crate::load::{Group, JobRecord};
+use crate::subtasks::SubtaskGroup;
 use crate::thresholds::{Scale, Score, ThresholdRow, points};
 
 pub use phase_figure::phase_figures;
@@ -80,6 +84,7 @@ fn render(plot: &impl Plot, png_path: &Path) -> anyhow::Result<String> {
 pub fn figures(
     groups: &[Group<'_>],
     rows: &[ThresholdRow],
+    subtasks: &[SubtaskGroup],
     plots_dir: &Path,
 ) -> anyhow::Result<Vec<Figure>> {
     register_font()?;
@@ -123,6 +128,17 @@ pub fn figures(
                 format!("{}_progress", group.slug),
                 format!("{}: progress measures", group.label),
                 &|p| render(&progress, p),
+            )?;
+        }
+        if let Some(analysed) = subtasks.iter().find(|s| s.group == gi) {
+            let plot = subtask_figure::SubtaskPlot {
+                label: &group.label,
+                analysed,
+            };
+            add(
+                format!("{}_subtasks", group.slug),
+                format!("{}: subtasks (quantization model)", group.label),
+                &|p| render(&plot, p),
             )?;
         }
     }

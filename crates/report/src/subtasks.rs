@@ -29,7 +29,10 @@ pub struct SubtaskGroup {
     /// `(params, mean final validation loss)` per size.
     pub loss_by_size: Vec<(f64, f64, usize)>,
     pub loss_fit: Option<LogLogFit>,
-    /// Pairs of subtasks with thresholds whose thresholds follow the frequency order, and not.
+    /// Each subtask's placed threshold, log10 params: emergent, or a jump between two adjacent
+    /// sizes (unresolved, but located to the gap).
+    pub placed: Vec<Option<f64>>,
+    /// Pairs of subtasks with placed thresholds that follow the frequency order, and not.
     pub in_order: (usize, usize),
 }
 
@@ -62,8 +65,6 @@ pub fn subtask_groups(groups: &[Group<'_>]) -> Vec<SubtaskGroup> {
             BOOTSTRAP_SEED,
         );
         let losses = points(group, "loss");
-        // A threshold is placed when the verdict is emergent or the jump lies between two
-        // adjacent sizes (unresolved, but located to the gap); the order test uses both.
         let placed: Vec<Option<f64>> = thresholds
             .iter()
             .map(|r| {
@@ -76,6 +77,7 @@ pub fn subtask_groups(groups: &[Group<'_>]) -> Vec<SubtaskGroup> {
             group: gi,
             frequencies: task.frequencies(),
             in_order: frequency_order(&placed),
+            placed,
             thresholds,
             accuracy_by_size: per_subtask.iter().map(|p| mean_by_scale(p)).collect(),
             loss_by_size: mean_by_scale(&losses),

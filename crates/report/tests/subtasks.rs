@@ -1,6 +1,6 @@
 //! End-to-end: a hand-written sparse-parity sweep whose subtasks jump at known sizes, exported;
 //! subtasks.csv must give each subtask its own threshold, in frequency order, and the power law
-//! of the mean loss.
+//! of the mean loss; the subtasks figure must show them.
 
 use std::collections::BTreeMap;
 
@@ -79,7 +79,7 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
     }
     common::write_plan(&sweep, &plan);
 
-    let summary = export(&sweep, &out, &ExportOptions { plots: false }).unwrap();
+    let summary = export(&sweep, &out, &ExportOptions { plots: true }).unwrap();
     assert!(summary.files.iter().any(|f| f.ends_with("subtasks.csv")));
     let (header, rows) = common::read_csv(&out.join("subtasks.csv"));
     assert_eq!(rows.len(), 4);
@@ -128,4 +128,20 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
     );
     assert!(html.contains("in frequency order: 3 pairs, out of order: 0"));
     assert!(html.contains("subtasks.csv"), "the file is not linked");
+
+    // The figure: accuracy per subtask, thresholds against frequency, the mean loss's law.
+    let svg = std::fs::read_to_string(out.join("plots/g01_parity4x16k2_subtasks.svg")).unwrap();
+    for text in [
+        "final validation accuracy per subtask",
+        "threshold vs subtask frequency",
+        "subtask 0 (p = 0.480)",
+        "subtask 3 (p = 0.120)",
+        "N^-0.25",
+    ] {
+        assert!(svg.contains(text), "{text:?} not in the subtasks figure");
+    }
+    assert!(
+        html.contains("subtasks (quantization model)"),
+        "figure not in the report"
+    );
 }

@@ -1,4 +1,5 @@
-//! One training run of the lab: choose a device, train a [`elab_model::Gpt`] on a task,
+//! One training run of the lab: choose a device, train a network ([`elab_model::Gpt`] or
+//! [`elab_model::MlpNet`]) on a task,
 //! evaluate it along the way, checkpoint it, resume it exactly.
 
 mod backend;

@@ -4,7 +4,7 @@
 //! own, in the form of PyTorch's `AdamW` (decoupled weight decay, bias-corrected moments,
 //! epsilon added to the corrected root of the second moment).
 //!
-//! The moments are kept as two `Gpt`s of the same shape as the model (without gradients): a
+//! The moments are kept as two modules of the same shape as the model (without gradients): a
 //! job's optimizer state is cut out of the pack, saved and stacked back exactly like its
 //! weights (`elab_model::pack`).
 
@@ -12,19 +12,19 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use elab_job::{DecayOn, TrainSpec};
-use elab_model::Gpt;
+use elab_model::LanguageModel;
 use elab_model::pack::flat;
 
-/// The first and second moments of AdamW, one `Gpt`-shaped module each.
+/// The first and second moments of AdamW, one module shaped as the model each.
 #[derive(Module, Debug)]
-pub struct Moments {
-    pub first: Gpt,
-    pub second: Gpt,
+pub struct Moments<M: Module> {
+    pub first: M,
+    pub second: M,
 }
 
-impl Moments {
+impl<M: LanguageModel> Moments<M> {
     /// Zero moments for `model` (a pack), on its device without gradients.
-    pub fn zeros(model: &Gpt) -> Self {
+    pub fn zeros(model: &M) -> Self {
         struct Zeros;
         impl ModuleMapper for Zeros {
             fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -40,8 +40,8 @@ impl Moments {
 }
 
 /// Runs AdamW steps on a pack whose model i follows `specs[i]`.
-pub struct PackedAdamW {
-    pub moments: Moments,
+pub struct PackedAdamW<M: Module> {
+    pub moments: Moments<M>,
 }
 
 /// Each model's value of one hyperparameter, as a `[models, 1]` column that broadcasts over
@@ -52,15 +52,15 @@ fn column(values: impl Iterator<Item = f64>, device: &Device) -> Tensor<2> {
     Tensor::<1>::from_data(values.as_slice(), device).reshape([n, 1])
 }
 
-impl PackedAdamW {
+impl<M: LanguageModel> PackedAdamW<M> {
     /// Update `step` (1-based) of every model of `model` with its gradients in `grads`.
     pub fn step(
         &mut self,
-        model: Gpt,
+        model: M,
         mut grads: GradientsParams,
         specs: &[&TrainSpec],
         step: u64,
-    ) -> Gpt {
+    ) -> M {
         assert_eq!(specs.len(), model.models());
         let device = self.moments.first.devices()[0].clone();
         let col = |f: &dyn Fn(&TrainSpec) -> f64| column(specs.iter().map(|s| f(s)), &device);
@@ -82,7 +82,7 @@ impl PackedAdamW {
             .iter()
             .map(|(id, dims, _)| match grads.remove::<3>(*id) {
                 Some(g) => flat(g),
-                // A parameter the loss does not reach (none in a Gpt today) has zero gradient.
+                // A parameter the loss does not reach (none in the lab's networks today) has zero gradient.
                 None => Tensor::zeros([dims[0], dims[1] * dims[2]], &device),
             })
             .collect();
@@ -100,7 +100,7 @@ impl PackedAdamW {
                 .iter()
                 .map(|g| g.clone().powf_scalar(2.0).sum_dim(1))
                 .reduce(|a, b| a + b)
-                .expect("a Gpt has parameters");
+                .expect("a network has parameters");
             let factor = (total.sqrt().recip() * limit).clamp_max(1.0);
             g = g.into_iter().map(|g| g * factor.clone()).collect();
         }
@@ -139,7 +139,7 @@ impl<I: Iterator<Item = (Tensor<2>, Tensor<2>)>> ModuleMapper for Update<I> {
 /// Each parameter's id, `[models, a, b]` dims and whether it is a linear layer's matrix (the
 /// field `weight`; embeddings are `wte`/`wpe`, norms `gamma`/`beta`, biases `bias`), in
 /// visiting order.
-fn params_of(model: &Gpt) -> Vec<(burn::module::ParamId, [usize; 3], bool)> {
+fn params_of<M: Module>(model: &M) -> Vec<(burn::module::ParamId, [usize; 3], bool)> {
     #[derive(Default)]
     struct Ids {
         path: Vec<String>,
@@ -165,7 +165,7 @@ fn params_of(model: &Gpt) -> Vec<(burn::module::ParamId, [usize; 3], bool)> {
 }
 
 /// A module's parameters in visiting order, flattened to `[models, rest]`.
-fn values(module: &Gpt) -> Vec<Tensor<2>> {
+fn values<M: Module>(module: &M) -> Vec<Tensor<2>> {
     struct Values(Vec<Tensor<2>>);
     impl ModuleVisitor for Values {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
@@ -178,7 +178,7 @@ fn values(module: &Gpt) -> Vec<Tensor<2>> {
 }
 
 /// `module` with its parameters replaced, in visiting order, by `values` (flattened).
-fn replace(module: Gpt, values: Vec<Tensor<2>>) -> Gpt {
+fn replace<M: Module>(module: M, values: Vec<Tensor<2>>) -> M {
     struct Replace(std::vec::IntoIter<Tensor<2>>);
     impl ModuleMapper for Replace {
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
@@ -193,7 +193,7 @@ fn replace(module: Gpt, values: Vec<Tensor<2>>) -> Gpt {
 mod tests {
     use super::*;
     use elab_job::ModelSpec;
-    use elab_model::GptConfig;
+    use elab_model::{Gpt, GptConfig};
 
     #[test]
     fn only_linear_matrices_count_as_matrices() {

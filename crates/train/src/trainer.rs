@@ -28,10 +28,11 @@ use burn::module::{ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
+use elab_job::Arch;
 use elab_job::{
     EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, TrainSpec, eval_steps, fsio,
 };
-use elab_model::{Gpt, GptConfig, pack};
+use elab_model::{Gpt, LanguageModel, MlpNet, pack};
 use elab_tasks::{Breakdown, Dataset, ModOp, SplitMix64, TaskSpec, shuffle};
 use serde::{Deserialize, Serialize};
 
@@ -80,7 +81,10 @@ pub fn train(spec: &JobSpec, run: &RunDir, opts: RunOptions) -> anyhow::Result<O
 /// checkpoint; returns each job's outcome, in order. Jobs already finished are skipped; jobs
 /// checkpointed at different steps (by earlier, different packs) train as separate packs,
 /// the earliest first.
-pub fn train_pack(jobs: &[(&JobSpec, &RunDir)], opts: RunOptions) -> anyhow::Result<Vec<Outcome>> {
+pub fn train_pack(
+    jobs: &[(&JobSpec, &RunDir)],
+    mut opts: RunOptions,
+) -> anyhow::Result<Vec<Outcome>> {
     anyhow::ensure!(!jobs.is_empty(), "no job to train");
     let mut locks = Vec::new();
     for (spec, run) in jobs {
@@ -112,10 +116,32 @@ pub fn train_pack(jobs: &[(&JobSpec, &RunDir)], opts: RunOptions) -> anyhow::Res
 
     let chosen = choose_device(opts.backend)?;
     tracing::info!(backend = chosen.backend, device = %chosen.name, reason = %chosen.reason, jobs = jobs.len(), "device chosen");
-    let mut by_step: BTreeMap<u64, Vec<Loaded>> = BTreeMap::new();
+    match jobs[0].0.model.arch {
+        Arch::Gpt => train_groups::<Gpt>(jobs, &mut outcomes, &chosen, &mut opts)?,
+        Arch::Mlp => train_groups::<MlpNet>(jobs, &mut outcomes, &chosen, &mut opts)?,
+    }
+    for (_, run) in jobs {
+        let _ = std::fs::remove_file(run.heartbeat());
+    }
+    drop(locks);
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.expect("every job ran"))
+        .collect())
+}
+
+/// Trains the unfinished jobs (`outcomes[job]` is `None`) as networks `M`, one pack per
+/// checkpointed step, and fills in their outcomes.
+fn train_groups<M: LanguageModel>(
+    jobs: &[(&JobSpec, &RunDir)],
+    outcomes: &mut [Option<Outcome>],
+    chosen: &ChosenDevice,
+    opts: &mut RunOptions,
+) -> anyhow::Result<()> {
+    let mut by_step: BTreeMap<u64, Vec<Loaded<M>>> = BTreeMap::new();
     for (job, (spec, run)) in jobs.iter().enumerate() {
         if outcomes[job].is_none() {
-            let loaded = Loaded::new(job, spec, run, &chosen)?;
+            let loaded = Loaded::new(job, spec, run, chosen)?;
             by_step.entry(loaded.step).or_default().push(loaded);
         }
     }
@@ -127,14 +153,7 @@ pub fn train_pack(jobs: &[(&JobSpec, &RunDir)], opts: RunOptions) -> anyhow::Res
             outcomes[job] = Some(outcome);
         }
     }
-    for (_, run) in jobs {
-        let _ = std::fs::remove_file(run.heartbeat());
-    }
-    drop(locks);
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.expect("every job ran"))
-        .collect())
+    Ok(())
 }
 
 /// Writes the spec into a new run directory, or checks that an existing one holds this job.
@@ -179,14 +198,14 @@ struct Member<'a> {
 }
 
 /// A job restored to where its checkpoint left it (or initialized from its seed).
-struct Loaded<'a> {
+struct Loaded<'a, M: LanguageModel> {
     member: Member<'a>,
-    model: Gpt,
-    moments: Moments,
+    model: M,
+    moments: Moments<M>,
     step: u64,
 }
 
-impl<'a> Loaded<'a> {
+impl<'a, M: LanguageModel> Loaded<'a, M> {
     fn new(
         job: usize,
         spec: &'a JobSpec,
@@ -198,8 +217,8 @@ impl<'a> Loaded<'a> {
         // weights on Flex and on wgpu (their random generators differ).
         let cpu = Device::flex().autodiff();
         cpu.seed(spec.seed);
-        let config = GptConfig::from_spec(&spec.model, data.vocab_size, spec.n_ctx());
-        let mut model = config.init(&cpu).fork(&chosen.device.clone().autodiff());
+        let mut model = M::init(&spec.model, data.vocab_size, spec.n_ctx(), &cpu)
+            .fork(&chosen.device.clone().autodiff());
         let mut moments = Moments::zeros(&model);
         let (mut step, mut wall_before, mut resumes) = (0, 0.0, 0);
         let mut resumed = false;
@@ -270,18 +289,18 @@ fn batch_size(spec: &JobSpec, data: &Dataset) -> usize {
     }
 }
 
-struct Trainer<'a> {
+struct Trainer<'a, M: LanguageModel> {
     members: Vec<Member<'a>>,
     chosen: ChosenDevice,
-    optim: PackedAdamW,
+    optim: PackedAdamW<M>,
     step: u64,
     /// Outcomes of the members that finished (by job index).
     finished: Vec<(usize, Outcome)>,
 }
 
-impl<'a> Trainer<'a> {
+impl<'a, M: LanguageModel> Trainer<'a, M> {
     /// Stacks the jobs (all at `step`) into one pack.
-    fn new(group: Vec<Loaded<'a>>, chosen: ChosenDevice, step: u64) -> (Self, Gpt) {
+    fn new(group: Vec<Loaded<'a, M>>, chosen: ChosenDevice, step: u64) -> (Self, M) {
         let (mut members, mut models, mut firsts, mut seconds) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for loaded in group {
@@ -306,7 +325,7 @@ impl<'a> Trainer<'a> {
 
     fn run(
         &mut self,
-        mut model: Gpt,
+        mut model: M,
         stop: &AtomicBool,
         on_progress: &mut dyn FnMut(usize, &Progress),
     ) -> anyhow::Result<Vec<(usize, Outcome)>> {
@@ -391,10 +410,10 @@ impl<'a> Trainer<'a> {
     /// Finishes the members `gone` (diverged) and takes them out of the pack; the others go on.
     fn retire(
         &mut self,
-        model: Gpt,
+        model: M,
         gone: Vec<(usize, RunStatus)>,
         started: Instant,
-    ) -> anyhow::Result<Gpt> {
+    ) -> anyhow::Result<M> {
         if gone.is_empty() {
             return Ok(model);
         }
@@ -449,7 +468,7 @@ impl<'a> Trainer<'a> {
     /// One AdamW update of every model on its batch of `step`; returns the batch losses
     /// `[models]` before the update, left on the device (reading them back would wait for the
     /// device every step).
-    fn train_step(&mut self, model: Gpt, step: u64) -> (Gpt, Tensor<1>) {
+    fn train_step(&mut self, model: M, step: u64) -> (M, Tensor<1>) {
         let device = self.chosen.device.clone().autodiff();
         let m = self.members.len();
         let indices: Vec<Vec<u32>> = self
@@ -494,7 +513,7 @@ impl<'a> Trainer<'a> {
     /// checkpoint is not).
     fn evaluate_and_checkpoint(
         &mut self,
-        model: &Gpt,
+        model: &M,
         started: Instant,
         write: &[bool],
     ) -> anyhow::Result<Vec<(usize, RunStatus)>> {
@@ -579,18 +598,20 @@ impl<'a> Trainer<'a> {
     }
 
     /// Nanda et al.'s Fourier progress measures ([`crate::fourier`]) of each member that trains
-    /// modular addition or subtraction (nothing for the others), from one forward pass over
-    /// every equation.
-    fn fourier(&self, model: &Gpt) -> Vec<BTreeMap<String, f64>> {
+    /// modular addition or subtraction (nothing for the others, nor for a network without
+    /// token embeddings), from one forward pass over every equation.
+    fn fourier(&self, model: &M) -> Vec<BTreeMap<String, f64>> {
         let sign = |member: &Member| match &member.spec.task {
             TaskSpec::Modular(t) if t.op == ModOp::Add => Some((t.p as usize, 1)),
             TaskSpec::Modular(t) if t.op == ModOp::Sub => Some((t.p as usize, -1)),
             _ => None,
         };
         let mut out = vec![BTreeMap::new(); self.members.len()];
-        if self.members.iter().all(|m| sign(m).is_none()) {
+        let embedding = model.token_embedding();
+        let Some(embedding) = embedding.filter(|_| self.members.iter().any(|m| sign(m).is_some()))
+        else {
             return out;
-        }
+        };
         let data = &self.members[0].data;
         let equations: Vec<Vec<&[u32]>> = self
             .members
@@ -605,13 +626,13 @@ impl<'a> Trainer<'a> {
             })
             .collect();
         let logits = answer_logits(model, &equations, data, &self.chosen.device);
-        let embeddings = model
-            .token_embedding()
+        let d = embedding.dims()[2];
+        let embeddings = embedding
             .into_data()
             .convert::<f32>()
             .try_to_vec::<f32>()
             .unwrap();
-        let (vocab, d) = (data.vocab_size, model.token_embedding().dims()[2]);
+        let vocab = data.vocab_size;
         for (k, member) in self.members.iter().enumerate() {
             let Some((p, sign)) = sign(member) else {
                 continue;
@@ -638,7 +659,7 @@ impl<'a> Trainer<'a> {
     }
 
     /// Writes member `k`'s slice of the pack (weights and AdamW moments) as its checkpoint.
-    fn checkpoint(&self, k: usize, model: &Gpt, started: Instant) -> anyhow::Result<()> {
+    fn checkpoint(&self, k: usize, model: &M, started: Instant) -> anyhow::Result<()> {
         let member = &self.members[k];
         let run = member.run;
         if run.checkpoints()?.first() == Some(&self.step) {
@@ -687,9 +708,21 @@ pub fn time_steps(
     warmup: u64,
     steps: u64,
 ) -> anyhow::Result<f64> {
+    match spec.model.arch {
+        Arch::Gpt => time_steps_of::<Gpt>(spec, chosen, warmup, steps),
+        Arch::Mlp => time_steps_of::<MlpNet>(spec, chosen, warmup, steps),
+    }
+}
+
+fn time_steps_of<M: LanguageModel>(
+    spec: &JobSpec,
+    chosen: ChosenDevice,
+    warmup: u64,
+    steps: u64,
+) -> anyhow::Result<f64> {
     let scratch =
         RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
-    let loaded = Loaded::new(0, spec, &scratch, &chosen)?;
+    let loaded = Loaded::<M>::new(0, spec, &scratch, &chosen)?;
     let (mut trainer, mut model) = Trainer::new(vec![loaded], chosen, 0);
     let mut losses = Vec::new();
     for step in 1..=warmup {
@@ -766,7 +799,11 @@ fn stable_cross_entropy(logits: Tensor<4>, targets: Tensor<3, Int>) -> Tensor<4>
 
 /// Log-softmax of the logits at the positions that predict the answer:
 /// `[models, n, answer_len, vocab]`.
-fn answer_log_probs(model: &Gpt, input: Tensor<3, Int>, data: &Dataset) -> Tensor<4> {
+fn answer_log_probs<M: LanguageModel>(
+    model: &M,
+    input: Tensor<3, Int>,
+    data: &Dataset,
+) -> Tensor<4> {
     log_softmax(model.forward(input, data.prompt_len - 1), 3)
 }
 
@@ -804,8 +841,8 @@ fn padded<'e>(mut rows: Vec<&'e [u32]>, n: usize, blank: &'e [u32]) -> Vec<&'e [
 
 /// Teacher-forced and greedy-decoded scores (see [`crate::metrics`]) of each model of the
 /// pack on its own examples `[models][examples]`. `data` gives the (shared) token layout.
-fn evaluate(
-    model: &Gpt,
+fn evaluate<M: LanguageModel>(
+    model: &M,
     examples: &[&[Vec<u32>]],
     breakdowns: &[(&Breakdown, &[u32])],
     data: &Dataset,
@@ -873,8 +910,8 @@ fn evaluate(
 
 /// The logits at the first answer position of each model's examples `[models][n]`: per model,
 /// `[n, vocab]` row-major.
-fn answer_logits(
-    model: &Gpt,
+fn answer_logits<M: LanguageModel>(
+    model: &M,
     examples: &[Vec<&[u32]>],
     data: &Dataset,
     device: &Device,
@@ -902,8 +939,8 @@ fn answer_logits(
 /// (`[n, answer_len]`, token 0 already the teacher-forced argmax) by greedy decoding: each
 /// token is predicted after writing the earlier guesses into the input. The causal mask hides
 /// the stale targets further right.
-fn decode_greedy(
-    model: &Gpt,
+fn decode_greedy<M: LanguageModel>(
+    model: &M,
     examples: &[&[Vec<u32>]],
     rows: &[Vec<usize>],
     greedy: &mut [Vec<u32>],
@@ -979,11 +1016,11 @@ fn read_back(
 }
 
 /// Loads a checkpoint directory written by [`Trainer::checkpoint`].
-fn load_checkpoint(
+fn load_checkpoint<M: LanguageModel>(
     dir: &std::path::Path,
-    model: Gpt,
-    moments: Moments,
-) -> anyhow::Result<(Gpt, Moments, CheckpointState)> {
+    model: M,
+    moments: Moments<M>,
+) -> anyhow::Result<(M, Moments<M>, CheckpointState)> {
     let state: CheckpointState = serde_json::from_slice(&std::fs::read(dir.join("state.json"))?)
         .context("reading state.json")?;
     let model = model
@@ -1032,7 +1069,7 @@ impl BatchOrder {
 /// Each model's L2 norm of all weights (`weight_norm`) and of each module (`weight_norm.wte`,
 /// `weight_norm.blocks.0.attn`, ...): the progress measure of Nanda et al. 2023 and Omnigrok,
 /// whose fall marks the cleanup that ends grokking. One read-back for all of them.
-fn weight_norms(model: &Gpt) -> Vec<BTreeMap<String, f64>> {
+fn weight_norms<M: LanguageModel>(model: &M) -> Vec<BTreeMap<String, f64>> {
     #[derive(Default)]
     struct Norms {
         path: Vec<String>,
