@@ -164,6 +164,16 @@ fn cases() -> Vec<(&'static str, Edit, &'static str)> {
             }),
             "`model.d_mlp`: is set both in [model] and in [[sizes]] (size \"s\")",
         ),
+        (
+            "unknown network",
+            replace("[model]\n", "[model]\narch = \"cnn\"\n"),
+            "unknown variant `cnn`, expected `gpt` or `mlp`",
+        ),
+        (
+            "attention heads on an MLP",
+            replace("[model]\n", "[model]\narch = \"mlp\"\n"),
+            "`model.n_head`: must be 1 with model.arch = \"mlp\" (an MLP has no attention heads), got 2 (in the job for size \"xs\"",
+        ),
     ]
 }
 

@@ -607,9 +607,10 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
             _ => None,
         };
         let mut out = vec![BTreeMap::new(); self.members.len()];
-        let embedding = model.token_embedding();
-        let Some(embedding) = embedding.filter(|_| self.members.iter().any(|m| sign(m).is_some()))
-        else {
+        if self.members.iter().all(|m| sign(m).is_none()) {
+            return out;
+        }
+        let Some(embedding) = model.token_embedding() else {
             return out;
         };
         let data = &self.members[0].data;
