@@ -65,7 +65,7 @@ pub const PROGRESS_MEASURES: [(&str, &str, &str); 6] = [
     (
         "weight_norm.<module>",
         "L2 norm",
-        "of one module's parameters: `wte`, `wpe`, `blocks.<i>.attn`, `blocks.<i>.mlp`, `blocks.<i>.ln_1`, `blocks.<i>.ln_2`, `ln_f`, `lm_head` (those the model has)",
+        "of one module's parameters: `wte`, `wpe`, `blocks.<i>.attn`, `blocks.<i>.mlp`, `blocks.<i>.ln_1`, `blocks.<i>.ln_2`, `ln_f`, `lm_head` (those the model has); for an MLP (`arch = \"mlp\"`) `input`, `hidden` (all hidden layers after the first) and `head`",
     ),
     (
         "fourier.key_freq_<r>",

@@ -114,13 +114,7 @@ fn synthetic_with(
     extra: impl FnOnce(&Path, &mut Plan),
     val: impl Fn(f64, u64, usize, f64) -> (f64, f64),
 ) -> Synthetic {
-    let tmp = tempfile::tempdir().unwrap();
-    let sweep = tmp.path().join("sweeps/synthetic");
-    let out = tmp.path().join("results/synthetic");
-    let mut plan = Plan {
-        sweep: "synthetic".into(),
-        jobs: Vec::new(),
-    };
+    let mut hand_made = common::HandMadeSweep::new("synthetic");
     let mut sizes: Vec<usize> = specs.iter().map(|s| s.model.d_model).collect();
     sizes.sort_unstable();
     sizes.dedup();
@@ -150,15 +144,14 @@ fn synthetic_with(
             ("seed".to_string(), toml::Value::Integer(seed as i64)),
             ("train.weight_decay".to_string(), toml::Value::Float(1.0)),
         ]);
-        let job = common::write_done_job(&sweep, spec, &format!("s{i}"), axes, rows, STEPS);
-        plan.jobs.push(job);
+        hand_made.add_done_job(spec, &format!("s{i}"), axes, rows, STEPS);
     }
-    extra(&sweep, &mut plan);
-    common::write_plan(&sweep, &plan);
+    extra(&hand_made.sweep, &mut hand_made.plan);
+    hand_made.write_plan();
     Synthetic {
-        _tmp: tmp,
-        sweep,
-        out,
+        _tmp: hand_made.tmp,
+        sweep: hand_made.sweep,
+        out: hand_made.out,
         specs,
     }
 }

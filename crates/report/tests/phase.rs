@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use elab_job::{EvalRow, JobSpec, Plan, Split};
+use elab_job::{EvalRow, JobSpec, Split};
 use elab_report::{ExportOptions, export};
 
 mod common;
@@ -91,13 +91,7 @@ fn write_sweep_with(
     jobs: &[Job],
     more_axes: impl Fn(&Job, &mut BTreeMap<String, toml::Value>),
 ) -> Sweep {
-    let tmp = tempfile::tempdir().unwrap();
-    let sweep = tmp.path().join("sweeps/phase");
-    let out = tmp.path().join("results/phase");
-    let mut plan = Plan {
-        sweep: "phase".into(),
-        jobs: Vec::new(),
-    };
+    let mut hand_made = common::HandMadeSweep::new("phase");
     for job in jobs {
         let rows = (0..=STEPS).step_by(EVERY as usize).flat_map(|step| {
             let train = if step >= 200 { 1.0 } else { 0.1 };
@@ -124,20 +118,13 @@ fn write_sweep_with(
         }
         more_axes(job, &mut axes);
         let size = SIZE_NAMES[job.size];
-        plan.jobs.push(common::write_done_job(
-            &sweep,
-            &spec(job),
-            size,
-            axes,
-            rows,
-            STEPS,
-        ));
+        hand_made.add_done_job(&spec(job), size, axes, rows, STEPS);
     }
-    common::write_plan(&sweep, &plan);
+    hand_made.write_plan();
     Sweep {
-        _tmp: tmp,
-        sweep,
-        out,
+        _tmp: hand_made.tmp,
+        sweep: hand_made.sweep,
+        out: hand_made.out,
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use elab_job::{EvalRow, JobSpec, Plan, Split};
+use elab_job::{EvalRow, JobSpec, Split};
 use elab_report::{ExportOptions, export};
 
 mod common;
@@ -83,25 +83,19 @@ fn rows(fourier: bool) -> Vec<EvalRow> {
 
 #[test]
 fn recorded_progress_measures_get_a_figure_with_the_fourier_panels_where_modular() {
-    let tmp = tempfile::tempdir().unwrap();
-    let sweep = tmp.path().join("sweeps/progress");
-    let out = tmp.path().join("results/progress");
-    let mut plan = Plan {
-        sweep: "progress".into(),
-        jobs: Vec::new(),
-    };
+    let mut hand_made = common::HandMadeSweep::new("progress");
     for (base, fourier) in [(MODULAR, true), (DIGITS, false)] {
         for seed in [0, 1] {
             let mut spec = JobSpec::from_toml(base).unwrap();
             spec.seed = seed;
             let axes = BTreeMap::from([("seed".to_string(), toml::Value::Integer(seed as i64))]);
-            let job = common::write_done_job(&sweep, &spec, "default", axes, rows(fourier), 1000);
-            plan.jobs.push(job);
+            hand_made.add_done_job(&spec, "default", axes, rows(fourier), 1000);
         }
     }
-    common::write_plan(&sweep, &plan);
+    hand_made.write_plan();
+    let (sweep, out) = (&hand_made.sweep, &hand_made.out);
 
-    let summary = export(&sweep, &out, &ExportOptions { plots: true }).unwrap();
+    let summary = export(sweep, out, &ExportOptions { plots: true }).unwrap();
     let progress: Vec<String> = summary
         .files
         .iter()

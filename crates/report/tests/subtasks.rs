@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use elab_job::{EvalRow, JobSpec, Plan, Split, param_counts};
+use elab_job::{EvalRow, JobSpec, Split, param_counts};
 use elab_report::{ExportOptions, export};
 
 mod common;
@@ -47,13 +47,7 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
     // Subtask i is learned from size index 2 + 2i on (subtask 3 never): thresholds between
     // sizes 1|2, 3|4 and 5|6, each with at least two sizes on either side.
     let learned = |i: usize, size: usize| i < 3 && size > 2 * i + 1;
-    let tmp = tempfile::tempdir().unwrap();
-    let sweep = tmp.path().join("sweeps/sp");
-    let out = tmp.path().join("results/sp");
-    let mut plan = Plan {
-        sweep: "sp".into(),
-        jobs: Vec::new(),
-    };
+    let mut hand_made = common::HandMadeSweep::new("sp");
     for seed in SEEDS {
         for (size, &d) in D_MODELS.iter().enumerate() {
             let noise = if seed == 0 { 0.01 } else { -0.01 };
@@ -72,14 +66,13 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
                 metrics: metrics.clone(),
             });
             let axes = BTreeMap::from([("seed".to_string(), toml::Value::Integer(seed as i64))]);
-            let job =
-                common::write_done_job(&sweep, &spec(d, seed), &format!("d{d}"), axes, rows, 100);
-            plan.jobs.push(job);
+            hand_made.add_done_job(&spec(d, seed), &format!("d{d}"), axes, rows, 100);
         }
     }
-    common::write_plan(&sweep, &plan);
+    hand_made.write_plan();
+    let (sweep, out) = (&hand_made.sweep, &hand_made.out);
 
-    let summary = export(&sweep, &out, &ExportOptions { plots: true }).unwrap();
+    let summary = export(sweep, out, &ExportOptions { plots: true }).unwrap();
     assert!(summary.files.iter().any(|f| f.ends_with("subtasks.csv")));
     let (header, rows) = common::read_csv(&out.join("subtasks.csv"));
     assert_eq!(rows.len(), 4);

@@ -28,9 +28,9 @@ use burn::module::{ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use elab_job::Arch;
 use elab_job::{
-    EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, TrainSpec, eval_steps, fsio,
+    Arch, EvalRow, JobSpec, Progress, RunDir, RunStatus, Split, Summary, TrainSpec, eval_steps,
+    fsio,
 };
 use elab_model::{Gpt, LanguageModel, MlpNet, pack};
 use elab_tasks::{Breakdown, Dataset, ModOp, SplitMix64, TaskSpec, shuffle};

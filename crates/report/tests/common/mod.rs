@@ -5,9 +5,52 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use elab_job::{EvalRow, JobSpec, Plan, PlannedJob, RunDir, RunStatus, Summary};
+
+/// A hand-made sweep in a fresh temporary directory: `sweep` (sweeps/<name>) to fill as the
+/// sweep engine would, `out` (results/<name>) to export to, and the plan being written.
+pub struct HandMadeSweep {
+    /// Keeps both directories alive.
+    pub tmp: tempfile::TempDir,
+    pub sweep: PathBuf,
+    pub out: PathBuf,
+    pub plan: Plan,
+}
+
+impl HandMadeSweep {
+    pub fn new(name: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        Self {
+            sweep: tmp.path().join("sweeps").join(name),
+            out: tmp.path().join("results").join(name),
+            plan: Plan {
+                sweep: name.into(),
+                jobs: Vec::new(),
+            },
+            tmp,
+        }
+    }
+
+    /// Writes a finished job (see [`write_done_job`]) and adds it to the plan.
+    pub fn add_done_job(
+        &mut self,
+        spec: &JobSpec,
+        size: &str,
+        axes: BTreeMap<String, toml::Value>,
+        rows: impl IntoIterator<Item = EvalRow>,
+        steps: u64,
+    ) {
+        let job = write_done_job(&self.sweep, spec, size, axes, rows, steps);
+        self.plan.jobs.push(job);
+    }
+
+    /// Writes plan.json.
+    pub fn write_plan(&self) {
+        write_plan(&self.sweep, &self.plan);
+    }
+}
 
 /// Writes a finished job under `sweep/jobs/<id>`: its spec, its eval rows and a `done`
 /// summary after `steps` steps; returns its plan entry.
