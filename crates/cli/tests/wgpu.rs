@@ -70,12 +70,16 @@ fn a_few_wgpu_steps_match_the_cpu_backend() {
     train(&[&job], &[&dir("cpu")], "cpu");
     train(&[&other], &[&dir("cpu-other")], "cpu");
     train(&[&job, &other], &[&dir("wgpu"), &dir("wgpu-other")], "wgpu");
-    // The MLP's gather and running sum over positions, on both backends.
+    // The MLP's gather and running sum over positions, on both backends: a 3-token answer, so
+    // evaluation asks for logits at several positions.
     let mlp = tmp.path().join("mlp.toml");
+    let task = "kind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\ntrain_size = 200\nval_size = 100";
     let mlp_job = JOB
+        .replace("kind = \"modular\"\np = 23\ntrain_fraction = 0.5", task)
         .replace("n_layer = 1", "arch = \"mlp\"\nn_layer = 1")
         .replace("n_head = 4", "n_head = 1")
         .replace("lr = 1e-3", "lr = 1e-2");
+    assert!(mlp_job.contains("digits = 2"));
     std::fs::write(&mlp, mlp_job).unwrap();
     train(&[&mlp], &[&dir("cpu-mlp")], "cpu");
     train(&[&mlp], &[&dir("wgpu-mlp")], "wgpu");
