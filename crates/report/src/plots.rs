@@ -332,7 +332,7 @@ impl Plot for ScalePlot<'_> {
                 .legend(|(x, y)| {
                     PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2))
                 });
-            draw_legend(&mut chart)?;
+            draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }
         Ok(())
     }
@@ -347,16 +347,18 @@ fn last_step(jobs: &[&JobRecord]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The series legend of every figure: upper left, on a translucent box.
+/// The series legend of every figure, on a translucent box at `position` (upper left unless
+/// the data lie there).
 fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
 ) -> anyhow::Result<()>
 where
     DB::ErrorType: 'static,
 {
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
+        .position(position)
         .label_font((FAMILY, 12))
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK.mix(0.3))
@@ -446,7 +448,7 @@ impl Plot for GrokPlot<'_> {
                 }
             }
             if i == 1 {
-                draw_legend(&mut chart)?;
+                draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
             }
         }
         Ok(())

@@ -188,7 +188,7 @@ where
         }
     }
     if legend {
-        draw_legend(&mut chart)?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
     }
     Ok(())
 }

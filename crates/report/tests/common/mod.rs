@@ -33,7 +33,8 @@ impl HandMadeSweep {
         }
     }
 
-    /// Writes a finished job (see [`write_done_job`]) and adds it to the plan.
+    /// Writes a finished job under `sweeps/<name>/jobs/<id>`, as the sweep engine would: its
+    /// spec, its eval rows and a `done` summary after `steps` steps; and adds it to the plan.
     pub fn add_done_job(
         &mut self,
         spec: &JobSpec,
@@ -42,57 +43,38 @@ impl HandMadeSweep {
         rows: impl IntoIterator<Item = EvalRow>,
         steps: u64,
     ) {
-        let job = write_done_job(&self.sweep, spec, size, axes, rows, steps);
-        self.plan.jobs.push(job);
+        let id = spec.id();
+        let run = RunDir::new(self.sweep.join("jobs").join(&id));
+        std::fs::create_dir_all(run.path()).unwrap();
+        std::fs::write(run.spec(), spec.to_toml()).unwrap();
+        for row in rows {
+            run.append_eval(&row).unwrap();
+        }
+        let summary = Summary {
+            status: RunStatus::Done,
+            steps,
+            wall_seconds: 1.5,
+            backend: "cpu".into(),
+            device: "cpu".into(),
+            resumes: 0,
+        };
+        std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+        self.plan.jobs.push(PlannedJob {
+            id,
+            size: size.to_string(),
+            axes,
+            spec: None,
+        });
     }
 
     /// Writes plan.json.
     pub fn write_plan(&self) {
-        write_plan(&self.sweep, &self.plan);
+        std::fs::write(
+            self.sweep.join("plan.json"),
+            serde_json::to_vec_pretty(&self.plan).unwrap(),
+        )
+        .unwrap();
     }
-}
-
-/// Writes a finished job under `sweep/jobs/<id>`: its spec, its eval rows and a `done`
-/// summary after `steps` steps; returns its plan entry.
-pub fn write_done_job(
-    sweep: &Path,
-    spec: &JobSpec,
-    size: &str,
-    axes: BTreeMap<String, toml::Value>,
-    rows: impl IntoIterator<Item = EvalRow>,
-    steps: u64,
-) -> PlannedJob {
-    let id = spec.id();
-    let run = RunDir::new(sweep.join("jobs").join(&id));
-    std::fs::create_dir_all(run.path()).unwrap();
-    std::fs::write(run.spec(), spec.to_toml()).unwrap();
-    for row in rows {
-        run.append_eval(&row).unwrap();
-    }
-    let summary = Summary {
-        status: RunStatus::Done,
-        steps,
-        wall_seconds: 1.5,
-        backend: "cpu".into(),
-        device: "cpu".into(),
-        resumes: 0,
-    };
-    std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
-    PlannedJob {
-        id,
-        size: size.to_string(),
-        axes,
-        spec: None,
-    }
-}
-
-/// Writes the sweep's plan.json.
-pub fn write_plan(sweep: &Path, plan: &Plan) {
-    std::fs::write(
-        sweep.join("plan.json"),
-        serde_json::to_vec_pretty(plan).unwrap(),
-    )
-    .unwrap();
 }
 
 /// The header and the rows (column name to value) of a CSV file.
