@@ -12,8 +12,8 @@ pub mod stats;
 pub mod subtasks;
 
 pub use emergence::{
-    Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Verdict, analyze_threshold,
-    breakthroughness, classify, fit_line, fit_logistic, fit_smooth, is_between_rungs,
+    Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Unresolved, Verdict,
+    analyze_threshold, breakthroughness, classify, fit_line, fit_logistic, fit_smooth,
     mean_by_scale, test_smooth,
 };
 pub use grokking::{Crossing, GrokkingTimes, TimeToEvent, as_event, first_crossing, kaplan_meier};

@@ -267,15 +267,15 @@ mod tests {
 
     const N_VAL: u64 = 2000;
 
-    /// 9 sizes (log10 3..7), 3 seeds, `l` positions each with accuracy `p(x)` plus seed and
+    /// 17 sizes (log10 3..7), 8 seeds (enough to tell a jump in exact match from a lottery), `l` positions each with accuracy `p(x)` plus seed and
     /// binomial noise; exact match is the product of the positions' accuracies (independent
     /// tokens) plus binomial noise.
     fn jobs(l: usize, p: impl Fn(f64) -> f64, rng_seed: u64) -> Vec<JobScores> {
         let mut rng = SplitMix64::new(rng_seed);
         let mut out = Vec::new();
-        for i in 0..9 {
-            let x = 3.0 + 0.5 * i as f64;
-            for seed in 0..3 {
+        for i in 0..17 {
+            let x = 3.0 + 0.25 * i as f64;
+            for seed in 0..8 {
                 let noisy = |v: f64, rng: &mut SplitMix64| {
                     let sd = (v * (1.0 - v) / N_VAL as f64).sqrt();
                     (v + sd * stats::normal(rng)).clamp(0.0, 1.0)

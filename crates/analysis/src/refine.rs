@@ -1,16 +1,17 @@
 //! Where to add sizes so that a threshold can be placed (the analysis half of adaptive
 //! refinement: which scales to run next; running them is the sweep's job).
 
-use crate::emergence::{ThresholdReport, Verdict, is_between_rungs};
+use crate::emergence::{ThresholdReport, Unresolved, Verdict};
 
 /// log10 scales to add to a ladder (`ladder`: the log10 sizes fitted, sorted) so that the
 /// threshold of `report` narrows:
 ///
 /// * `unresolved` between two sizes: their geometric midpoint;
 /// * `unresolved` at an edge: one size beyond it, at the edge's own spacing;
+/// * `unresolved` on a ladder too short for the width criterion: the sizes it names;
 /// * `emergent` with an interval wider than `target_width_decades`: the geometric midpoint of
 ///   every pair of adjacent sizes whose gap overlaps the interval;
-/// * anything else: nothing.
+/// * anything else (`unresolved` for too few seeds included: seeds are not sizes): nothing.
 pub fn refinement_points(
     report: &ThresholdReport,
     ladder: &[f64],
@@ -20,32 +21,32 @@ pub fn refinement_points(
     if n < 2 {
         return Vec::new();
     }
-    let interval = report.x0_ci_low.zip(report.x0_ci_high);
-    match report.verdict {
-        Verdict::Unresolved if is_between_rungs(report.verdict, report.note.as_deref()) => {
-            interval.map_or_else(Vec::new, |(lo, hi)| vec![0.5 * (lo + hi)])
+    match report.reason {
+        Some(Unresolved::BetweenSizes { below, above }) => {
+            vec![0.5 * (below.log10() + above.log10())]
         }
-        Verdict::Unresolved => {
-            let Some(x0) = report.x0 else {
-                return Vec::new();
-            };
-            let above = ladder.iter().filter(|&&x| x > x0).count();
-            let below = ladder.iter().filter(|&&x| x < x0).count();
-            if above <= below {
-                vec![ladder[n - 1] + (ladder[n - 1] - ladder[n - 2])]
-            } else {
-                vec![ladder[0] - (ladder[1] - ladder[0])]
+        Some(Unresolved::TopEdge { .. }) => vec![ladder[n - 1] + (ladder[n - 1] - ladder[n - 2])],
+        Some(Unresolved::BottomEdge { .. }) => vec![ladder[0] - (ladder[1] - ladder[0])],
+        Some(Unresolved::LadderTooShort {
+            add_below,
+            add_above,
+        }) => [add_below, add_above]
+            .into_iter()
+            .flatten()
+            .map(f64::log10)
+            .collect(),
+        Some(Unresolved::TooFewSeeds) => Vec::new(),
+        None if report.verdict == Verdict::Emergent => {
+            match report.x0_ci_low.zip(report.x0_ci_high) {
+                Some((lo, hi)) if hi - lo > target_width_decades => ladder
+                    .windows(2)
+                    .filter(|w| w[1] > lo && w[0] < hi)
+                    .map(|w| 0.5 * (w[0] + w[1]))
+                    .collect(),
+                _ => Vec::new(),
             }
         }
-        Verdict::Emergent => match interval {
-            Some((lo, hi)) if hi - lo > target_width_decades => ladder
-                .windows(2)
-                .filter(|w| w[1] > lo && w[0] < hi)
-                .map(|w| 0.5 * (w[0] + w[1]))
-                .collect(),
-            _ => Vec::new(),
-        },
-        _ => Vec::new(),
+        None => Vec::new(),
     }
 }
 
@@ -55,7 +56,7 @@ mod tests {
     use crate::emergence::{Criteria, analyze_threshold};
 
     fn ladder() -> Vec<f64> {
-        (0..9).map(|i| 3.0 + 0.5 * i as f64).collect()
+        (0..17).map(|i| 3.0 + 0.25 * i as f64).collect()
     }
 
     fn report(f: impl Fn(f64) -> f64) -> ThresholdReport {
@@ -63,7 +64,7 @@ mod tests {
             .into_iter()
             .flat_map(|x| {
                 let y = f(x);
-                (0..3).map(move |s| (10f64.powf(x), y + 0.003 * s as f64, s))
+                (0..8).map(move |s| (10f64.powf(x), y + 0.003 * s as f64, s))
             })
             .collect();
         analyze_threshold(&pts, &Criteria::default(), Some(2000), 200, 1)
@@ -71,11 +72,24 @@ mod tests {
 
     #[test]
     fn between_rungs_adds_the_midpoint_and_the_edge_one_beyond() {
-        let r = report(|x| if x < 5.2 { 0.02 } else { 0.95 });
-        assert_eq!(refinement_points(&r, &ladder(), 0.2), vec![5.25]);
-        let r = report(|x| 1.0 / (1.0 + (-6.0 * (x - 6.9)).exp()));
+        let r = report(|x| if x < 5.1 { 0.02 } else { 0.95 });
+        let mid = refinement_points(&r, &ladder(), 0.2);
+        assert!(
+            mid.len() == 1 && (mid[0] - 5.125).abs() < 1e-9,
+            "{mid:?} {r:?}"
+        );
+        let r = report(|x| 1.0 / (1.0 + (-6.0 * (x - 6.95)).exp()));
         assert_eq!(r.verdict, Verdict::Unresolved);
-        assert_eq!(refinement_points(&r, &ladder(), 0.2), vec![7.5]);
+        assert_eq!(refinement_points(&r, &ladder(), 0.2), vec![7.25]);
+        // A sharp rise with less than the criterion width of ladder below it: the size that
+        // would reach it.
+        let r = report(|x| if x < 3.6 { 0.02 } else { 0.95 });
+        assert!(
+            matches!(r.reason, Some(Unresolved::LadderTooShort { .. })),
+            "{r:?}"
+        );
+        let add = refinement_points(&r, &ladder(), 0.2);
+        assert!(add.len() == 1 && add[0] < 3.0 && add[0] > 2.4, "{add:?}");
     }
 
     #[test]

@@ -73,7 +73,7 @@ pub fn frequency_order(thresholds: &[Option<f64>]) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Verdict, is_between_rungs};
+    use crate::Verdict;
 
     #[test]
     fn power_law_is_recovered_exactly() {
@@ -95,13 +95,13 @@ mod tests {
         assert_eq!(fit_log_log(&[(1e3, 0.5, 0), (1e3, 0.4, 1)]), None);
     }
 
-    /// Accuracy 0.5 below `threshold` and 1.0 from it on, at widths 10^(2 + i/4), 3 seeds.
+    /// Accuracy 0.5 below `threshold` and 1.0 from it on, at widths 10^(2 + i/4), 8 seeds.
     fn step_points(threshold: f64) -> Vec<(f64, f64, u64)> {
         (0..13)
             .flat_map(|i| {
                 let n = 10f64.powf(2.0 + i as f64 / 4.0);
                 let level = if n < threshold { 0.5 } else { 1.0 };
-                (0..3u64).map(move |seed| {
+                (0..8u64).map(move |seed| {
                     let noise = 0.01 * (((i * 7 + seed as usize * 3) % 5) as f64 - 2.0);
                     (n, (level + noise).min(1.0), seed)
                 })
@@ -111,31 +111,25 @@ mod tests {
 
     #[test]
     fn each_subtask_gets_its_own_threshold_in_order() {
-        let per_subtask = vec![step_points(3e2), step_points(3e3), step_points(3e4), {
+        let per_subtask = vec![step_points(1.5e3), step_points(4e3), step_points(9e3), {
             // A subtask never learned: flat at chance.
             (0..13)
-                .flat_map(|i| (0..3).map(move |seed| (10f64.powf(2.0 + i as f64 / 4.0), 0.5, seed)))
+                .flat_map(|i| (0..8).map(move |seed| (10f64.powf(2.0 + i as f64 / 4.0), 0.5, seed)))
                 .collect()
         }];
         let reports = subtask_thresholds(&per_subtask, &Criteria::default(), 200, 0);
         assert_eq!(reports.len(), 4);
-        for (i, want) in [3e2f64, 3e3, 3e4].iter().enumerate() {
+        for (i, want) in [1.5e3f64, 4e3, 9e3].iter().enumerate() {
             // A step between two adjacent sizes is located to their gap, no finer: unresolved
             // between those rungs, with x0 inside the gap (a quarter decade wide).
             let r = &reports[i];
             assert_eq!(r.verdict, Verdict::Unresolved, "subtask {i}: {r:?}");
-            assert!(
-                is_between_rungs(r.verdict, r.note.as_deref()),
-                "subtask {i}: {r:?}"
-            );
+            assert!(r.between_sizes().is_some(), "subtask {i}: {r:?}");
             let x0 = r.x0.unwrap();
             assert!((x0 - want.log10()).abs() < 0.25, "subtask {i}: x0 {x0}");
         }
         assert_ne!(reports[3].verdict, Verdict::Emergent);
-        assert!(!is_between_rungs(
-            reports[3].verdict,
-            reports[3].note.as_deref()
-        ));
+        assert!(reports[3].between_sizes().is_none());
         let x0s: Vec<Option<f64>> = reports[..3].iter().map(|r| r.x0).collect();
         assert_eq!(frequency_order(&x0s), (3, 0));
     }

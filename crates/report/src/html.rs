@@ -196,7 +196,7 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
             fmt_opt(t.stability, |v| format!("{v:.2}")),
             fmt_opt(t.breakthroughness, |v| format!("{v:.1}")),
             schaeffer,
-            escape(t.note.as_deref().unwrap_or("")),
+            escape(&t.note().unwrap_or_default()),
         );
     }
     h.push_str("</table>\n");

@@ -222,7 +222,7 @@ fn write_all(
             groups[r.group].label,
             r.score.label(),
             r.scale.name(),
-            r.report.note.as_deref().unwrap_or("")
+            r.report.note().unwrap_or_default()
         ));
     }
 

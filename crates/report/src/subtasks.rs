@@ -68,8 +68,8 @@ pub fn subtask_groups(groups: &[Group<'_>]) -> Vec<SubtaskGroup> {
         let placed: Vec<Option<f64>> = thresholds
             .iter()
             .map(|r| {
-                let located = r.verdict == elab_analysis::Verdict::Emergent
-                    || elab_analysis::is_between_rungs(r.verdict, r.note.as_deref());
+                let located =
+                    r.verdict == elab_analysis::Verdict::Emergent || r.between_sizes().is_some();
                 located.then_some(r.x0?)
             })
             .collect();

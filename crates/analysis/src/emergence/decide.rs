@@ -6,8 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::MIN_SIZES;
-use super::fit::{K_MAX, LogisticFit, fit_bounded, sigmoid, width_of};
-use super::noise::{Summary, Table};
+use super::fit::{K_MAX, LogisticFit, Shape, fit_either, width_of};
+use super::noise::Summary;
 use crate::stats;
 
 /// The free logistic, the smooth null, and the statistic comparing them.
@@ -25,14 +25,18 @@ pub(super) struct Comparison {
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
     /// A rise sharper than the width criterion that no smooth curve explains (the test rejects
-    /// the smooth null), located inside the ladder.
+    /// the smooth null), located inside the ladder. For two-state runs: the probability that a
+    /// run acquires rises within less than the criterion width.
     Emergent,
+    /// A seed lottery: each run acquires or not, and the share of runs that acquire rises over
+    /// at least the criterion width (the sharp acquisition null is rejected).
+    Lottery,
     /// Changes with scale, and a smooth curve explains it within the seeds' noise.
     Smooth,
     /// Barely changes over the sampled range.
     Flat,
-    /// A rise no smooth curve explains, but the ladder cannot place it: it falls between two
-    /// adjacent sizes or at the ladder's edge (see the report's `note` for what to add).
+    /// The data cannot settle it; the report's `reason` ([`Unresolved`]) says why and what to
+    /// add.
     Unresolved,
     /// Fewer than [`MIN_SIZES`] distinct sizes.
     #[serde(rename = "not enough sizes")]
@@ -43,11 +47,89 @@ impl fmt::Display for Verdict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Verdict::Emergent => "emergent",
+            Verdict::Lottery => "lottery",
             Verdict::Smooth => "smooth",
             Verdict::Flat => "flat",
             Verdict::Unresolved => "unresolved",
             Verdict::NotEnoughSizes => "not enough sizes",
         })
+    }
+}
+
+/// Why a verdict is `unresolved`, with the sizes (in the units of scale) that would settle it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Unresolved {
+    /// A sharp rise with no size inside it: it lies between two adjacent sizes.
+    BetweenSizes { below: f64, above: f64 },
+    /// A sharp rise with fewer than `min_sizes_each_side` sizes above it.
+    TopEdge { largest: f64 },
+    /// A sharp rise with fewer than `min_sizes_each_side` sizes below it.
+    BottomEdge { smallest: f64 },
+    /// A sharp rise, but the ladder does not reach the criterion width beyond it on each side,
+    /// so a smooth curve of that width could bend just outside the data: sizes to add down to
+    /// `add_below` and up to `add_above` (where short).
+    LadderTooShort {
+        add_below: Option<f64>,
+        add_above: Option<f64>,
+    },
+    /// Two-state runs, but too few of them to tell a jump from a lottery: neither the smooth
+    /// nor the sharp acquisition null is rejected. More seeds settle it.
+    TooFewSeeds,
+}
+
+impl Unresolved {
+    /// The short name written in the `reason` column.
+    pub fn tag(&self) -> &'static str {
+        match self {
+            Unresolved::BetweenSizes { .. } => "between_sizes",
+            Unresolved::TopEdge { .. } => "top_edge",
+            Unresolved::BottomEdge { .. } => "bottom_edge",
+            Unresolved::LadderTooShort { .. } => "ladder_too_short",
+            Unresolved::TooFewSeeds => "too_few_seeds",
+        }
+    }
+}
+
+impl fmt::Display for Unresolved {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Unresolved::BetweenSizes { below, above } => write!(
+                f,
+                "rise between sizes {below:.3e} and {above:.3e}: add sizes in between \
+                 (geometric midpoint {:.3e})",
+                (below * above).sqrt()
+            ),
+            Unresolved::TopEdge { largest } => {
+                write!(
+                    f,
+                    "rise at the top of the ladder: add sizes above {largest:.3e}"
+                )
+            }
+            Unresolved::BottomEdge { smallest } => write!(
+                f,
+                "rise at the bottom of the ladder: add sizes below {smallest:.3e}"
+            ),
+            Unresolved::LadderTooShort {
+                add_below,
+                add_above,
+            } => {
+                f.write_str("ladder too short for the width criterion: add sizes")?;
+                if let Some(b) = add_below {
+                    write!(f, " down to {b:.3e}")?;
+                }
+                if let (Some(_), Some(_)) = (add_below, add_above) {
+                    f.write_str(" and")?;
+                }
+                if let Some(a) = add_above {
+                    write!(f, " up to {a:.3e}")?;
+                }
+                Ok(())
+            }
+            Unresolved::TooFewSeeds => f.write_str(
+                "runs each acquire or not, but too few to tell a jump from a lottery: add seeds",
+            ),
+        }
     }
 }
 
@@ -89,81 +171,89 @@ impl Default for Criteria {
 
 pub(super) fn compare(s: &Summary, c: &Criteria) -> Option<Comparison> {
     let bounds = (c.score_min, c.score_max);
-    let free = fit_bounded(&s.xs, &s.means, &s.weights, K_MAX, bounds)?;
+    let free = fit_either(&s.xs, &s.means, &s.weights, K_MAX, bounds)?;
     let k_null = width_of(c.max_width_decades.max(1e-9));
-    let null = fit_bounded(&s.xs, &s.means, &s.weights, k_null, bounds)?;
+    let null = fit_either(&s.xs, &s.means, &s.weights, k_null, bounds)?;
     // The free model contains the null; an optimizer miss must not make the statistic negative.
     let stat = (null.rss - free.rss).max(0.0);
     Some(Comparison { free, null, stat })
 }
 
-/// The verdict for one (resampled) data set, and the note explaining an `unresolved`.
+/// The verdict for one (resampled) data set on per-size means, and why it is `unresolved`.
 pub(super) fn decide(
     s: &Summary,
     cmp: Option<&Comparison>,
     significant: bool,
-    table: &Table,
     c: &Criteria,
-) -> (Verdict, Option<String>) {
+) -> (Verdict, Option<Unresolved>) {
     let Some(cmp) = cmp.filter(|_| stats::distinct_count(&s.xs) >= MIN_SIZES) else {
         return (Verdict::NotEnoughSizes, None);
     };
-    let range = s.means.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-        - s.means.iter().copied().fold(f64::INFINITY, f64::min);
     let g = &cmp.free;
-    if range < c.flat_range {
+    if range(&s.means) < c.flat_range {
         return (Verdict::Flat, None);
     }
     if g.width_decades >= c.max_width_decades || !significant {
         return (Verdict::Smooth, None);
     }
+    sharp(&s.xs, g.x0, g.k, g.shape, c)
+}
+
+/// Max - min.
+pub(super) fn range(ys: &[f64]) -> f64 {
+    ys.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+        - ys.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
+/// A rise judged sharp (midpoint `x0`, steepness `k`) on the ladder `xs` (log10, sorted): is it
+/// placed? It needs `min_sizes_each_side` sizes on each side, the criterion width of ladder on
+/// each side (else a smooth curve of that width could bend just beyond the data), and a size
+/// inside the rise (else it is only known to lie in a gap).
+pub(super) fn sharp(
+    xs: &[f64],
+    x0: f64,
+    k: f64,
+    shape: Shape,
+    c: &Criteria,
+) -> (Verdict, Option<Unresolved>) {
     let scale = |x: f64| 10f64.powf(x);
-    let below = s.xs.iter().filter(|&&x| x < g.x0).count();
-    let above = s.xs.iter().filter(|&&x| x > g.x0).count();
-    if above < c.min_sizes_each_side {
-        let top = table.scales.last().copied().unwrap_or(f64::NAN);
-        return (
-            Verdict::Unresolved,
-            Some(format!(
-                "rise at the top of the ladder: add sizes above {top:.3e}"
-            )),
-        );
+    let (first, last) = (xs[0], xs[xs.len() - 1]);
+    let unresolved = |r| (Verdict::Unresolved, Some(r));
+    if xs.iter().filter(|&&x| x > x0).count() < c.min_sizes_each_side {
+        return unresolved(Unresolved::TopEdge {
+            largest: scale(last),
+        });
     }
-    if below < c.min_sizes_each_side {
-        let bottom = table.scales.first().copied().unwrap_or(f64::NAN);
-        return (
-            Verdict::Unresolved,
-            Some(format!(
-                "rise at the bottom of the ladder: add sizes below {bottom:.3e}"
-            )),
-        );
+    if xs.iter().filter(|&&x| x < x0).count() < c.min_sizes_each_side {
+        return unresolved(Unresolved::BottomEdge {
+            smallest: scale(first),
+        });
+    }
+    let w = c.max_width_decades;
+    // A hundredth of a decade of slack: ladders built to span exactly W are not turned away by
+    // rounding in the parameter counts.
+    let short_below = x0 - first < w - 0.01;
+    let short_above = last - x0 < w - 0.01;
+    if short_below || short_above {
+        return unresolved(Unresolved::LadderTooShort {
+            add_below: short_below.then(|| scale(x0 - w)),
+            add_above: short_above.then(|| scale(x0 + w)),
+        });
     }
     // A size "inside the rise" has a fitted value between 10% and 90% of the way up. With none,
     // any x0 in the gap fits as well: the data locate the rise only to the gap.
-    let inside =
-        s.xs.iter()
-            .any(|&x| (0.1..=0.9).contains(&sigmoid(g.k * (x - g.x0))));
+    let inside = xs
+        .iter()
+        .any(|&x| (0.1..=0.9).contains(&shape.basis(k * (x - x0))));
     if !inside {
-        let (lo, hi) = bracket(&s.xs, g.x0);
-        return (
-            Verdict::Unresolved,
-            Some(format!(
-                "{BETWEEN} {:.3e} and {:.3e}: add sizes in between (geometric midpoint {:.3e})",
-                scale(lo),
-                scale(hi),
-                scale(0.5 * (lo + hi))
-            )),
-        );
+        let (lo, hi) = bracket(xs, x0);
+        return unresolved(Unresolved::BetweenSizes {
+            below: scale(lo),
+            above: scale(hi),
+        });
     }
     (Verdict::Emergent, None)
 }
-
-/// Whether a verdict is `unresolved` because the rise falls between two adjacent sizes.
-pub fn is_between_rungs(verdict: Verdict, note: Option<&str>) -> bool {
-    verdict == Verdict::Unresolved && note.is_some_and(|n| n.starts_with(BETWEEN))
-}
-
-const BETWEEN: &str = "rise between sizes";
 
 /// The largest x below `x0` and the smallest above (the ends of xs if none).
 pub(super) fn bracket(xs: &[f64], x0: f64) -> (f64, f64) {

@@ -34,12 +34,36 @@ pub struct LogisticFit {
     pub r2: f64,
     /// BIC with 4 parameters.
     pub bic: f64,
+    /// Logistic, or a clipped line (smooth-null and free fits try both).
+    pub shape: Shape,
 }
 
 impl LogisticFit {
     /// The fitted curve at x (log10 scale).
     pub fn at(&self, x: f64) -> f64 {
-        self.y0 + (self.y1 - self.y0) * sigmoid(self.k * (x - self.x0))
+        self.y0 + (self.y1 - self.y0) * self.shape.basis(self.k * (x - self.x0))
+    }
+}
+
+/// The shape of a rise from 0 to 1 in `z = k (x - x0)`. Both have their steepest slope, k / 4
+/// per unit of rise, at x0, so one k bounds the steepness of either: the widths reported are
+/// the logistic's, ln(81) / k.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Shape {
+    Logistic,
+    /// A straight rise between two kinks (a clipped line): what a ramp from the floor looks
+    /// like. A logistic as steep bends early and late, so without this shape in the smooth
+    /// null, a ramp's kinks read as sharpness.
+    Ramp,
+}
+
+impl Shape {
+    pub fn basis(self, z: f64) -> f64 {
+        match self {
+            Shape::Logistic => sigmoid(z),
+            Shape::Ramp => (0.5 + 0.25 * z).clamp(0.0, 1.0),
+        }
     }
 }
 
@@ -69,6 +93,7 @@ pub(super) fn sigmoid(z: f64) -> f64 {
 /// The problem is a convex quadratic over a polygon, so its minimum is the unconstrained one if
 /// feasible, else the best of the 1-D optima along the edges y0 = lo, y1 = hi and rise = 0.
 fn profile(
+    shape: Shape,
     xs: &[f64],
     ys: &[f64],
     ws: &[f64],
@@ -80,11 +105,11 @@ fn profile(
     let sv: Vec<f64>;
     let s: &[f64] = if xs.len() <= s.len() {
         for (v, x) in s.iter_mut().zip(xs) {
-            *v = sigmoid(k * (x - x0));
+            *v = shape.basis(k * (x - x0));
         }
         &s[..xs.len()]
     } else {
-        sv = xs.iter().map(|x| sigmoid(k * (x - x0))).collect();
+        sv = xs.iter().map(|x| shape.basis(k * (x - x0))).collect();
         &sv
     };
     let (lo, hi) = bounds;
@@ -147,7 +172,11 @@ fn profile(
 }
 
 /// Minimal Nelder-Mead in two dimensions; returns the best vertex found.
-fn nelder_mead(f: impl Fn([f64; 2]) -> f64, start: [f64; 2], step: [f64; 2]) -> [f64; 2] {
+pub(super) fn nelder_mead(
+    f: impl Fn([f64; 2]) -> f64,
+    start: [f64; 2],
+    step: [f64; 2],
+) -> [f64; 2] {
     let lerp =
         |a: [f64; 2], b: [f64; 2], t: f64| [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1])];
     let mut p = [
@@ -208,6 +237,7 @@ fn finite_pairs(xs: &[f64], ys: &[f64]) -> bool {
 /// A coarse grid over x0 in [min x - 1, max x + 1] and log-spaced k, each with (y0, y1) solved
 /// exactly, then Nelder-Mead on (x0, ln k) from the best grid point, kept inside the same box.
 pub(super) fn fit_bounded(
+    shape: Shape,
     xs: &[f64],
     ys: &[f64],
     ws: &[f64],
@@ -223,7 +253,7 @@ pub(super) fn fit_bounded(
     let clamp = |t: [f64; 2]| [t[0].clamp(lo, hi), t[1].clamp(lk_lo, lk_hi)];
     let objective = |t: [f64; 2]| {
         let [x0, lk] = clamp(t);
-        profile(xs, ys, ws, x0, lk.exp(), bounds).0
+        profile(shape, xs, ys, ws, x0, lk.exp(), bounds).0
     };
 
     // The grid only has to land in the right basin; Nelder-Mead does the rest. Its x0 step is
@@ -245,7 +275,7 @@ pub(super) fn fit_bounded(
     }
     let [x0, lk] = clamp(nelder_mead(objective, best.0, [dx, dk.max(1e-3)]));
     let k = lk.exp();
-    let (rss, y0, rise) = profile(xs, ys, ws, x0, k, bounds);
+    let (rss, y0, rise) = profile(shape, xs, ys, ws, x0, k, bounds);
     let sw: f64 = ws.iter().sum();
     let my = ys.iter().zip(ws).map(|(y, w)| y * w).sum::<f64>() / sw;
     let tss: f64 = ys.iter().zip(ws).map(|(y, w)| w * (y - my).powi(2)).sum();
@@ -258,13 +288,30 @@ pub(super) fn fit_bounded(
         rss,
         r2: stats::r_squared(rss, tss),
         bic: stats::bic(rss, tss, ys.len(), 4),
+        shape,
     })
+}
+
+/// The better of a logistic and a clipped line under the same bounds ([`fit_bounded`]).
+pub(super) fn fit_either(
+    xs: &[f64],
+    ys: &[f64],
+    ws: &[f64],
+    k_max: f64,
+    bounds: (f64, f64),
+) -> Option<LogisticFit> {
+    let l = fit_bounded(Shape::Logistic, xs, ys, ws, k_max, bounds)?;
+    match fit_bounded(Shape::Ramp, xs, ys, ws, k_max, bounds) {
+        Some(r) if r.rss < l.rss => Some(r),
+        _ => Some(l),
+    }
 }
 
 /// Fit the logistic in x (log10 scale); `None` with fewer than 4 distinct x or non-finite input.
 /// Only rising curves are fitted: falling data (e.g. loss) give a constant (y1 = y0), so negate them.
 pub fn fit_logistic(xs: &[f64], ys: &[f64]) -> Option<LogisticFit> {
     fit_bounded(
+        Shape::Logistic,
         xs,
         ys,
         &vec![1.0; xs.len()],

@@ -9,14 +9,18 @@ use serde::Serialize;
 
 use crate::stats;
 
+pub mod acquisition;
+#[cfg(test)]
+mod calibration;
 mod decide;
 mod fit;
 mod noise;
 
-pub use decide::{Criteria, Verdict, is_between_rungs};
-use decide::{bracket, compare, decide};
-pub use fit::{LineFit, LogisticFit, breakthroughness, fit_line, fit_logistic};
-use fit::{fit_bounded, sigmoid, width_of};
+use acquisition::{Counts, Split, population_test};
+pub use decide::{Criteria, Unresolved, Verdict};
+use decide::{bracket, compare, decide, range, sharp};
+pub use fit::{LineFit, LogisticFit, Shape as RiseShape, breakthroughness, fit_line, fit_logistic};
+use fit::{Shape, fit_either, width_of};
 use noise::{NoiseModel, Table};
 
 /// Fewest distinct sizes for any verdict: the logistic has 4 parameters, and with 4 sizes it
@@ -65,8 +69,49 @@ pub struct ThresholdReport {
     pub x0_ci_low: Option<f64>,
     /// Upper end of the threshold interval.
     pub x0_ci_high: Option<f64>,
-    /// Why a verdict is `unresolved`, and which sizes to add.
-    pub note: Option<String>,
+    /// Why a verdict is `unresolved`, and which sizes (or seeds) to add.
+    pub reason: Option<Unresolved>,
+    /// Whether the verdict was made on acquisition (runs two-state: each acquired or not) rather
+    /// than on per-size means. x0, the width, their intervals and `p_smooth` then belong to the
+    /// acquisition fit, and y0 / y1 are the mean scores of the runs that did not / did acquire.
+    pub two_state: bool,
+    /// The score at which a run counts as acquired: midway between the lowest and highest run.
+    pub acquire_level: Option<f64>,
+    /// Share of runs in the middle half between the lowest and highest run score (two-state
+    /// when at most [`acquisition::TWO_STATE_MAX_MIDDLE`]).
+    pub middle_share: Option<f64>,
+    /// Runs fitted, and how many acquired.
+    pub runs: usize,
+    pub runs_acquired: usize,
+    /// Sizes where some runs acquired and some did not.
+    pub mixed_sizes: usize,
+    /// The probability of acquiring, fitted by logistic regression on the runs: its midpoint
+    /// (log10 scale) with a 95% profile-likelihood interval, and its 10%-90% width in decades
+    /// with its interval. Reported for every group; decisive only when `two_state`.
+    pub acq_x0: Option<f64>,
+    pub acq_x0_low: Option<f64>,
+    pub acq_x0_high: Option<f64>,
+    pub acq_width_decades: Option<f64>,
+    pub acq_width_low: Option<f64>,
+    pub acq_width_high: Option<f64>,
+    /// p-value of "the share that acquires rises within less than the criterion width" (the
+    /// sharp null); small for a lottery. Two-state runs only.
+    pub p_sharp: Option<f64>,
+}
+
+impl ThresholdReport {
+    /// The human-readable reason for an `unresolved` verdict.
+    pub fn note(&self) -> Option<String> {
+        self.reason.map(|r| r.to_string())
+    }
+
+    /// The two sizes (log10) a rise falls between, when that is why it is unresolved.
+    pub fn between_sizes(&self) -> Option<(f64, f64)> {
+        match self.reason {
+            Some(Unresolved::BetweenSizes { below, above }) => Some((below.log10(), above.log10())),
+            _ => None,
+        }
+    }
 }
 
 /// The smooth null fitted to `(scale, score, seed)` points: the best logistic at least
@@ -81,7 +126,7 @@ pub fn fit_smooth(
     let s = t.summary(&t.values, &t.variances());
     let k_null = width_of(criteria.max_width_decades.max(1e-9));
     let bounds = (criteria.score_min, criteria.score_max);
-    fit_bounded(&s.xs, &s.means, &s.weights, k_null, bounds)
+    fit_either(&s.xs, &s.means, &s.weights, k_null, bounds)
 }
 
 /// Per-scale means: `(scale, mean score, seeds)`, sorted by scale (for plots and tables).
@@ -158,17 +203,12 @@ fn analyze(
     let cmp = compare(&summary, criteria);
     let line = fit_line(&summary.xs, means);
     let plain = fit_logistic(&summary.xs, means);
-    let score_range = if means.is_empty() {
-        0.0
-    } else {
-        means.iter().copied().fold(f64::NEG_INFINITY, f64::max)
-            - means.iter().copied().fold(f64::INFINITY, f64::min)
-    };
+    let score_range = if means.is_empty() { 0.0 } else { range(means) };
 
     let mut p_smooth = None;
     let mut stability = None;
     let (mut ci_low, mut ci_high) = (None, None);
-    let mut verdict_note = decide(&summary, cmp.as_ref(), false, &table, criteria);
+    let mut verdict_note = decide(&summary, cmp.as_ref(), false, criteria);
     if let Some(c) = cmp.as_ref().filter(|_| resamples > 0) {
         let noise = NoiseModel::new(&table);
         let at = |f: &LogisticFit| -> Vec<f64> {
@@ -176,7 +216,7 @@ fn analyze(
             table
                 .xs
                 .iter()
-                .map(|&x| f.y0 + rise * sigmoid(f.k * (x - f.x0)))
+                .map(|&x| f.y0 + rise * f.shape.basis(f.k * (x - f.x0)))
                 .collect()
         };
         let mut rng = SplitMix64::new(rng_seed);
@@ -197,7 +237,7 @@ fn analyze(
         };
         let p = (1 + exceed) as f64 / (1 + resamples) as f64;
         p_smooth = Some(p);
-        verdict_note = decide(&summary, cmp.as_ref(), p < criteria.alpha, &table, criteria);
+        verdict_note = decide(&summary, cmp.as_ref(), p < criteria.alpha, criteria);
         // The resampled data are judged against the null distribution's critical value.
         let critical = stats::quantile(&null_stats, 1.0 - criteria.alpha).unwrap_or(f64::INFINITY);
 
@@ -213,7 +253,7 @@ fn analyze(
             let sim = table.summary(&noise.draw(&observed, &mut rng), &variances);
             let sc = compare(&sim, criteria);
             let significant = sc.as_ref().is_some_and(|c| c.stat > critical);
-            let (v, _) = decide(&sim, sc.as_ref(), significant, &table, criteria);
+            let (v, _) = decide(&sim, sc.as_ref(), significant, criteria);
             agree += usize::from(v == verdict_note.0);
             if let Some(sc) = sc {
                 x0s.push(sc.free.x0);
@@ -234,18 +274,18 @@ fn analyze(
             ci_high = Some(x0 + widen * (q_hi - x0).max(0.0));
         }
     }
-    let (verdict, note) = verdict_note;
+    let (verdict, reason) = verdict_note;
     // Between two rungs every x0 in the gap fits equally well: the gap is the interval.
     if let Some(c) = cmp
         .as_ref()
-        .filter(|_| is_between_rungs(verdict, note.as_deref()))
+        .filter(|_| matches!(reason, Some(Unresolved::BetweenSizes { .. })))
     {
         let (lo, hi) = bracket(&summary.xs, c.free.x0);
         (ci_low, ci_high) = (Some(lo), Some(hi));
     }
 
     let g = cmp.as_ref().map(|c| &c.free);
-    ThresholdReport {
+    let mut report = ThresholdReport {
         verdict,
         n_sizes: summary.xs.len(),
         min_seeds: (0..table.xs.len())
@@ -267,7 +307,101 @@ fn analyze(
         stability,
         x0_ci_low: ci_low,
         x0_ci_high: ci_high,
-        note,
+        reason,
+        two_state: false,
+        acquire_level: None,
+        middle_share: None,
+        runs: 0,
+        runs_acquired: 0,
+        mixed_sizes: 0,
+        acq_x0: None,
+        acq_x0_low: None,
+        acq_x0_high: None,
+        acq_width_decades: None,
+        acq_width_low: None,
+        acq_width_high: None,
+        p_sharp: None,
+    };
+    run_level(&mut report, points, criteria, resamples, rng_seed);
+    report
+}
+
+/// The run-level view: each run acquired or not, the probability of acquiring fitted over
+/// scale, and, when the runs are two-state, the verdict made on it instead of on the means
+/// (a bimodal size's mean says nothing about how sharply any run, or the population, rises).
+fn run_level(
+    report: &mut ThresholdReport,
+    points: &[(f64, f64, u64)],
+    c: &Criteria,
+    resamples: usize,
+    rng_seed: u64,
+) {
+    let runs: Vec<(f64, f64, u64)> = points
+        .iter()
+        .filter(|p| p.0.is_finite() && p.0 > 0.0 && p.1.is_finite())
+        .copied()
+        .collect();
+    let scores: Vec<f64> = runs.iter().map(|p| p.1).collect();
+    let Some(split) = Split::of(&scores) else {
+        return;
+    };
+    let counts = Counts::new(&runs, split.level);
+    report.acquire_level = Some(split.level);
+    report.middle_share = Some(split.middle_share);
+    report.runs = runs.len();
+    report.runs_acquired = counts.hits.iter().sum::<u32>() as usize;
+    report.mixed_sizes = counts.mixed_sizes();
+    let mut rng = SplitMix64::derive(rng_seed, 0xacc);
+    let Some(test) = population_test(counts, c.max_width_decades, resamples, &mut rng) else {
+        return;
+    };
+    let (f, counts) = (test.free, &test.counts);
+    let (x_lo, x_hi) = counts.x0_interval(&f);
+    let (w_lo, w_hi) = counts.width_interval(&f);
+    report.acq_x0 = Some(f.x0);
+    report.acq_x0_low = Some(x_lo);
+    report.acq_x0_high = Some(x_hi);
+    report.acq_width_decades = Some(f.width_decades);
+    report.acq_width_low = Some(w_lo);
+    report.acq_width_high = Some(w_hi);
+    report.two_state = split.two_state();
+    if !report.two_state || matches!(report.verdict, Verdict::NotEnoughSizes | Verdict::Flat) {
+        return;
+    }
+    report.p_sharp = Some(test.p_sharp);
+    report.p_smooth = Some(test.p_smooth);
+    report.stability = None;
+    report.x0 = Some(f.x0);
+    report.threshold = Some(10f64.powf(f.x0));
+    report.width_decades = Some(f.width_decades);
+    report.x0_ci_low = Some(x_lo);
+    report.x0_ci_high = Some(x_hi);
+    let mean_of = |acquired: bool| {
+        let ys: Vec<f64> = scores
+            .iter()
+            .copied()
+            .filter(|&y| (y >= split.level) == acquired)
+            .collect();
+        stats::mean(&ys)
+    };
+    report.y0 = mean_of(false);
+    report.y1 = mean_of(true);
+    let alpha = c.alpha;
+    (report.verdict, report.reason) = if test.p_smooth < alpha {
+        sharp(&counts.xs, f.x0, f.k, Shape::Logistic, c)
+    } else if test.p_sharp < alpha {
+        (Verdict::Lottery, None)
+    } else {
+        // Neither test decides. A rise at the ladder's edge needs sizes before seeds.
+        match sharp(&counts.xs, f.x0, f.k, Shape::Logistic, c) {
+            (v, Some(r @ (Unresolved::TopEdge { .. } | Unresolved::BottomEdge { .. }))) => {
+                (v, Some(r))
+            }
+            _ => (Verdict::Unresolved, Some(Unresolved::TooFewSeeds)),
+        }
+    };
+    if let Some(Unresolved::BetweenSizes { below, above }) = report.reason {
+        (report.x0_ci_low, report.x0_ci_high) = (Some(below.log10()), Some(above.log10()));
     }
 }
 
@@ -278,6 +412,12 @@ mod tests {
     /// Sizes at log10 = 3.0, 3.5, ..., 7.0.
     fn grid() -> Vec<f64> {
         (0..9).map(|i| 3.0 + 0.5 * i as f64).collect()
+    }
+
+    /// Sizes at log10 = 3.0, 3.25, ..., 7.0: dense enough that 8 seeds tell a jump from a
+    /// lottery.
+    fn fine_grid() -> Vec<f64> {
+        (0..17).map(|i| 3.0 + 0.25 * i as f64).collect()
     }
 
     fn logistic(x: f64) -> f64 {
@@ -293,14 +433,25 @@ mod tests {
         assert!((f.k - 6.0).abs() < 0.5, "k = {}", f.k);
         assert!(f.y0.abs() < 0.02 && (f.y1 - 1.0).abs() < 0.02);
         assert!(f.r2 > 0.999);
-        assert_eq!(classify(&xs, &ys, &Criteria::default()), Verdict::Emergent);
+        // One run per size, each at the floor or the top but one: as consistent with runs
+        // that each succeed by chance as with a jump. One seed cannot tell them apart.
+        let points: Vec<_> = xs
+            .iter()
+            .zip(&ys)
+            .map(|(x, y)| (10f64.powf(*x), *y, 0))
+            .collect();
+        let r = analyze_threshold(&points, &Criteria::default(), None, 199, 0);
+        assert_eq!(
+            (r.verdict, r.reason, r.two_state),
+            (Verdict::Unresolved, Some(Unresolved::TooFewSeeds), true)
+        );
     }
 
     /// The logistic at every size for `seeds` seeds, plus uniform noise in ±0.02 from `noise_seed`.
     fn noisy_points(seeds: u64, noise_seed: u64) -> Vec<(f64, f64, u64)> {
         let mut rng = SplitMix64::new(noise_seed);
         let mut pts = Vec::new();
-        for x in grid() {
+        for x in fine_grid() {
             for seed in 0..seeds {
                 pts.push((
                     10f64.powf(x),
@@ -314,17 +465,21 @@ mod tests {
 
     #[test]
     fn noisy_seeds_give_threshold_interval_and_stability() {
-        let pts = noisy_points(3, 1);
+        // Steep enough that nearly every run sits at the floor or the top: two-state, judged
+        // on acquisition, with 8 seeds enough to reject a lottery at the criterion width.
+        let pts = noisy_points(8, 1);
         let r = analyze_threshold(&pts, &Criteria::default(), Some(2000), 200, 42);
-        assert_eq!(r.verdict, Verdict::Emergent);
-        assert_eq!((r.n_sizes, r.min_seeds, r.n_seeds), (9, 3, 3));
+        assert_eq!(r.verdict, Verdict::Emergent, "{r:?}");
+        assert!(r.two_state && r.mixed_sizes >= 1, "{r:?}");
+        assert_eq!((r.n_sizes, r.min_seeds, r.n_seeds), (17, 8, 8));
         let x0 = r.x0.unwrap();
         assert!((x0 - 5.0).abs() < 0.1, "x0 = {x0}");
         let (lo, hi) = (r.x0_ci_low.unwrap(), r.x0_ci_high.unwrap());
         assert!(lo <= 5.0 && 5.0 <= hi && hi - lo < 0.5, "CI [{lo}, {hi}]");
         assert!(r.p_smooth.unwrap() < 0.01, "p = {:?}", r.p_smooth);
-        assert!(r.stability.unwrap() > 0.9, "stability {:?}", r.stability);
-        assert!(r.note.is_none());
+        // Stability is a property of the means' bootstrap, which did not decide.
+        assert_eq!(r.stability, None);
+        assert!(r.note().is_none());
         // Same seed, same answer.
         let again = analyze_threshold(&pts, &Criteria::default(), Some(2000), 200, 42);
         assert_eq!(again.x0_ci_low, r.x0_ci_low);
@@ -391,32 +546,35 @@ mod tests {
         let r = analyze_threshold(&pts, &Criteria::default(), None, 199, 0);
         assert_eq!(r.verdict, Verdict::Unresolved);
         assert_eq!(
-            r.note.as_deref(),
+            r.note().as_deref(),
             Some("rise at the top of the ladder: add sizes above 1.000e7")
         );
     }
 
     #[test]
     fn jump_between_two_rungs_is_unresolved_with_the_gap_as_interval() {
-        // Seeds all jump from 0.02 to 0.95 between 1e5 and 10^5.5: no size inside the rise.
+        // 8 seeds all jump from 0.02 to 0.95 between 1e5 and 10^5.25: no size inside the rise.
         let mut pts = Vec::new();
         let mut rng = SplitMix64::new(9);
-        for x in grid() {
-            for seed in 0..5 {
-                let y = if x < 5.2 { 0.02 } else { 0.95 };
+        for x in fine_grid() {
+            for seed in 0..8 {
+                let y = if x < 5.1 { 0.02 } else { 0.95 };
                 pts.push((10f64.powf(x), y + 0.01 * stats::normal(&mut rng), seed));
             }
         }
         let r = analyze_threshold(&pts, &Criteria::default(), Some(2000), 200, 1);
         assert_eq!(r.verdict, Verdict::Unresolved, "{r:?}");
         assert!(r.p_smooth.unwrap() < 0.01);
-        assert_eq!((r.x0_ci_low, r.x0_ci_high), (Some(5.0), Some(5.5)));
-        let note = r.note.unwrap();
+        assert!(r.two_state && r.p_sharp.unwrap() > 0.5, "{r:?}");
+        let (lo, hi) = r.between_sizes().unwrap();
+        assert!((lo - 5.0).abs() < 1e-9 && (hi - 5.25).abs() < 1e-9);
+        assert_eq!((r.x0_ci_low, r.x0_ci_high), (Some(lo), Some(hi)));
+        let note = r.note().unwrap();
         assert!(
-            note.starts_with("rise between sizes 1.000e5 and 3.162e5") && note.contains("1.778e5"),
+            note.starts_with("rise between sizes 1.000e5 and 1.778e5") && note.contains("1.334e5"),
             "{note}"
         );
-        assert!(is_between_rungs(r.verdict, Some(&note)));
+        assert!(r.between_sizes().is_some());
     }
 
     #[test]
@@ -441,199 +599,6 @@ mod tests {
         let l = fit_line(&[1.0, 2.0, 3.0], &[1.0, 3.0, 5.0]).unwrap();
         assert!((l.slope - 2.0).abs() < 1e-12 && (l.intercept + 1.0).abs() < 1e-12);
         assert!(l.rss < 1e-20 && (l.r2 - 1.0).abs() < 1e-12);
-    }
-
-    /// Simulated sweeps shaped like the lab's: 5-9 sizes 0.15-0.5 decades apart, 3-5 seeds,
-    /// a per-seed offset (one seed fixes the data split at every size), per-run noise, and the
-    /// binomial noise of a 2000-example validation set.
-    struct Sweep {
-        points: Vec<(f64, f64, u64)>,
-    }
-
-    const N_VAL: u64 = 2000;
-
-    fn ladder(rng: &mut SplitMix64) -> Vec<f64> {
-        let n = 5 + rng.below(5) as usize;
-        let step = 0.15 + 0.35 * rng.next_f64();
-        (0..n).map(|i| 3.0 + step * i as f64).collect()
-    }
-
-    /// `curve(seed, x)` is a seed's true score; noise is added here.
-    fn simulate(
-        rng: &mut SplitMix64,
-        xs: Vec<f64>,
-        seeds: u64,
-        curve: impl Fn(u64, f64) -> f64,
-    ) -> Sweep {
-        let seed_sd = 0.005 + 0.025 * rng.next_f64();
-        let run_sd = 0.005 + 0.025 * rng.next_f64();
-        let offsets: Vec<f64> = (0..seeds).map(|_| seed_sd * stats::normal(rng)).collect();
-        let mut points = Vec::new();
-        for &x in &xs {
-            for s in 0..seeds {
-                let p = (curve(s, x) + offsets[s as usize] + run_sd * stats::normal(rng))
-                    .clamp(0.0, 1.0);
-                let binomial = (p * (1.0 - p) / N_VAL as f64).sqrt() * stats::normal(rng);
-                points.push((10f64.powf(x), (p + binomial).clamp(0.0, 1.0), s));
-            }
-        }
-        Sweep { points }
-    }
-
-    /// A smooth curve: a logistic 1-3 decades wide (the null's edge included), a power law of
-    /// the error rate, or a clipped line.
-    fn smooth_sweep(rng: &mut SplitMix64) -> Sweep {
-        let xs = ladder(rng);
-        let seeds = 3 + rng.below(3);
-        let (first, last) = (xs[0], xs[xs.len() - 1]);
-        let kind = rng.below(3);
-        let (a, b, c, d) = (
-            rng.next_f64(),
-            rng.next_f64(),
-            rng.next_f64(),
-            rng.next_f64(),
-        );
-        let curve = move |_: u64, x: f64| match kind {
-            0 => {
-                let k = width_of(1.0 + 2.0 * a);
-                let x0 = first - 0.5 + (last - first + 1.0) * b;
-                0.1 * c + (0.5 + 0.5 * d - 0.1 * c) * sigmoid(k * (x - x0))
-            }
-            1 => 1.0 - (0.5 + 0.5 * a) * 10f64.powf(-(0.1 + 0.5 * b) * (x - first)),
-            _ => (0.1 * c + (0.1 + 0.3 * a) * (x - first)).min(1.0),
-        };
-        simulate(rng, xs, seeds, curve)
-    }
-
-    /// A true jump inside the ladder: each seed jumps sharply (0.02-0.3 decades wide) at its own
-    /// threshold, scattered by 0.05-0.15 decades around x0, so seeds disagree (bimodal scores)
-    /// near x0. Returns the sweep and x0, the midpoint of the seed-averaged curve.
-    fn jump_sweep(rng: &mut SplitMix64, seeds: u64) -> (Sweep, f64) {
-        let xs = ladder(rng);
-        let n = xs.len();
-        let x0 = xs[1] + (xs[n - 2] - xs[1]) * rng.next_f64();
-        let k = width_of(0.02 + 0.28 * rng.next_f64());
-        let scatter = 0.05 + 0.1 * rng.next_f64();
-        let (lo, hi) = (0.1 * rng.next_f64(), 0.7 + 0.3 * rng.next_f64());
-        // Seed thresholds in symmetric pairs about x0, so the population curve's midpoint is x0.
-        let shifts: Vec<f64> = (0..seeds).map(|_| scatter * stats::normal(rng)).collect();
-        let curve =
-            move |s: u64, x: f64| lo + (hi - lo) * sigmoid(k * (x - x0 - shifts[s as usize]));
-        (simulate(rng, xs, seeds, curve), x0)
-    }
-
-    /// Resamples per analysis in the calibration tests: fewer than the export's 1000 to keep CI
-    /// short (p-values then have a resolution of 1/200, ample at a 5% level).
-    const CAL_RESAMPLES: usize = 199;
-    const CAL_SWEEPS: u64 = 200;
-
-    /// Runs `f` on `CAL_SWEEPS` draws on two threads; returns the results in draw order.
-    fn calibrate<T: Send>(f: impl Fn(u64) -> T + Sync) -> Vec<T> {
-        let half = CAL_SWEEPS / 2;
-        std::thread::scope(|s| {
-            let a = s.spawn(|| (0..half).map(&f).collect::<Vec<_>>());
-            let mut out: Vec<T> = (half..CAL_SWEEPS).map(&f).collect();
-            let mut first = a.join().unwrap();
-            first.append(&mut out);
-            first
-        })
-    }
-
-    #[test]
-    fn calibration_smooth_curves_are_rarely_called_emergent() {
-        let verdicts = calibrate(|d| {
-            let mut rng = SplitMix64::derive(1, d);
-            let sw = smooth_sweep(&mut rng);
-            analyze_threshold(
-                &sw.points,
-                &Criteria::default(),
-                Some(N_VAL),
-                CAL_RESAMPLES,
-                d,
-            )
-            .verdict
-        });
-        let emergent = verdicts.iter().filter(|v| **v == Verdict::Emergent).count();
-        let unresolved = verdicts
-            .iter()
-            .filter(|v| **v == Verdict::Unresolved)
-            .count();
-        eprintln!("smooth: {emergent}/{CAL_SWEEPS} emergent, {unresolved} unresolved");
-        assert!(
-            emergent * 20 <= CAL_SWEEPS as usize,
-            "false emergent {emergent}/{CAL_SWEEPS}"
-        );
-    }
-
-    #[test]
-    fn calibration_true_jumps_are_detected() {
-        let reports = calibrate(|d| {
-            let mut rng = SplitMix64::derive(2, d);
-            let seeds = 3 + rng.below(3);
-            let (sw, _) = jump_sweep(&mut rng, seeds);
-            analyze_threshold(
-                &sw.points,
-                &Criteria::default(),
-                Some(N_VAL),
-                CAL_RESAMPLES,
-                d,
-            )
-        });
-        // Detected: the smooth null is rejected and the rise located in the ladder or between
-        // two of its rungs.
-        let detected = reports
-            .iter()
-            .filter(|r| {
-                r.verdict == Verdict::Emergent || is_between_rungs(r.verdict, r.note.as_deref())
-            })
-            .count();
-        let emergent = reports
-            .iter()
-            .filter(|r| r.verdict == Verdict::Emergent)
-            .count();
-        eprintln!("jumps: {detected}/{CAL_SWEEPS} detected ({emergent} emergent)");
-        assert!(
-            detected * 10 >= CAL_SWEEPS as usize * 9,
-            "detected {detected}/{CAL_SWEEPS}"
-        );
-    }
-
-    #[test]
-    fn calibration_threshold_interval_covers_with_five_seeds() {
-        let hits = calibrate(|d| {
-            let mut rng = SplitMix64::derive(3, d);
-            let (sw, x0) = jump_sweep(&mut rng, 5);
-            let r = analyze_threshold(
-                &sw.points,
-                &Criteria::default(),
-                Some(N_VAL),
-                CAL_RESAMPLES,
-                d,
-            );
-            let covered = r
-                .x0_ci_low
-                .zip(r.x0_ci_high)
-                .map(|(lo, hi)| lo <= x0 && x0 <= hi);
-            (r.verdict, covered)
-        });
-        let with_interval: Vec<_> = hits.iter().filter_map(|h| h.1.map(|c| (h.0, c))).collect();
-        let covered = with_interval.iter().filter(|h| h.1).count();
-        let emergent: Vec<_> = with_interval
-            .iter()
-            .filter(|h| h.0 == Verdict::Emergent)
-            .collect();
-        let emergent_covered = emergent.iter().filter(|h| h.1).count();
-        eprintln!(
-            "coverage: {covered}/{} ({emergent_covered}/{} where emergent)",
-            with_interval.len(),
-            emergent.len()
-        );
-        assert!(with_interval.len() * 10 >= CAL_SWEEPS as usize * 9);
-        assert!(
-            covered * 10 >= with_interval.len() * 9,
-            "covered {covered}/{}",
-            with_interval.len()
-        );
     }
 
     #[test]
