@@ -11,7 +11,7 @@ use elab_tasks::SplitMix64;
 use serde::Serialize;
 
 use crate::emergence::{
-    Criteria, LogisticFit, ThresholdReport, Verdict, fit_logistic, fit_smooth, test_smooth,
+    Criteria, LogisticFit, ThresholdReport, fit_logistic, fit_smooth, test_smooth,
 };
 use crate::stats;
 
@@ -53,14 +53,30 @@ pub struct JobScores {
     pub scale: f64,
     pub seed: u64,
     pub exact_match: f64,
-    /// Teacher-forced accuracy at each answer position.
+    /// Per answer position, the quantity named by [`PositionMetric`].
     pub positions: Vec<f64>,
+}
+
+/// What the per-position scores are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PositionMetric {
+    /// exp of the mean log-probability of the right token (continuous: the test's own choice).
+    Probability,
+    /// Teacher-forced argmax accuracy, itself a thresholded metric (records from before
+    /// per-position log-probabilities were kept).
+    Accuracy,
 }
 
 /// The outcome of [`schaeffer_test`].
 #[derive(Debug, Clone, Serialize)]
 pub struct SchaefferReport {
     pub verdict: Attribution,
+    /// What the positions' scores were.
+    pub position_metric: PositionMetric,
+    /// Whether a continuous score of the group (answer log-probability, edit score, Brier)
+    /// rises sharply as well.
+    pub continuous_jump: bool,
     /// Answer positions tested.
     pub positions: usize,
     /// Smallest p-value of the smooth null over the positions' accuracies tested (in order,
@@ -88,19 +104,26 @@ pub fn position_resamples(positions: usize, alpha: f64, at_least: usize) -> usiz
     at_least.max((2.0 * positions as f64 / alpha).ceil() as usize)
 }
 
-/// Schaeffer's test for one group, given the observed exact-match report and every job's
-/// scores. `None` when there is no jump to explain (exact match is neither emergent nor
-/// unresolved with the smooth null rejected) or the per-position accuracies are missing.
+/// Schaeffer's test for one group, given the observed exact-match report, every job's
+/// per-position scores (`metric` says which) and whether a continuous score of the group
+/// (answer log-probability, edit score, Brier) rises sharply too. `None` when there is no jump
+/// to explain (exact match does not rise sharply) or the per-position scores are missing.
+///
+/// `genuine` needs a continuous metric that jumps: a position's probability of the right
+/// token, or one of the group's continuous scores. A jump in argmax accuracy alone is itself
+/// thresholded and settles nothing.
+#[allow(clippy::too_many_arguments)]
 pub fn schaeffer_test(
     jobs: &[JobScores],
+    metric: PositionMetric,
     exact: &ThresholdReport,
+    continuous_jump: bool,
     criteria: &Criteria,
     n_val: Option<u64>,
     resamples: usize,
     rng_seed: u64,
 ) -> Option<SchaefferReport> {
-    let jumped = matches!(exact.verdict, Verdict::Emergent | Verdict::Unresolved)
-        && exact.p_smooth.is_some_and(|p| p < criteria.alpha);
+    let jumped = exact.rises_sharply();
     let l = jobs.first()?.positions.len();
     if !jumped || l == 0 || jobs.iter().any(|j| j.positions.len() != l) {
         return None;
@@ -117,7 +140,7 @@ pub fn schaeffer_test(
         let r = test_smooth(&position_points(i), criteria, n_val, b, rng_seed + i as u64);
         let p = r.p_smooth?;
         p_min = Some(p_min.map_or(p, |m| m.min(p)));
-        let sharp = matches!(r.verdict, Verdict::Emergent | Verdict::Unresolved);
+        let sharp = r.rises_sharply();
         if sharp && p < criteria.alpha / l as f64 {
             // One jumping position settles the verdict; the rest need not be tested.
             jumping = Some(i);
@@ -205,7 +228,8 @@ pub fn schaeffer_test(
         _ => (None, None),
     };
 
-    let verdict = if jumping.is_some() {
+    let position_jumps = jumping.is_some() && metric == PositionMetric::Probability;
+    let verdict = if position_jumps || continuous_jump {
         Attribution::Genuine
     } else {
         // The two thresholds agree when their intervals overlap.
@@ -221,6 +245,8 @@ pub fn schaeffer_test(
     };
     Some(SchaefferReport {
         verdict,
+        position_metric: metric,
+        continuous_jump,
         positions: l,
         token_p_smooth_min: p_min,
         jumping_position: jumping,
@@ -305,7 +331,16 @@ mod tests {
             .map(|j| (j.scale, j.exact_match, j.seed))
             .collect();
         let exact = analyze_threshold(&em, &c, Some(N_VAL), 400, 7);
-        let s = schaeffer_test(jobs, &exact, &c, Some(N_VAL), 199, 11);
+        let s = schaeffer_test(
+            jobs,
+            PositionMetric::Probability,
+            &exact,
+            false,
+            &c,
+            Some(N_VAL),
+            199,
+            11,
+        );
         (exact, s)
     }
 
@@ -317,10 +352,7 @@ mod tests {
         let p = |x: f64| 0.5 + 0.5 / (1.0 + (-k * (x - 4.5)).exp());
         let jobs = jobs(20, p, 1);
         let (exact, s) = run(&jobs);
-        assert!(
-            matches!(exact.verdict, Verdict::Emergent | Verdict::Unresolved),
-            "{exact:?}"
-        );
+        assert!(exact.rises_sharply(), "{exact:?}");
         assert!(exact.width_decades.unwrap() < 1.0);
         let s = s.expect("a jump to explain");
         assert_eq!(s.verdict, Attribution::MetricInduced, "{s:?} {exact:?}");

@@ -9,7 +9,7 @@
 use elab_tasks::SplitMix64;
 
 use super::fit::{sigmoid, width_of};
-use super::{Criteria, ThresholdReport, Unresolved, Verdict, analyze_threshold, test_smooth};
+use super::{Criteria, ThresholdReport, Unresolved, Verdict, test_smooth};
 use crate::stats;
 
 const N_VAL: u64 = 2000;
@@ -114,25 +114,20 @@ struct Layout {
     seeds: u64,
 }
 
-/// `draws` sweeps of one truth and layout, analysed on two threads; `full` runs the interval
-/// bootstrap too (for coverage), else the test alone.
+/// `draws` sweeps of one truth and layout, analysed on two threads (the test without the means'
+/// interval bootstrap: two-state verdicts get their interval from the acquisition fit).
 fn run(
     truth: Truth,
     layout: Layout,
     draws: u64,
     stream: u64,
-    full: bool,
 ) -> Vec<(ThresholdReport, Option<f64>)> {
     let one = |d: u64| {
         let mut rng = SplitMix64::derive(stream, d);
         let xs = ladder(layout.sizes, layout.span);
         let (pts, x0) = simulate(truth, &xs, layout.seeds, &mut rng);
         let c = Criteria::default();
-        let r = if full {
-            analyze_threshold(&pts, &c, Some(N_VAL), 199, d)
-        } else {
-            test_smooth(&pts, &c, Some(N_VAL), 199, d)
-        };
+        let r = test_smooth(&pts, &c, Some(N_VAL), 199, d);
         (r, x0)
     };
     let half = draws / 2;
@@ -203,7 +198,7 @@ fn calibration_smooth_truths_are_rarely_called_emergent() {
     for (t, truth) in truths.into_iter().enumerate() {
         let mut all = Vec::new();
         for (l, layout) in LAYOUTS.into_iter().enumerate() {
-            let rs = run(truth, layout, DRAWS, 100 + 10 * t as u64 + l as u64, false);
+            let rs = run(truth, layout, DRAWS, 100 + 10 * t as u64 + l as u64);
             let e = share(&rs, |r| r.verdict == Verdict::Emergent);
             eprintln!("{truth:?} {layout:?}: false emergent {e:.3}");
             all.extend(rs);
@@ -232,7 +227,7 @@ fn calibration_jumps_are_detected_with_five_seeds_or_more() {
     for truth in [SMALL_SCATTER, LARGE_SCATTER] {
         let mut all = Vec::new();
         for (l, layout) in layouts.into_iter().enumerate() {
-            all.extend(run(truth, layout, DRAWS, 200 + l as u64, false));
+            all.extend(run(truth, layout, DRAWS, 200 + l as u64));
         }
         let rate = share(&all, detected);
         let misses: Vec<String> = all
@@ -256,7 +251,7 @@ fn calibration_lotteries_are_told_from_jumps_with_enough_seeds() {
         span: 3.0,
         seeds: 16,
     };
-    let all = run(Truth::Lottery { width: 2.0 }, layout, DRAWS, 300, false);
+    let all = run(Truth::Lottery { width: 2.0 }, layout, DRAWS, 300);
     let lottery = share(&all, |r| r.verdict == Verdict::Lottery);
     eprintln!("lottery 2.0 with 16 seeds: called lottery {lottery:.3}");
     assert!(lottery >= 0.8, "lottery {lottery}");
@@ -266,7 +261,7 @@ fn calibration_lotteries_are_told_from_jumps_with_enough_seeds() {
         span: 1.4,
         seeds: 3,
     };
-    let few = run(Truth::Lottery { width: 1.5 }, layout, DRAWS, 301, false);
+    let few = run(Truth::Lottery { width: 1.5 }, layout, DRAWS, 301);
     let too_few = share(&few, |r| r.reason == Some(Unresolved::TooFewSeeds));
     eprintln!("lottery 1.5 with 3 seeds: too few seeds {too_few:.3}");
     assert!(too_few >= 0.5, "too few seeds {too_few}");
@@ -336,7 +331,7 @@ fn calibration_table() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (t, truth) in truths.into_iter().enumerate() {
         for (l, layout) in layouts.into_iter().enumerate() {
-            let rs = run(truth, layout, 200, 1000 + 10 * t as u64 + l as u64, true);
+            let rs = run(truth, layout, 100, 1000 + 10 * t as u64 + l as u64);
             let n = rs.len() as f64;
             let em = share(&rs, |r| r.verdict == Verdict::Emergent);
             let reason =

@@ -15,6 +15,7 @@ mod calibration;
 mod decide;
 mod fit;
 mod noise;
+pub mod over_steps;
 
 use acquisition::{Counts, Split, population_test};
 pub use decide::{Criteria, Unresolved, Verdict};
@@ -103,6 +104,16 @@ impl ThresholdReport {
     /// The human-readable reason for an `unresolved` verdict.
     pub fn note(&self) -> Option<String> {
         self.reason.map(|r| r.to_string())
+    }
+
+    /// Whether the score rises more sharply than the criterion: `emergent`, or `unresolved`
+    /// only because the ladder cannot place the sharp rise (not for want of seeds).
+    pub fn rises_sharply(&self) -> bool {
+        match self.verdict {
+            Verdict::Emergent => true,
+            Verdict::Unresolved => !matches!(self.reason, Some(Unresolved::TooFewSeeds) | None),
+            _ => false,
+        }
     }
 
     /// The two sizes (log10) a rise falls between, when that is why it is unresolved.
@@ -351,7 +362,12 @@ fn run_level(
     report.runs = runs.len();
     report.runs_acquired = counts.hits.iter().sum::<u32>() as usize;
     report.mixed_sizes = counts.mixed_sizes();
+    report.two_state = split.two_state();
+    // The tests' bootstrap is only needed where they decide; elsewhere the fit is descriptive.
+    let decides =
+        report.two_state && !matches!(report.verdict, Verdict::NotEnoughSizes | Verdict::Flat);
     let mut rng = SplitMix64::derive(rng_seed, 0xacc);
+    let resamples = if decides { resamples } else { 0 };
     let Some(test) = population_test(counts, c.max_width_decades, resamples, &mut rng) else {
         return;
     };
@@ -364,8 +380,7 @@ fn run_level(
     report.acq_width_decades = Some(f.width_decades);
     report.acq_width_low = Some(w_lo);
     report.acq_width_high = Some(w_hi);
-    report.two_state = split.two_state();
-    if !report.two_state || matches!(report.verdict, Verdict::NotEnoughSizes | Verdict::Flat) {
+    if !decides {
         return;
     }
     report.p_sharp = Some(test.p_sharp);
