@@ -1,6 +1,7 @@
 //! The CSV files, rendered to bytes (the caller decides where and how they are written).
 //! Column order comes from `schema.rs`; each writer checks its rows against the header width.
 
+use elab_analysis::PositionMetric;
 use elab_analysis::{Crossing, GrokkingTimes, TimeToEvent, as_event, kaplan_meier};
 use elab_job::Split;
 
@@ -306,8 +307,19 @@ pub fn thresholds_csv(
             opt_num(r.acq_width_low),
             opt_num(r.acq_width_high),
             opt_num(r.p_sharp),
+            opt(t.budget_limited),
+            opt_num(t.run_rise_decades),
+            opt(t.forecast.as_ref().map(|f| f.sizes_fitted)),
+            opt(t.forecast.as_ref().map(|f| f.outside)),
+            opt_num(t.forecast.as_ref().map(|f| f.max_excess)),
+            opt(t.forecast.as_ref().map(|f| f.predictable())),
             t.answer_len.to_string(),
             opt(sc.map(|s| s.verdict)),
+            opt(sc.map(|s| match s.position_metric {
+                PositionMetric::Probability => "probability",
+                PositionMetric::Accuracy => "accuracy",
+            })),
+            opt(sc.map(|s| s.continuous_jump)),
             opt_num(sc.and_then(|s| s.predicted_x0)),
             opt_num(sc.and_then(|s| s.predicted_x0_low)),
             opt_num(sc.and_then(|s| s.predicted_x0_high)),

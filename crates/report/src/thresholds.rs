@@ -2,8 +2,9 @@
 //! Schaeffer's test on the exact-match rows. Pure computation on loaded records.
 
 use elab_analysis::{
-    Criteria, JobScores, PowerLawFit, SchaefferReport, ThresholdReport, analyze_threshold,
-    fit_power_law, schaeffer_test,
+    Criteria, Forecast, JobScores, PositionMetric, PowerLawFit, SchaefferReport, StepThreshold,
+    ThresholdReport, analyze_threshold, budget_limited, fit_power_law, forecast, log_spaced,
+    rise_decades, schaeffer_test, threshold_over_steps,
 };
 use elab_job::{JobState, Split};
 use rayon::prelude::*;
@@ -61,11 +62,23 @@ impl Score {
     /// The job's final validation score, oriented so that bigger is better.
     pub fn of(self, job: &JobRecord) -> Option<f64> {
         let v = job.final_value(Split::Val, self.metric())?;
-        Some(match self {
+        Some(self.orient(job, v))
+    }
+
+    /// The job's validation score along training, oriented as [`Score::of`].
+    pub fn curve(self, job: &JobRecord) -> Vec<(u64, f64)> {
+        job.curve(Split::Val, self.metric())
+            .into_iter()
+            .map(|(step, v)| (step, self.orient(job, v)))
+            .collect()
+    }
+
+    fn orient(self, job: &JobRecord, v: f64) -> f64 {
+        match self {
             Score::EditScore => 1.0 - v / job.answer_len.max(1) as f64,
             Score::NegBrier => -v,
             _ => v,
-        })
+        }
     }
 
     /// Criteria suited to the score's units: defaults assume [0, 1]; a summed log-probability
@@ -86,6 +99,15 @@ impl Score {
             },
             _ => Criteria::default(),
         }
+    }
+
+    /// Whether the score is continuous per example (not a thresholded count): what Schaeffer's
+    /// test needs to call a jump genuine.
+    pub fn is_continuous(self) -> bool {
+        matches!(
+            self,
+            Score::AnswerLogprob | Score::EditScore | Score::NegBrier
+        )
     }
 
     /// Whether the score is a fraction of validation examples (or of their tokens), so that
@@ -171,7 +193,21 @@ pub struct ThresholdRow {
     /// Validation loss over the same scale, `L = E + A N^-alpha`: the smooth law beside the
     /// threshold (the same for every score of a group and scale).
     pub loss_fit: Option<PowerLawFit>,
+    /// The larger sizes forecast from those below the threshold (Wei et al.'s predictability).
+    pub forecast: Option<Forecast>,
+    /// The threshold placed the same way at log-spaced eval steps: threshold(t).
+    pub over_steps: Vec<StepThreshold>,
+    /// Whether the threshold still moved over the last doubling of steps.
+    pub budget_limited: Option<bool>,
+    /// Median over the runs that acquired of their rise over training, in decades of steps
+    /// (10% to 90% of the way from their first to their last score): how sharply each run
+    /// acquires.
+    pub run_rise_decades: Option<f64>,
 }
+
+/// Eval steps at which threshold(t) is placed: the last and the first at or after each of its
+/// halvings, 8 in all at most.
+pub const THRESHOLD_STEPS: usize = 8;
 
 /// Every (group, score, scale) fit, in group order, then scale, then score.
 pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
@@ -193,7 +229,13 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
         .map(|(gi, scale, score)| fit(&groups[*gi], *score, scale, val_examples[*gi]))
         .collect();
 
-    // Schaeffer's test needs the exact-match report of its (group, scale): a second pass.
+    // Schaeffer's test needs the exact-match report of its (group, scale) and whether the
+    // continuous scores of the same (group, scale) rise sharply: a second pass.
+    let continuous_jump = |gi: usize, scale: &Scale| {
+        work.iter().zip(&reports).any(|((g, s, score), r)| {
+            *g == gi && s == scale && score.is_continuous() && r.rises_sharply()
+        })
+    };
     let schaeffer: Vec<Option<SchaefferReport>> = work
         .par_iter()
         .zip(&reports)
@@ -202,9 +244,12 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
                 return None;
             }
             let group = &groups[*gi];
+            let (metric, jobs) = job_scores(group, scale);
             schaeffer_test(
-                &job_scores(group, scale),
+                &jobs,
+                metric,
                 report,
+                continuous_jump(*gi, scale),
                 &score.criteria(answer_len(group)),
                 val_examples[*gi],
                 SCHAEFFER_RESAMPLES,
@@ -213,18 +258,28 @@ pub fn threshold_rows(groups: &[Group<'_>]) -> Vec<ThresholdRow> {
         })
         .collect();
 
-    work.into_iter()
-        .zip(reports)
-        .zip(schaeffer)
-        .map(|(((gi, scale, score), report), schaeffer)| ThresholdRow {
-            group: gi,
-            score,
-            loss_fit: fit_power_law(&loss_points(&groups[gi], &scale)),
-            scale,
-            n_jobs: fitted_jobs(&groups[gi]).len(),
-            answer_len: answer_len(&groups[gi]),
-            report,
-            schaeffer,
+    // Forecasts and threshold(t) refit every row at several steps: in parallel, in order.
+    let rows: Vec<_> = work.into_iter().zip(reports).zip(schaeffer).collect();
+    rows.into_par_iter()
+        .map(|(((gi, scale, score), report), schaeffer)| {
+            let group = &groups[gi];
+            let over_steps = over_steps(group, score, &scale, &report, val_examples[gi]);
+            ThresholdRow {
+                group: gi,
+                score,
+                loss_fit: fit_power_law(&loss_points(group, &scale)),
+                forecast: report
+                    .x0
+                    .and_then(|x0| forecast(&points(group, score, &scale), x0)),
+                budget_limited: budget_limited(&over_steps),
+                over_steps,
+                run_rise_decades: run_rise_decades(group, score, &report),
+                scale,
+                n_jobs: fitted_jobs(group).len(),
+                answer_len: answer_len(group),
+                report,
+                schaeffer,
+            }
         })
         .collect()
 }
@@ -268,6 +323,55 @@ fn fit(
     )
 }
 
+/// threshold(t) of one (group, score, scale): the report's way of placing the rise, at
+/// log-spaced eval steps of the group's first job (each job's last eval at or before the step).
+fn over_steps(
+    group: &Group<'_>,
+    score: Score,
+    scale: &Scale,
+    last: &ThresholdReport,
+    val_examples: Option<u64>,
+) -> Vec<StepThreshold> {
+    let jobs = fitted_jobs(group);
+    let curves: Vec<(&JobRecord, Vec<(u64, f64)>)> =
+        jobs.iter().map(|j| (*j, score.curve(j))).collect();
+    let Some((_, first)) = curves.first() else {
+        return Vec::new();
+    };
+    let steps: Vec<u64> = first.iter().map(|p| p.0).collect();
+    let at = |step: u64| -> Vec<(f64, f64, u64)> {
+        curves
+            .iter()
+            .filter_map(|(j, c)| {
+                let v = c.iter().rev().find(|p| p.0 <= step)?.1;
+                Some((scale.of(j), v, j.spec.seed))
+            })
+            .collect()
+    };
+    let data: Vec<(u64, Vec<(f64, f64, u64)>)> = log_spaced(&steps, THRESHOLD_STEPS)
+        .into_iter()
+        .map(|s| (s, at(s)))
+        .collect();
+    let n_val = if score.is_fraction() {
+        val_examples
+    } else {
+        None
+    };
+    threshold_over_steps(&data, last, &score.criteria(answer_len(group)), n_val)
+}
+
+/// Median over the runs that acquired (final score at or above the report's level) of their
+/// rise over training in decades of steps.
+fn run_rise_decades(group: &Group<'_>, score: Score, report: &ThresholdReport) -> Option<f64> {
+    let level = report.acquire_level?;
+    let rises: Vec<f64> = fitted_jobs(group)
+        .into_iter()
+        .filter(|j| score.of(j).is_some_and(|v| v >= level))
+        .filter_map(|j| rise_decades(&score.curve(j)))
+        .collect();
+    elab_analysis::stats::median(&rises)
+}
+
 /// `(scale, final validation loss, seed)` of every done job of the group.
 fn loss_points(group: &Group<'_>, scale: &Scale) -> Vec<(f64, f64, u64)> {
     fitted_jobs(group)
@@ -280,24 +384,34 @@ fn loss_points(group: &Group<'_>, scale: &Scale) -> Vec<(f64, f64, u64)> {
 /// get at least 2 L / alpha, see `elab_analysis::position_resamples`).
 pub const SCHAEFFER_RESAMPLES: usize = 200;
 
-/// Every done job's final exact match and per-position validation accuracies
-/// (`token_accuracy.pos<i>`); empty if any job lacks them (records from before they existed).
-fn job_scores(group: &Group<'_>, scale: &Scale) -> Vec<JobScores> {
+/// Every done job's final exact match and per-position validation scores: the probability of
+/// the right token (exp of `token_logprob.pos<i>`) where every job recorded it, else the
+/// teacher-forced accuracy (`token_accuracy.pos<i>`); empty if jobs lack both (records from
+/// before either existed).
+fn job_scores(group: &Group<'_>, scale: &Scale) -> (PositionMetric, Vec<JobScores>) {
     let l = answer_len(group);
-    let jobs: Option<Vec<JobScores>> = fitted_jobs(group)
-        .into_iter()
-        .map(|j| {
-            Some(JobScores {
-                scale: scale.of(j),
-                seed: j.spec.seed,
-                exact_match: j.final_value(Split::Val, "exact_match")?,
-                positions: (0..l)
-                    .map(|i| j.final_value(Split::Val, &format!("token_accuracy.pos{i}")))
-                    .collect::<Option<_>>()?,
+    let of = |name: &str, f: fn(f64) -> f64| -> Option<Vec<JobScores>> {
+        fitted_jobs(group)
+            .into_iter()
+            .map(|j| {
+                Some(JobScores {
+                    scale: scale.of(j),
+                    seed: j.spec.seed,
+                    exact_match: j.final_value(Split::Val, "exact_match")?,
+                    positions: (0..l)
+                        .map(|i| j.final_value(Split::Val, &format!("{name}.pos{i}")).map(f))
+                        .collect::<Option<_>>()?,
+                })
             })
-        })
-        .collect();
-    jobs.unwrap_or_default()
+            .collect()
+    };
+    match of("token_logprob", f64::exp) {
+        Some(jobs) => (PositionMetric::Probability, jobs),
+        None => (
+            PositionMetric::Accuracy,
+            of("token_accuracy", |v| v).unwrap_or_default(),
+        ),
+    }
 }
 
 /// Validation examples scored at each eval (the task's validation set, capped by
