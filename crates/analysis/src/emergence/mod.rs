@@ -616,6 +616,36 @@ mod tests {
         assert!(l.rss < 1e-20 && (l.r2 - 1.0).abs() < 1e-12);
     }
 
+    /// The flagship as the verdict issue measured it (configs/arith.toml, 3 seeds): final
+    /// validation exact match per size and seed. Each run acquires or not, and the share that
+    /// acquires rises from 0/3 to 3/3 over about a decade.
+    #[test]
+    fn the_three_seed_arith_lottery_is_not_called_emergent() {
+        let rows: [(f64, [f64; 3]); 7] = [
+            (1184.0, [0.08, 0.01, 0.06]),
+            (2352.0, [0.87, 0.01, 0.01]),
+            (3904.0, [0.01, 0.84, 0.02]),
+            (5840.0, [0.87, 0.92, 0.02]),
+            (8160.0, [0.91, 0.87, 0.05]),
+            (13952.0, [0.96, 0.97, 0.95]),
+            (30144.0, [0.98, 0.99, 0.97]),
+        ];
+        let pts: Vec<_> = rows
+            .iter()
+            .flat_map(|(n, ys)| ys.iter().enumerate().map(move |(s, y)| (*n, *y, s as u64)))
+            .collect();
+        let r = analyze_threshold(&pts, &Criteria::default(), Some(2000), 1000, 0);
+        assert!(r.two_state && r.mixed_sizes == 4, "{r:?}");
+        assert_eq!(
+            (r.verdict, r.reason),
+            (Verdict::Unresolved, Some(Unresolved::TooFewSeeds)),
+            "{r:?}"
+        );
+        // The acquisition midpoint sits inside the ladder, its interval wide.
+        let (lo, hi) = (r.acq_x0_low.unwrap(), r.acq_x0_high.unwrap());
+        assert!(lo < 3.6 && hi > 3.8, "[{lo}, {hi}]");
+    }
+
     #[test]
     fn breakthroughness_by_hand() {
         // Steps 0.1, 0, 0.8, 0.1 -> squared 0.01, 0, 0.64, 0.01 -> median 0.01 -> B = 1.0 / 0.1.
