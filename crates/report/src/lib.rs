@@ -237,6 +237,8 @@ fn write_all(
         let (bytes, n) = tables::thresholds_csv(data, &groups, &rows)?;
         staging.write("thresholds.csv", &bytes, &mut summary.files)?;
         summary.threshold_rows = n;
+        let (bytes, _) = tables::threshold_steps_csv(&groups, &rows)?;
+        staging.write("threshold_steps.csv", &bytes, &mut summary.files)?;
         let (bytes, n) = tables::grokking_csv(data, &groups, &grok)?;
         staging.write("grokking.csv", &bytes, &mut summary.files)?;
         summary.grokking_rows = n;
@@ -249,6 +251,7 @@ fn write_all(
             "runs.csv",
             "curves.csv",
             "thresholds.csv",
+            "threshold_steps.csv",
             "grokking.csv",
             "SCHEMA.md",
         ];

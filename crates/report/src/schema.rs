@@ -395,6 +395,41 @@ fn axis_columns(keys: Option<&[String]>, placeholder: &str, meaning: &str) -> Ve
 }
 
 /// `thresholds.csv`. `group_axis_keys` as in [`runs_columns`].
+/// `threshold_steps.csv`: one row per (group, metric, scale, eval step) of threshold(t).
+pub fn threshold_steps_columns() -> Vec<Column> {
+    vec![
+        col("group", "", "comparison group (as in thresholds.csv)"),
+        col("score", "", "the score fitted (as in thresholds.csv)"),
+        col("scale", "", "x axis (as in thresholds.csv)"),
+        col(
+            "step",
+            "steps",
+            "eval step: the last, and the first at or after each halving of it (8 at most); each job's last eval at or before it",
+        ),
+        col(
+            "x0",
+            "log10(scale)",
+            "midpoint of the rise at this step, placed as the final row's is: P(acquire) at the final acquire_level when two_state, else the free curve through the per-scale means; empty when nothing (or everything) has risen",
+        ),
+        col(
+            "x0_low",
+            "log10(scale)",
+            "two_state only: 95% profile-likelihood interval, low end",
+        ),
+        col(
+            "x0_high",
+            "log10(scale)",
+            "two_state only: 95% profile-likelihood interval, high end",
+        ),
+        col(
+            "acquired",
+            "jobs",
+            "runs at or above the final acquire_level at this step",
+        ),
+        col("runs", "jobs", "runs with an eval at or before this step"),
+    ]
+}
+
 pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     let mut c = vec![
         col(
@@ -506,6 +541,7 @@ pub fn markdown() -> String {
          | `runs.csv` | one row per job |\n\
          | `curves.csv` | every recorded metric at every eval step, long format |\n\
          | `thresholds.csv` | one row per (comparison group, metric, scale) |\n\
+         | `threshold_steps.csv` | one row per (comparison group, metric, scale, eval step): threshold(t) over the training budget |\n\
          | `grokking.csv` | one row per (comparison group, size, split, level): Kaplan-Meier time to cross over seeds |\n\
          | `phase.csv` | one row per cell of every phase diagram (pairs of swept axes; only when at least two axes vary) |\n\
          | `SCHEMA.md` | this file |\n\
@@ -578,6 +614,11 @@ pub fn markdown() -> String {
          0.05 nats per answer token (0.05 x answer_len).\n\n",
     );
     table(&mut out, &thresholds_columns(None));
+    out.push_str(
+        "\n## threshold_steps.csv\n\nthreshold(t): every row of thresholds.csv placed again at earlier eval steps, so that a\n\
+         threshold still moving when training ended (`budget_limited`) shows how it moved.\n\n",
+    );
+    table(&mut out, &threshold_steps_columns());
     out.push_str(&crate::subtasks::schema_markdown());
     out
 }

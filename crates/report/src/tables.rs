@@ -253,6 +253,30 @@ pub fn curves_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
     write_csv(header, rows)
 }
 
+/// `threshold_steps.csv` and its row count.
+pub fn threshold_steps_csv(
+    groups: &[Group<'_>],
+    rows: &[ThresholdRow],
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let header = schema::names(&schema::threshold_steps_columns());
+    let out = rows.iter().flat_map(|t| {
+        t.over_steps.iter().map(move |s| {
+            vec![
+                groups[t.group].label.clone(),
+                t.score.label().to_string(),
+                t.scale.name().to_string(),
+                s.step.to_string(),
+                opt_num(s.x0),
+                opt_num(s.x0_low),
+                opt_num(s.x0_high),
+                s.acquired.to_string(),
+                s.runs.to_string(),
+            ]
+        })
+    });
+    write_csv(header, out)
+}
+
 /// `thresholds.csv` and its row count.
 pub fn thresholds_csv(
     data: &SweepData,
