@@ -235,8 +235,9 @@ fn exports_csv_plots_and_report() {
     assert_eq!(summary.curve_rows, curves.len());
 
     // thresholds.csv: exact match over params jumps between the third and fourth size (0.6
-    // decades apart, rise 0.55 decades wide): no size lies inside the rise, so the verdict is
-    // unresolved, the interval is the gap, and the note says what to add.
+    // decades apart, rise 0.55 decades wide). Each of the 2 seeds' runs is at the floor or
+    // the top: two-state, and 10 runs cannot tell a jump from a lottery, so the verdict is
+    // unresolved for too few seeds, with the acquisition midpoint's interval around the gap.
     let (header, thresholds) = read_csv(&s.out.join("thresholds.csv"));
     assert_eq!(
         header,
@@ -250,19 +251,30 @@ fn exports_csv_plots_and_report() {
         .iter()
         .find(|r| r["metric"] == "exact_match" && r["scale"] == "params")
         .unwrap();
-    assert_eq!(em["verdict"], "unresolved", "{em:?}");
-    assert_eq!(em["group"], "add3r train.weight_decay=1.0");
-    let lp = |d| (params(&spec(d, 0)) as f64).log10();
-    let gap = (lp(D_MODELS[2]), lp(D_MODELS[3]));
     assert_eq!(
         (
-            em["x0_ci_low"].parse::<f64>().unwrap(),
-            em["x0_ci_high"].parse::<f64>().unwrap()
+            em["verdict"].as_str(),
+            em["reason"].as_str(),
+            em["two_state"].as_str()
         ),
-        gap
+        ("unresolved", "too_few_seeds", "true"),
+        "{em:?}"
     );
-    assert!(em["note"].contains("add sizes in between"), "{em:?}");
-    assert!(em["p_smooth"].parse::<f64>().unwrap() < 0.05, "{em:?}");
+    assert_eq!(em["group"], "add3r train.weight_decay=1.0");
+    assert_eq!(
+        (em["runs"].as_str(), em["mixed_sizes"].as_str()),
+        ("10", "0")
+    );
+    let lp = |d| (params(&spec(d, 0)) as f64).log10();
+    let gap = (lp(D_MODELS[2]), lp(D_MODELS[3]));
+    let ci = (
+        em["x0_ci_low"].parse::<f64>().unwrap(),
+        em["x0_ci_high"].parse::<f64>().unwrap(),
+    );
+    assert!(ci.0 <= gap.0 && gap.1 <= ci.1, "{ci:?} around {gap:?}");
+    assert!(em["note"].contains("add seeds"), "{em:?}");
+    assert!(em["p_sharp"].parse::<f64>().unwrap() >= 0.05, "{em:?}");
+    assert!(em["p_smooth"].parse::<f64>().unwrap() >= 0.05, "{em:?}");
     assert_eq!(
         (
             em["n_sizes"].as_str(),
@@ -283,12 +295,13 @@ fn exports_csv_plots_and_report() {
     assert!((0.001..=3.0).contains(&alpha), "{em:?}");
     assert!(em["loss_E"].parse::<f64>().unwrap() >= 0.0);
     assert!(em["loss_A"].parse::<f64>().unwrap() > 0.0, "{em:?}");
-    // em = p^L for every job: the product of the per-position accuracies is exact match.
-    let gap: f64 = em["em_product_gap"].parse().unwrap();
-    assert!(gap < 1e-9, "gap {gap}");
-    // Token accuracy here is em^(1/L) of a logistic: it jumps with exact match, so the jump is
-    // not made by the metric (schaeffer_test_gives_the_known_answer covers both answers).
-    assert_eq!(em["schaeffer"], "genuine");
+    // Exact match does not rise sharply here (too few seeds to tell), so Schaeffer's test has
+    // nothing to explain and leaves its columns empty.
+    assert_eq!(
+        (em["schaeffer"].as_str(), em["em_product_gap"].as_str()),
+        ("", "")
+    );
+    // (schaeffer_test_gives_the_known_answer covers both of its answers, with 8 seeds.)
     let edit = thresholds
         .iter()
         .find(|r| r["metric"] == "edit_distance" && r["scale"] == "params")
@@ -380,14 +393,13 @@ fn exports_csv_plots_and_report() {
 }
 
 /// The final validation verdicts (metric -> verdict over params) and Schaeffer's verdict of a
-/// one-group sweep of 9 sizes x 2 seeds of 9-digit multiplication (an 18-token answer), whose
+/// one-group sweep of 9 sizes x 8 seeds (enough to tell a jump from a lottery) of 9-digit multiplication (an 18-token answer), whose
 /// final token accuracy is `p(t)` with t in [0, 1] spanning the sizes' log10(params), and
 /// whose exact match is p^18, as if tokens were independent.
 fn mirage_case(p: impl Fn(f64) -> f64) -> (BTreeMap<String, String>, String) {
     const BASE_MUL: &str = "[task]\nkind = \"digits\"\nop = \"mul\"\ndigits = 9\ntrain_size = 1000\nval_size = 2000\n[model]\nn_layer = 2\nn_head = 4\n[train]\nsteps = 64\nbatch_size = 100\n[eval]\nevery = 32\n";
-    let specs: Vec<JobSpec> = SEEDS
-        .iter()
-        .flat_map(|&seed| {
+    let specs: Vec<JobSpec> = (0..8u64)
+        .flat_map(|seed| {
             [8, 12, 16, 24, 32, 48, 64, 96, 128].map(|d| {
                 let mut spec = JobSpec::from_toml(BASE_MUL).unwrap();
                 spec.model.d_model = d;
@@ -408,7 +420,7 @@ fn mirage_case(p: impl Fn(f64) -> f64) -> (BTreeMap<String, String>, String) {
         |x, seed, answer_len, progress| {
             assert_eq!(answer_len, 18);
             // A little seed noise, so that the seeds are not copies.
-            let noise = if seed == 0 { -0.001 } else { 0.001 };
+            let noise = 0.0005 * (seed as f64 - 3.5);
             let p = ((p((x - lo) / (hi - lo)) + noise).clamp(0.0, 1.0)) * progress;
             (p, p.powi(18))
         },
@@ -427,17 +439,18 @@ fn mirage_case(p: impl Fn(f64) -> f64) -> (BTreeMap<String, String>, String) {
         .iter()
         .find(|r| r["metric"] == "exact_match")
         .unwrap();
+    let sharp = em["verdict"] == "emergent"
+        || (em["verdict"] == "unresolved" && em["reason"] != "too_few_seeds");
+    assert!(sharp, "exact match should rise sharply: {em:?}");
     (verdicts, em["schaeffer"].clone())
 }
 
 #[test]
 fn schaeffer_test_gives_the_known_answer() {
-    // Token accuracy rises smoothly (a logistic from 0.5 to 1, 0.57 of the ladder's ~2.1
-    // decades wide, i.e. 1.2 decades: smooth by the criterion); p^18 turns that into a sharp
-    // jump in exact match: a metric-made jump. (A clipped line, with its kink at the top, is
-    // not smooth there, and p^18 magnifies the kink: Schaeffer's test then says unresolved.)
-    let (verdicts, mirage) = mirage_case(|t| 0.5 + 0.5 / (1.0 + (-7.7 * (t - 0.35)).exp()));
-    assert_eq!(verdicts["exact_match"], "emergent", "{verdicts:?}");
+    // Token accuracy rises smoothly (a logistic from 0.5 to 1, 1.05 decades wide over the
+    // ladder's ~2.1: smooth by the criterion); p^18 is about a third steeper at its steepest
+    // (0.35 k against a unit rise's k / 4): a metric-made jump.
+    let (verdicts, mirage) = mirage_case(|t| 0.5 + 0.5 / (1.0 + (-8.8 * (t - 0.35)).exp()));
     assert_eq!(verdicts["token_accuracy"], "smooth", "{verdicts:?}");
     assert_ne!(verdicts["answer_logprob"], "emergent", "{verdicts:?}");
     assert_ne!(verdicts["edit_distance"], "emergent", "{verdicts:?}");
@@ -446,8 +459,8 @@ fn schaeffer_test_gives_the_known_answer() {
     // Token accuracy itself jumps (a logistic in log params, 0.3 to 0.99 within half a
     // decade): exact match jumps with it, and that jump is not the metric's doing.
     let (verdicts, mirage) = mirage_case(|t| 0.3 + 0.69 / (1.0 + (-20.0 * (t - 0.5)).exp()));
-    assert_eq!(verdicts["exact_match"], "emergent", "{verdicts:?}");
-    assert_eq!(verdicts["token_accuracy"], "emergent", "{verdicts:?}");
+    // (Sharp, though placed only to within what the ladder allows: emergent or unresolved.)
+    assert_ne!(verdicts["token_accuracy"], "smooth", "{verdicts:?}");
     assert_eq!(mirage, "genuine", "{verdicts:?}");
 }
 
@@ -587,17 +600,19 @@ fn a_swept_data_axis_gets_threshold_rows_over_it() {
     assert_eq!(em["axis_task.train_size"], "");
     assert_eq!((em["n_sizes"].as_str(), em["n_jobs"].as_str()), ("5", "10"));
     // The rise is 0.27 decades of training-set size wide, the values 0.3 apart: the jump lies
-    // between 4000 and 8000 examples, and the interval is that gap.
-    assert_eq!(em["verdict"], "unresolved", "{em:?}");
+    // between 4000 and 8000 examples, every run at the floor or the top, and 2 seeds cannot
+    // tell it from a lottery: unresolved for too few seeds, the interval around that gap.
+    assert_eq!(
+        (em["verdict"].as_str(), em["reason"].as_str()),
+        ("unresolved", "too_few_seeds"),
+        "{em:?}"
+    );
     let gap = (4000f64.log10(), 8000f64.log10());
     let ci = (
         em["x0_ci_low"].parse::<f64>().unwrap(),
         em["x0_ci_high"].parse::<f64>().unwrap(),
     );
-    assert!(
-        (ci.0 - gap.0).abs() < 1e-12 && (ci.1 - gap.1).abs() < 1e-12,
-        "{ci:?}"
-    );
+    assert!(ci.0 <= gap.0 && gap.1 <= ci.1, "{ci:?} around {gap:?}");
     // The per-size groups over parameters each have one size: no verdict there.
     let per_size: Vec<_> = thresholds
         .iter()
