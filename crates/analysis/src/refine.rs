@@ -83,7 +83,18 @@ mod tests {
         assert_eq!(refinement_points(&r, &ladder(), 0.2), vec![7.25]);
         // A sharp rise with less than the criterion width of ladder below it: the size that
         // would reach it.
-        let r = report(|x| if x < 3.6 { 0.02 } else { 0.95 });
+        // Half the seeds acquire at 10^3.5, all above: placed at 3.5, half a decade from the
+        // bottom of the ladder.
+        let pts: Vec<_> = ladder()
+            .into_iter()
+            .flat_map(|x| {
+                (0..8u64).map(move |s| {
+                    let acquired = x > 3.5 || (x == 3.5 && s % 2 == 0);
+                    (10f64.powf(x), if acquired { 0.95 } else { 0.02 }, s)
+                })
+            })
+            .collect();
+        let r = analyze_threshold(&pts, &Criteria::default(), Some(2000), 200, 1);
         assert!(
             matches!(r.reason, Some(Unresolved::LadderTooShort { .. })),
             "{r:?}"

@@ -206,9 +206,10 @@ pub(super) fn range(ys: &[f64]) -> f64 {
 }
 
 /// A rise judged sharp (midpoint `x0`, steepness `k`) on the ladder `xs` (log10, sorted): is it
-/// placed? It needs `min_sizes_each_side` sizes on each side, the criterion width of ladder on
-/// each side (else a smooth curve of that width could bend just beyond the data), and a size
-/// inside the rise (else it is only known to lie in a gap).
+/// placed? It needs `min_sizes_each_side` sizes on each side, a size inside the rise (else it
+/// is only known to lie in a gap), and the criterion width of ladder on each side (else a
+/// smooth curve of that width could bend just beyond the data). The gap comes before the
+/// ladder's length: one size in it is the cheapest next step, and places the rise.
 pub(super) fn sharp(
     xs: &[f64],
     x0: f64,
@@ -229,17 +230,6 @@ pub(super) fn sharp(
             smallest: scale(first),
         });
     }
-    let w = c.max_width_decades;
-    // A hundredth of a decade of slack: ladders built to span exactly W are not turned away by
-    // rounding in the parameter counts.
-    let short_below = x0 - first < w - 0.01;
-    let short_above = last - x0 < w - 0.01;
-    if short_below || short_above {
-        return unresolved(Unresolved::LadderTooShort {
-            add_below: short_below.then(|| scale(x0 - w)),
-            add_above: short_above.then(|| scale(x0 + w)),
-        });
-    }
     // A size "inside the rise" has a fitted value between 10% and 90% of the way up. With none,
     // any x0 in the gap fits as well: the data locate the rise only to the gap.
     let inside = xs
@@ -250,6 +240,17 @@ pub(super) fn sharp(
         return unresolved(Unresolved::BetweenSizes {
             below: scale(lo),
             above: scale(hi),
+        });
+    }
+    let w = c.max_width_decades;
+    // A hundredth of a decade of slack: ladders built to span exactly W are not turned away by
+    // rounding in the parameter counts.
+    let short_below = x0 - first < w - 0.01;
+    let short_above = last - x0 < w - 0.01;
+    if short_below || short_above {
+        return unresolved(Unresolved::LadderTooShort {
+            add_below: short_below.then(|| scale(x0 - w)),
+            add_above: short_above.then(|| scale(x0 + w)),
         });
     }
     (Verdict::Emergent, None)
