@@ -13,7 +13,9 @@ pub mod stats;
 pub mod subtasks;
 
 pub use emergence::acquisition::{acquisition_step, rise_decades, wilson};
-pub use emergence::over_steps::{StepThreshold, budget_limited, log_spaced, threshold_over_steps};
+pub use emergence::over_steps::{
+    Points, StepThreshold, budget_limited, log_spaced, threshold_over_steps,
+};
 pub use emergence::{
     Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Unresolved, Verdict,
     analyze_threshold, breakthroughness, classify, fit_line, fit_logistic, fit_smooth,

@@ -2,9 +2,9 @@
 //! Schaeffer's test on the exact-match rows. Pure computation on loaded records.
 
 use elab_analysis::{
-    Criteria, Forecast, JobScores, PositionMetric, PowerLawFit, SchaefferReport, StepThreshold,
-    ThresholdReport, analyze_threshold, budget_limited, fit_power_law, forecast, log_spaced,
-    rise_decades, schaeffer_test, threshold_over_steps,
+    Criteria, Forecast, JobScores, Points, PositionMetric, PowerLawFit, SchaefferReport,
+    StepThreshold, ThresholdReport, analyze_threshold, budget_limited, fit_power_law, forecast,
+    log_spaced, rise_decades, schaeffer_test, threshold_over_steps,
 };
 use elab_job::{JobState, Split};
 use rayon::prelude::*;
@@ -347,7 +347,7 @@ fn over_steps(
             })
             .collect()
     };
-    let data: Vec<(u64, Vec<(f64, f64, u64)>)> = log_spaced(&steps, THRESHOLD_STEPS)
+    let data: Vec<(u64, Points)> = log_spaced(&steps, THRESHOLD_STEPS)
         .into_iter()
         .map(|s| (s, at(s)))
         .collect();

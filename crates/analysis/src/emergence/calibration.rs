@@ -331,7 +331,7 @@ fn calibration_table() {
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for (t, truth) in truths.into_iter().enumerate() {
         for (l, layout) in layouts.into_iter().enumerate() {
-            let rs = run(truth, layout, 100, 1000 + 10 * t as u64 + l as u64);
+            let rs = run(truth, layout, 60, 1000 + 10 * t as u64 + l as u64);
             let n = rs.len() as f64;
             let em = share(&rs, |r| r.verdict == Verdict::Emergent);
             let reason =

@@ -23,11 +23,14 @@ pub struct StepThreshold {
     pub runs: usize,
 }
 
+/// `(scale, score, seed)` of every run at one eval step.
+pub type Points = Vec<(f64, f64, u64)>;
+
 /// `steps`: `(step, (scale, score, seed) of every run at that step)`, ascending. Two-state runs
 /// (by the final verdict) are fitted by acquisition at the final level; others by the free
 /// curve through the per-size means.
 pub fn threshold_over_steps(
-    steps: &[(u64, Vec<(f64, f64, u64)>)],
+    steps: &[(u64, Points)],
     last: &ThresholdReport,
     c: &Criteria,
     n_val: Option<u64>,
@@ -48,11 +51,12 @@ pub fn threshold_over_steps(
                 runs,
             };
             if last.two_state {
-                if acquired > 0 && acquired < runs {
-                    if let Some(f) = counts.fit(K_MIN, K_MAX) {
-                        let (lo, hi) = counts.x0_interval(&f);
-                        (out.x0, out.x0_low, out.x0_high) = (Some(f.x0), Some(lo), Some(hi));
-                    }
+                if let Some(f) = (acquired > 0 && acquired < runs)
+                    .then(|| counts.fit(K_MIN, K_MAX))
+                    .flatten()
+                {
+                    let (lo, hi) = counts.x0_interval(&f);
+                    (out.x0, out.x0_low, out.x0_high) = (Some(f.x0), Some(lo), Some(hi));
                 }
             } else {
                 let t = Table::new(points, n_val);
@@ -113,7 +117,7 @@ mod tests {
 
     /// 8 seeds on 12 sizes over 3 decades; at step t a run at x has acquired when x is above
     /// `threshold(t)` (a unanimous jump that moves down in scale as training goes on).
-    fn sweep(threshold: impl Fn(u64) -> f64) -> Vec<(u64, Vec<(f64, f64, u64)>)> {
+    fn sweep(threshold: impl Fn(u64) -> f64) -> Vec<(u64, Points)> {
         [100u64, 200, 400, 800, 1600]
             .into_iter()
             .map(|t| {
