@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +26,16 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
+
+/// `eprintln!` that never panics. A sweep outlives its terminal (a hang-up, a `| tee` that
+/// died): its last words must not turn a clean stop, with every job checkpointed, into a
+/// panic and exit code 101.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -298,7 +306,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(exit::BAD_INPUT);
             }
-            eprintln!("error: {err:#}");
+            note!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -346,16 +354,10 @@ fn train(
         writeln!(log, "trained in a pack: see {}", runs[0].log().display())?;
     }
 
-    // SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (Slurm's warning before preemption) all mean:
-    // checkpoint at the next step boundary and exit 75 so that the run can be resumed.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-    ] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
+    // SIGINT (Ctrl-C), SIGTERM, SIGUSR1 (Slurm's warning before the time limit) and SIGHUP
+    // (unless ignored) all mean: checkpoint at the next step boundary and exit 75 so that the
+    // run can be resumed.
+    let stop = elab_train::stop_on_signals()?;
     let ids: Vec<String> = specs.iter().map(JobSpec::id).collect();
     let mut last_print = vec![Instant::now(); specs.len()];
     let mut on_progress = |job: usize, p: &elab_train::Progress| {
@@ -438,7 +440,7 @@ fn sweep(
 }
 
 fn print_resumption(config: &SweepConfig, plan: &elab_job::Plan, r: &Resumption) {
-    eprintln!(
+    note!(
         "sweep {}: {} jobs: {} done, {} to resume from checkpoint, {} new, {} failed before (rerun), {} diverged, {} orphaned (no longer in the config, kept)",
         config.sweep.name,
         plan.jobs.len(),
@@ -476,7 +478,7 @@ fn run_plan(
             .unwrap_or_else(|| config.sweep.backend.clone()),
     };
     let report = elab_sweep::run_local(dir, plan, &settings)?;
-    eprintln!(
+    note!(
         "sweep {}: {} done, {} diverged, {} failed of {} jobs",
         config.sweep.name,
         report.done,
@@ -485,7 +487,7 @@ fn run_plan(
         plan.jobs.len()
     );
     if report.interrupted {
-        eprintln!("interrupted; every job is safe on disk. Continue with:\n  {hint}");
+        note!("interrupted; every job is safe on disk. Continue with:\n  {hint}");
         return Ok(ExitCode::from(exit::SWEEP_INTERRUPTED));
     }
     Ok(if report.failed > 0 {
