@@ -80,6 +80,12 @@ enum Command {
     Status { sweep_dir: PathBuf },
     /// Cancel what a sweep has in the Slurm queue: `elab cancel sweeps/<name>`.
     Cancel { sweep_dir: PathBuf },
+    /// Rebuild a run's corrupt checkpoint pointer (checkpoint.json) from its intact checkpoint
+    /// directories, keeping every record: `elab repair sweeps/<name>/jobs/<id>`.
+    Repair {
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+    },
     /// Tidy CSV (runs, curves, thresholds), plots and report.html for a sweep.
     Export {
         sweep_dir: PathBuf,
@@ -225,6 +231,7 @@ fn main() -> ExitCode {
         } => refine(&sweep_dir, &run, &limits),
         Command::Status { sweep_dir } => status(&sweep_dir),
         Command::Cancel { sweep_dir } => cancel(&sweep_dir),
+        Command::Repair { run_dirs } => repair(&run_dirs),
         Command::Export {
             sweep_dir,
             out,
@@ -399,6 +406,28 @@ fn train(
         }
     }
     Ok(code)
+}
+
+/// `elab repair <run dir>...`: each run's checkpoint pointer rebuilt from the checkpoint
+/// directories that load (see `elab_train::repair_checkpoints`).
+fn repair(run_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    for dir in run_dirs {
+        let run = RunDir::new(dir);
+        let spec = JobSpec::from_file(&run.spec())?;
+        let r = elab_train::repair_checkpoints(&spec, &run)?;
+        let fallback = r
+            .previous
+            .map_or("none".to_string(), |p| format!("step {p}"));
+        println!(
+            "{}: resumes from step {} (fallback: {fallback})",
+            run.checkpoint_pointer().display(),
+            r.step
+        );
+        for (step, why) in &r.unreadable {
+            println!("  ckpt-{step:09} does not load ({why}); the next checkpoint removes it");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The default number of slots: one worker per CPU core.

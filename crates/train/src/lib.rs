@@ -14,4 +14,6 @@ mod trainer;
 pub use backend::{Backend, ChosenDevice, choose_device};
 pub use elab_job::Progress;
 pub use signals::stop_on_signals;
-pub use trainer::{Outcome, RunOptions, time_steps, train, train_pack};
+pub use trainer::{
+    Outcome, Repaired, RunOptions, repair_checkpoints, time_steps, train, train_pack,
+};
