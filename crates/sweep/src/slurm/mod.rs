@@ -133,7 +133,7 @@ pub fn run_slurm(
     };
     let chunk = max_array_size().saturating_sub(1).max(1);
     for packs in pending.chunks(chunk) {
-        let n = submissions(dir).last().map_or(1, |s| s.n + 1);
+        let n = submissions(dir)?.last().map_or(1, |s| s.n + 1);
         let sub = submit(&target, settings, plan, packs, n)?;
         let jobs: usize = packs.iter().map(Vec::len).sum();
         eprintln!(

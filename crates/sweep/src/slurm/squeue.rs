@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use elab_job::SweepDir;
 
-use super::submit::{record, submissions};
+use super::submit::{RecordError, record, submissions};
 
 /// Where a job stands in Slurm: the task of its latest submission and that task's state.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,16 +45,20 @@ fn is_active(state: &str) -> bool {
     !FINAL.contains(&state)
 }
 
-/// squeue could not be asked, or did not answer.
+/// squeue could not be asked or did not answer, or what the sweep submitted cannot be read.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot ask Slurm for the state of the sweep's tasks: {0}")]
-pub struct QueryError(String);
+pub enum QueryError {
+    #[error("cannot ask Slurm for the state of the sweep's tasks: {0}")]
+    Squeue(String),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+}
 
 fn squeue(args: &[&str]) -> Result<Output, QueryError> {
     Command::new("squeue")
         .args(args)
         .output()
-        .map_err(|e| QueryError(format!("squeue: {e}")))
+        .map_err(|e| QueryError::Squeue(format!("squeue: {e}")))
 }
 
 /// The last non-empty line of squeue's stderr, for an error message.
@@ -77,7 +81,7 @@ fn query_array(array_id: &str) -> Result<HashMap<usize, String>, QueryError> {
         if String::from_utf8_lossy(&out.stderr).contains("Invalid job id") {
             return Ok(HashMap::new());
         }
-        return Err(QueryError(complaint(&out)));
+        return Err(QueryError::Squeue(complaint(&out)));
     }
     let mut tasks = HashMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -104,7 +108,7 @@ fn query_array(array_id: &str) -> Result<HashMap<usize, String>, QueryError> {
 fn recover_array_id(job_name: &str) -> Result<Option<String>, QueryError> {
     let out = squeue(&["-h", "-t", "all", "-n", job_name, "-o", "%F"])?;
     if !out.status.success() {
-        return Err(QueryError(complaint(&out)));
+        return Err(QueryError::Squeue(complaint(&out)));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     Ok(text
@@ -119,7 +123,7 @@ fn recover_array_id(job_name: &str) -> Result<Option<String>, QueryError> {
 pub fn job_tasks(dir: &SweepDir) -> Result<BTreeMap<String, SlurmTask>, QueryError> {
     let mut out = BTreeMap::new();
     let mut states: HashMap<String, HashMap<usize, String>> = HashMap::new();
-    for mut sub in submissions(dir) {
+    for mut sub in submissions(dir)? {
         if sub.array_id.is_none() {
             match recover_array_id(&sub.job_name)? {
                 Some(id) => {
