@@ -772,13 +772,16 @@ fn slurm_options(
         return Ok(None);
     }
     flags.validate("-")?;
-    Ok(Some(
-        config
-            .slurm
-            .clone()
-            .unwrap_or_default()
-            .overridden_by(flags),
-    ))
+    let options = config
+        .slurm
+        .clone()
+        .unwrap_or_default()
+        .overridden_by(flags);
+    // A time limit from the sweep file was checked against its signal_secs when it was read.
+    if args.time.is_some() {
+        options.check_time_limit("--time")?;
+    }
+    Ok(Some(options))
 }
 
 fn slurm_sweep(

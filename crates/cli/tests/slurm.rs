@@ -87,6 +87,38 @@ fn broken_squeue(tmp: &Path) -> std::ffi::OsString {
 }
 
 #[test]
+fn a_time_limit_within_the_warning_lead_is_refused_before_anything_is_written() {
+    // No cluster needed: refused before sbatch, with exit 2 naming both settings. Before, the
+    // task was warned as it started, checkpointed, requeued itself, and so on in a loop.
+    let tmp = tempfile::tempdir().unwrap();
+    let sweeps = tmp.path().join("sweeps");
+    let config = smoke_config(tmp.path(), "short.toml", |t| {
+        format!("{t}\n[executor.slurm]\ntime = \"2:00\"\n")
+    });
+    let out = run(&mut slurm_cmd(&config, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("short.toml")
+            && stderr.contains("executor.slurm.time")
+            && stderr.contains("signal_secs"),
+        "{stderr}"
+    );
+    assert!(!sweeps.exists());
+    let config = smoke_config(tmp.path(), "lead.toml", |t| {
+        format!("{t}\n[executor.slurm]\nsignal_secs = 600\n")
+    });
+    let out = run(slurm_cmd(&config, &sweeps).args(["--time", "10"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--time") && stderr.contains("signal_secs (600 s)"),
+        "{stderr}"
+    );
+    assert!(!sweeps.exists());
+}
+
+#[test]
 fn a_failing_squeue_refuses_a_local_run_of_a_sweep_submitted_to_slurm() {
     // No cluster needed: squeue is a stand-in that fails. Before, the failure read as
     // "nothing queued" and the sweep ran here, beside Slurm tasks that might train the same jobs.
