@@ -805,8 +805,12 @@ fn slurm_sweep(
     if report.detached {
         return Ok(ExitCode::SUCCESS);
     }
+    let held = match report.held.len() {
+        0 => String::new(),
+        n => format!(", {n} held in Slurm"),
+    };
     eprintln!(
-        "sweep {}: {} done, {} diverged, {} failed of {} jobs",
+        "sweep {}: {} done, {} diverged, {} failed{held} of {} jobs",
         config.sweep.name,
         report.done,
         report.diverged,
@@ -818,7 +822,12 @@ fn slurm_sweep(
             "rerun the same command to resubmit the failed jobs (they resume from their checkpoints)"
         );
     }
-    Ok(if report.failed.is_empty() {
+    if !report.held.is_empty() {
+        eprintln!(
+            "held jobs run once released (`scontrol release`; `elab status` lists them); rerun the same command to wait for them"
+        );
+    }
+    Ok(if report.failed.is_empty() && report.held.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

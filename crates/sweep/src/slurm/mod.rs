@@ -66,6 +66,9 @@ pub struct SlurmReport {
     pub diverged: usize,
     /// Not done and not in the queue when the call returned (only when waiting).
     pub failed: Vec<String>,
+    /// Held in the queue (REQUEUE_HOLD, SPECIAL_EXIT, a user's or admin's hold): they wait for
+    /// the user, who releases or cancels them (only when waiting).
+    pub held: Vec<String>,
     pub detached: bool,
 }
 
@@ -170,6 +173,15 @@ pub fn run_slurm(
         match dir.job_state(&job.id) {
             JobState::Done => report.done += 1,
             JobState::Diverged => report.diverged += 1,
+            _ if tasks.get(&job.id).is_some_and(SlurmTask::needs_user) => {
+                let t = &tasks[&job.id];
+                eprintln!(
+                    "held      {} (slurm {}_{} {}): it waits for you: `scontrol release {}_{}` \
+                     lets it run, `elab cancel {root}` cancels it",
+                    job.id, t.array_id, t.task, t.state, t.array_id, t.task
+                );
+                report.held.push(job.id.clone());
+            }
             _ => {
                 let how = tasks
                     .get(&job.id)

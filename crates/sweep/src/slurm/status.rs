@@ -49,6 +49,7 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
                             array_id: s.array_id.clone().unwrap_or_else(|| "?".into()),
                             task: i,
                             state: "?".into(),
+                            held: false,
                         },
                     );
                 }
@@ -67,8 +68,12 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             .filter(|k| !plan.jobs.iter().any(|j| &j.id == *k))
             .cloned(),
     );
+    let mut held = Vec::new();
     for id in ids {
         let Some(t) = tasks.get(&id) else { continue };
+        if t.needs_user() {
+            held.push(format!("{}_{}", t.array_id, t.task));
+        }
         let restarts = dir
             .read_attempts(&id)
             .iter()
@@ -79,6 +84,8 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             .unwrap_or_else(|| "-".into());
         let state = if t.state == "GONE" {
             "gone (not in squeue)".to_string()
+        } else if t.needs_user() {
+            format!("{} (held)", t.state.to_lowercase())
         } else {
             t.state.to_lowercase()
         };
@@ -90,6 +97,18 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             format!("{}_{}", t.array_id, t.task),
             state,
             restarts
+        );
+    }
+    if !held.is_empty() {
+        held.sort();
+        held.dedup();
+        let _ = writeln!(
+            out,
+            "{} task(s) held by Slurm: they will not run until you release them \
+             (`scontrol release {}`), or cancel them (`elab cancel {}`)",
+            held.len(),
+            held.join(","),
+            dir.root.display()
         );
     }
     Some(out)

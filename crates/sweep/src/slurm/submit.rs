@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::SlurmSettings;
 use super::script::{ScriptValues, script};
-use super::squeue::{SlurmTask, job_tasks};
+use super::squeue::job_tasks;
 use crate::config::DEFAULT_SIGNAL_SECS;
 
 /// One `sbatch` of the sweep: which array task trains which job (`slurm/sub-<n>.json`).
@@ -214,8 +214,9 @@ pub(super) fn submit(
     Ok(sub)
 }
 
-/// Polls squeue until no task of the sweep is pending or running, printing a line whenever
-/// the counts change. Gives up after 10 failed polls in a row.
+/// Polls squeue until no task of the sweep is pending or running (or every one left is held,
+/// waiting for the user rather than for Slurm), printing a line whenever the counts change.
+/// Gives up after 10 failed polls in a row.
 pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
     eprintln!(
         "waiting for the tasks (Ctrl-C stops waiting; the tasks keep running: `elab status`, `elab cancel`)"
@@ -242,7 +243,11 @@ pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
         };
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for t in tasks.values() {
-            *counts.entry(t.state.clone()).or_default() += 1;
+            let state = match t.needs_user() {
+                true => format!("{} (held)", t.state),
+                false => t.state.clone(),
+            };
+            *counts.entry(state).or_default() += 1;
         }
         let line: Vec<String> = counts
             .iter()
@@ -254,7 +259,7 @@ pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
             tracing::info!("{line}");
             last = line;
         }
-        if !tasks.values().any(SlurmTask::active) {
+        if !tasks.values().any(|t| t.active() && !t.needs_user()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_secs_f64(poll));
