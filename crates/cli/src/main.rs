@@ -4,8 +4,6 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
@@ -28,6 +26,16 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[allow(non_upper_case_globals)]
 #[unsafe(export_name = "_rjem_malloc_conf")]
 pub static malloc_conf: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
+
+/// `eprintln!` that never panics. A sweep outlives its terminal (a hang-up, a `| tee` that
+/// died): its last words must not turn a clean stop, with every job checkpointed, into a
+/// panic and exit code 101.
+macro_rules! note {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 #[derive(Parser)]
 #[command(
@@ -72,6 +80,12 @@ enum Command {
     Status { sweep_dir: PathBuf },
     /// Cancel what a sweep has in the Slurm queue: `elab cancel sweeps/<name>`.
     Cancel { sweep_dir: PathBuf },
+    /// Rebuild a run's corrupt checkpoint pointer (checkpoint.json) from its intact checkpoint
+    /// directories, keeping every record: `elab repair sweeps/<name>/jobs/<id>`.
+    Repair {
+        #[arg(required = true)]
+        run_dirs: Vec<PathBuf>,
+    },
     /// Tidy CSV (runs, curves, thresholds), plots and report.html for a sweep.
     Export {
         sweep_dir: PathBuf,
@@ -217,6 +231,7 @@ fn main() -> ExitCode {
         } => refine(&sweep_dir, &run, &limits),
         Command::Status { sweep_dir } => status(&sweep_dir),
         Command::Cancel { sweep_dir } => cancel(&sweep_dir),
+        Command::Repair { run_dirs } => repair(&run_dirs),
         Command::Export {
             sweep_dir,
             out,
@@ -298,7 +313,7 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(exit::BAD_INPUT);
             }
-            eprintln!("error: {err:#}");
+            note!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
@@ -346,16 +361,10 @@ fn train(
         writeln!(log, "trained in a pack: see {}", runs[0].log().display())?;
     }
 
-    // SIGINT (Ctrl-C), SIGTERM and SIGUSR1 (Slurm's warning before preemption) all mean:
-    // checkpoint at the next step boundary and exit 75 so that the run can be resumed.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGUSR1,
-    ] {
-        signal_hook::flag::register(signal, stop.clone())?;
-    }
+    // SIGINT (Ctrl-C), SIGTERM, SIGUSR1 (Slurm's warning before the time limit) and SIGHUP
+    // (unless ignored) all mean: checkpoint at the next step boundary and exit 75 so that the
+    // run can be resumed.
+    let stop = elab_train::stop_on_signals()?;
     let ids: Vec<String> = specs.iter().map(JobSpec::id).collect();
     let mut last_print = vec![Instant::now(); specs.len()];
     let mut on_progress = |job: usize, p: &elab_train::Progress| {
@@ -399,6 +408,28 @@ fn train(
     Ok(code)
 }
 
+/// `elab repair <run dir>...`: each run's checkpoint pointer rebuilt from the checkpoint
+/// directories that load (see `elab_train::repair_checkpoints`).
+fn repair(run_dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    for dir in run_dirs {
+        let run = RunDir::new(dir);
+        let spec = JobSpec::from_file(&run.spec())?;
+        let r = elab_train::repair_checkpoints(&spec, &run)?;
+        let fallback = r
+            .previous
+            .map_or("none".to_string(), |p| format!("step {p}"));
+        println!(
+            "{}: resumes from step {} (fallback: {fallback})",
+            run.checkpoint_pointer().display(),
+            r.step
+        );
+        for (step, why) in &r.unreadable {
+            println!("  ckpt-{step:09} does not load ({why}); the next checkpoint removes it");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// The default number of slots: one worker per CPU core.
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -438,7 +469,7 @@ fn sweep(
 }
 
 fn print_resumption(config: &SweepConfig, plan: &elab_job::Plan, r: &Resumption) {
-    eprintln!(
+    note!(
         "sweep {}: {} jobs: {} done, {} to resume from checkpoint, {} new, {} failed before (rerun), {} diverged, {} orphaned (no longer in the config, kept)",
         config.sweep.name,
         plan.jobs.len(),
@@ -476,7 +507,7 @@ fn run_plan(
             .unwrap_or_else(|| config.sweep.backend.clone()),
     };
     let report = elab_sweep::run_local(dir, plan, &settings)?;
-    eprintln!(
+    note!(
         "sweep {}: {} done, {} diverged, {} failed of {} jobs",
         config.sweep.name,
         report.done,
@@ -485,7 +516,7 @@ fn run_plan(
         plan.jobs.len()
     );
     if report.interrupted {
-        eprintln!("interrupted; every job is safe on disk. Continue with:\n  {hint}");
+        note!("interrupted; every job is safe on disk. Continue with:\n  {hint}");
         return Ok(ExitCode::from(exit::SWEEP_INTERRUPTED));
     }
     Ok(if report.failed > 0 {
@@ -741,13 +772,16 @@ fn slurm_options(
         return Ok(None);
     }
     flags.validate("-")?;
-    Ok(Some(
-        config
-            .slurm
-            .clone()
-            .unwrap_or_default()
-            .overridden_by(flags),
-    ))
+    let options = config
+        .slurm
+        .clone()
+        .unwrap_or_default()
+        .overridden_by(flags);
+    // A time limit from the sweep file was checked against its signal_secs when it was read.
+    if args.time.is_some() {
+        options.check_time_limit("--time")?;
+    }
+    Ok(Some(options))
 }
 
 fn slurm_sweep(
@@ -771,8 +805,12 @@ fn slurm_sweep(
     if report.detached {
         return Ok(ExitCode::SUCCESS);
     }
+    let held = match report.held.len() {
+        0 => String::new(),
+        n => format!(", {n} held in Slurm"),
+    };
     eprintln!(
-        "sweep {}: {} done, {} diverged, {} failed of {} jobs",
+        "sweep {}: {} done, {} diverged, {} failed{held} of {} jobs",
         config.sweep.name,
         report.done,
         report.diverged,
@@ -784,7 +822,12 @@ fn slurm_sweep(
             "rerun the same command to resubmit the failed jobs (they resume from their checkpoints)"
         );
     }
-    Ok(if report.failed.is_empty() {
+    if !report.held.is_empty() {
+        eprintln!(
+            "held jobs run once released (`scontrol release`; `elab status` lists them); rerun the same command to wait for them"
+        );
+    }
+    Ok(if report.failed.is_empty() && report.held.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

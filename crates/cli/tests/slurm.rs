@@ -86,6 +86,111 @@ fn broken_squeue(tmp: &Path) -> std::ffi::OsString {
     path
 }
 
+/// A directory of stand-ins: `sbatch` answers array 4242, `squeue` says every task of it is
+/// held (REQUEUE_HOLD), `scontrol` knows no limits.
+fn held_slurm(tmp: &Path) -> std::ffi::OsString {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tmp.join("held-bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for (name, text) in [
+        ("sbatch", "#!/bin/sh\necho 4242\n"),
+        (
+            "squeue",
+            "#!/bin/sh\nfor i in 0 1 2 3; do echo \"4242_$i REQUEUE_HOLD JobHeldAdmin\"; done\n",
+        ),
+        ("scontrol", "#!/bin/sh\nexit 0\n"),
+    ] {
+        std::fs::write(bin.join(name), text).unwrap();
+        std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut path = bin.into_os_string();
+    path.push(":");
+    path.push(std::env::var_os("PATH").unwrap_or_default());
+    path
+}
+
+#[test]
+fn held_tasks_end_the_wait_and_status_says_they_need_the_user() {
+    // No cluster needed. Before, a held task (REQUEUE_HOLD, SPECIAL_EXIT, `scontrol hold`)
+    // counted as active like a pending one, and `elab sweep --executor slurm` waited forever.
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| t);
+    let sweeps = tmp.path().join("sweeps");
+    let path = held_slurm(tmp.path());
+    let log = tmp.path().join("stderr");
+    let mut child = slurm_cmd(&config, &sweeps)
+        .env("PATH", &path)
+        .env("ELAB_SLURM_POLL_SECS", "0.05")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    if !wait_for(Duration::from_secs(120), || {
+        child.try_wait().unwrap().is_some()
+    }) {
+        kill(child.id(), libc::SIGKILL);
+        child.wait().unwrap();
+        panic!("still waiting for held tasks");
+    }
+    let status = child.wait().unwrap();
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("scontrol release 4242_0") && stderr.contains("held in Slurm"),
+        "{stderr}"
+    );
+    // Still in the queue: never submitted again, never run here.
+    let out = run(slurm_cmd(&config, &sweeps)
+        .arg("--detach")
+        .env("PATH", &path));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("nothing to submit"), "{stderr}");
+    let out = run(sweep_cmd(&config, &sweeps).env("PATH", &path));
+    assert_eq!(out.status.code(), Some(1));
+    // `elab status` says who they wait for.
+    let out = run(elab()
+        .arg("status")
+        .arg(sweeps.join("smoke"))
+        .env("PATH", &path));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("requeue_hold (held)") && table.contains("scontrol release 4242_0"),
+        "{table}"
+    );
+}
+
+#[test]
+fn a_time_limit_within_the_warning_lead_is_refused_before_anything_is_written() {
+    // No cluster needed: refused before sbatch, with exit 2 naming both settings. Before, the
+    // task was warned as it started, checkpointed, requeued itself, and so on in a loop.
+    let tmp = tempfile::tempdir().unwrap();
+    let sweeps = tmp.path().join("sweeps");
+    let config = smoke_config(tmp.path(), "short.toml", |t| {
+        format!("{t}\n[executor.slurm]\ntime = \"2:00\"\n")
+    });
+    let out = run(&mut slurm_cmd(&config, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("short.toml")
+            && stderr.contains("executor.slurm.time")
+            && stderr.contains("signal_secs"),
+        "{stderr}"
+    );
+    assert!(!sweeps.exists());
+    let config = smoke_config(tmp.path(), "lead.toml", |t| {
+        format!("{t}\n[executor.slurm]\nsignal_secs = 600\n")
+    });
+    let out = run(slurm_cmd(&config, &sweeps).args(["--time", "10"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--time") && stderr.contains("signal_secs (600 s)"),
+        "{stderr}"
+    );
+    assert!(!sweeps.exists());
+}
+
 #[test]
 fn a_failing_squeue_refuses_a_local_run_of_a_sweep_submitted_to_slurm() {
     // No cluster needed: squeue is a stand-in that fails. Before, the failure read as

@@ -1,9 +1,12 @@
-//! The sweep engine, end to end with real workers: killed and resumed, interrupted,
-//! a worker killed alone, a diverging job, the slot limit, a changed config.
+//! The sweep engine, end to end with real workers: killed and resumed, interrupted (Ctrl-C,
+//! a hang-up, a stop before a worker's handlers are up), a worker killed alone, a diverging
+//! job, the slot limit, a changed config.
 
 mod common;
 
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -141,6 +144,165 @@ fn interrupt_checkpoints_every_job_and_a_rerun_finishes_them() {
     for (id, (raw, _)) in records(&sweeps.join("smoke")) {
         assert_eq!(raw.len(), eval_steps(2000, 40).len() * 2, "{id}");
     }
+}
+
+/// Jobs in `jobs` (a sweep's `jobs/`) with a checkpoint past step 0.
+fn checkpointed_past_zero(jobs: &Path) -> usize {
+    std::fs::read_dir(jobs).map_or(0, |d| {
+        d.filter(|e| {
+            let p = e.as_ref().unwrap().path().join("checkpoint.json");
+            std::fs::read_to_string(p).is_ok_and(|s| !s.contains("\"step\":0"))
+        })
+        .count()
+    })
+}
+
+/// A stderr that can no longer be written (a `| tee` that died, a closed terminal) changes
+/// nothing: the sweep runs to the end. Before, the scheduler's next message panicked (EPIPE),
+/// and so did its report of that panic, outside its panic guard: the workers were SIGKILLed.
+#[test]
+fn a_sweep_whose_stderr_goes_away_runs_to_the_end() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 2000")
+    });
+    let sweeps = tmp.path().join("sweeps");
+    let (mut reader, stderr) = std::io::pipe().unwrap();
+    let mut child = sweep_cmd(&config, &sweeps)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    // The sweep's first line ("sweep smoke: 4 jobs: ..."), then the reader goes away while
+    // the workers train.
+    let mut first = [0u8; 16];
+    reader.read_exact(&mut first).unwrap();
+    drop(reader);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let done = records(&sweeps.join("smoke"));
+    assert_eq!(done.len(), 4);
+    for id in done.keys() {
+        assert!(
+            sweeps
+                .join("smoke/jobs")
+                .join(id)
+                .join("summary.json")
+                .exists()
+        );
+    }
+}
+
+#[test]
+fn a_hang_up_checkpoints_every_job_and_nohup_ignores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| {
+        t.replace("steps = 120", "steps = 2000")
+    });
+    // The terminal is a pipe, closed when it "hangs up": stderr then fails to write (EPIPE),
+    // as a hung-up terminal does (EIO).
+    let sweeps = tmp.path().join("hup");
+    let (terminal, stderr) = std::io::pipe().unwrap();
+    let mut child = sweep_cmd(&config, &sweeps)
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let jobs = sweeps.join("smoke/jobs");
+    assert!(wait_for(Duration::from_secs(120), || {
+        checkpointed_past_zero(&jobs) >= 2
+    }));
+    drop(terminal);
+    // Twice, as it comes: the shell passes the hang-up on to its jobs, and the kernel sends
+    // another to the foreground group when the shell exits.
+    kill(child.id(), libc::SIGHUP);
+    kill(child.id(), libc::SIGHUP);
+    let status = child.wait().unwrap();
+    // Before, the sweep died of the signal (129) and its workers were SIGKILLed with no
+    // checkpoint and no attempt recorded.
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    let mut stopped = 0;
+    for entry in std::fs::read_dir(&jobs).unwrap() {
+        let tried = attempts(&entry.unwrap().path());
+        let Some(last) = tried.last() else { continue };
+        assert!(last["signal"].is_null(), "{tried:?}");
+        match last["exit"].as_i64() {
+            Some(75) => stopped += 1,
+            Some(0) => {}
+            _ => panic!("{tried:?}"),
+        }
+    }
+    assert!(stopped >= 2, "{stopped} jobs checkpointed and stopped");
+    let out = run(elab().arg("status").arg(sweeps.join("smoke")));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(!table.contains("running"), "{table}");
+    assert!(table.matches("resumable").count() >= 2, "{table}");
+
+    // Under nohup (SIGHUP ignored, and so for the workers too), a hang-up changes nothing.
+    let sweeps = tmp.path().join("nohup");
+    let mut cmd = sweep_cmd(&config, &sweeps);
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = spawn_quiet(&mut cmd);
+    let jobs = sweeps.join("smoke/jobs");
+    assert!(wait_for(Duration::from_secs(120), || {
+        checkpointed_past_zero(&jobs) >= 1
+    }));
+    kill(child.id(), libc::SIGHUP);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let done = records(&sweeps.join("smoke"));
+    assert_eq!(done.len(), 4);
+    for id in done.keys() {
+        let tried = attempts(&jobs.join(id));
+        assert!(jobs.join(id).join("summary.json").exists(), "{id}");
+        assert!(tried.iter().all(|a| a["exit"] == 0), "{id}: {tried:?}");
+    }
+}
+
+/// A worker asked to stop before its signal handlers are installed checkpoints and exits 75.
+/// The scheduler starts workers with their stop signals blocked, so such a request (a Ctrl-C
+/// in a sweep's first milliseconds) is pending when `elab train` starts: here it is pending
+/// from the start. Before, `elab train` never unblocked it, and a worker started that way
+/// trained to the end (and one started the old way died of the signal, uncheckpointed).
+#[test]
+fn a_stop_pending_when_a_worker_starts_is_a_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job.toml");
+    std::fs::write(
+        &job,
+        "seed = 1\n[task]\nkind = \"digits\"\nop = \"add\"\ndigits = 2\nreversed = true\n\
+         train_size = 200\nval_size = 100\n[model]\nn_layer = 1\nd_model = 16\nn_head = 2\n\
+         d_mlp = 32\n[train]\nsteps = 400\nbatch_size = 32\nlr = 3e-3\n[eval]\nevery = 100\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("run");
+    let mut cmd = elab();
+    cmd.arg("train")
+        .arg(&job)
+        .arg("--out")
+        .arg(&out)
+        .args(["--backend", "cpu"]);
+    // SAFETY: pthread_sigmask and raise are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            elab_job::signals::set_blocked(true)?;
+            libc::raise(libc::SIGINT);
+            Ok(())
+        });
+    }
+    let done = run(&mut cmd);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(75), "{stderr}");
+    let run_dir = elab_job::RunDir::new(&out);
+    assert_eq!(run_dir.checkpoints().unwrap(), vec![0], "{stderr}");
+    assert!(run_dir.read_summary().is_none());
 }
 
 #[test]

@@ -9,8 +9,10 @@ pub const FAILURE: u8 = 1;
 pub const BAD_INPUT: u8 = 2;
 /// The run diverged (non-finite loss); final, never retried.
 pub const DIVERGED: u8 = 3;
-/// Stopped on request (SIGINT, SIGTERM, SIGUSR1) after a checkpoint: running again resumes.
+/// Stopped on request (SIGINT, SIGTERM, SIGUSR1, SIGHUP) after a checkpoint: running again
+/// resumes.
 /// (75 is EX_TEMPFAIL of sysexits.h.)
 pub const INTERRUPTED: u8 = 75;
-/// A sweep stopped by Ctrl-C (128 + SIGINT, as a shell reports it): every job is safe on disk.
+/// A sweep stopped by Ctrl-C, SIGTERM or a hang-up (128 + SIGINT, as a shell reports a
+/// Ctrl-C): every job is safe on disk.
 pub const SWEEP_INTERRUPTED: u8 = 130;

@@ -27,15 +27,34 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// Appends one line and fsyncs it before returning: an appended line is saved.
+/// Appends one line and fsyncs it before returning: an appended line is saved. When the
+/// append creates the file, its directory is fsynced too: until then the new name is not
+/// durable, and a crash could lose the file with the line reported saved (the first record
+/// of a run, the first attempt of a job).
 pub fn append_line(path: &Path, line: &str) -> io::Result<()> {
-    let mut file = OpenOptions::new().create(true).append(true).open(path)?;
+    let open = |create_new| {
+        OpenOptions::new()
+            .append(true)
+            .create_new(create_new)
+            .open(path)
+    };
+    let (mut file, created) = match open(true) {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => (open(false)?, false),
+        Err(e) => return Err(e),
+    };
     file.write_all(format!("{line}\n").as_bytes())?;
-    file.sync_data()
+    file.sync_data()?;
+    if created {
+        sync_dir(parent_dir(path))?;
+    }
+    Ok(())
 }
 
 /// Makes a rename or a new file in `dir` durable.
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(test)]
+    tests::DIR_SYNCS.with(|n| n.borrow_mut().push(dir.to_path_buf()));
     File::open(dir)?.sync_all()
 }
 
@@ -59,6 +78,26 @@ pub fn try_lock(path: &Path) -> io::Result<Option<File>> {
 mod tests {
     use super::*;
     use std::fs;
+
+    thread_local! {
+        /// The directories this thread fsynced (no crash can be simulated in a test: this is
+        /// what makes a new file survive one).
+        pub(super) static DIR_SYNCS: std::cell::RefCell<Vec<std::path::PathBuf>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    #[test]
+    fn an_append_that_creates_its_file_syncs_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("evals.jsonl");
+        DIR_SYNCS.with(|n| n.borrow_mut().clear());
+        append_line(&p, "one").unwrap();
+        assert_eq!(DIR_SYNCS.with(|n| n.take()), vec![dir.path().to_path_buf()]);
+        // Appending to an existing file adds no name: no directory sync.
+        append_line(&p, "two").unwrap();
+        assert!(DIR_SYNCS.with(|n| n.take()).is_empty());
+        assert_eq!(fs::read_to_string(&p).unwrap(), "one\ntwo\n");
+    }
 
     #[test]
     fn atomic_write_replaces_and_lock_excludes() {

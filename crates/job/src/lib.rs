@@ -17,6 +17,7 @@ pub mod fsio;
 mod heartbeat;
 mod progress;
 mod records;
+pub mod signals;
 mod spec;
 mod sweepdir;
 

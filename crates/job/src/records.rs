@@ -176,12 +176,17 @@ impl RunDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
         };
+        // Moving the pointer away is no remedy: without one, the run starts over, dropping its
+        // records and, at its first checkpoint, the intact checkpoint directories.
         let pointer: CheckpointPointer = serde_json::from_slice(&bytes).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{} is corrupt ({e}); move it away to start the run over",
-                    path.display()
+                    "{} is corrupt ({e}); nothing was changed. Rebuild it from the intact \
+                     checkpoint directories with `elab repair {}` (every record is kept), \
+                     then run again",
+                    path.display(),
+                    self.0.display()
                 ),
             )
         })?;
@@ -191,12 +196,56 @@ impl RunDir {
             .collect())
     }
 
+    /// Steps of every `ckpt-<step>/` directory, newest first, whatever the pointer says (to
+    /// rebuild a corrupt one).
+    pub fn checkpoint_dirs(&self) -> io::Result<Vec<u64>> {
+        let mut steps = Vec::new();
+        for entry in std::fs::read_dir(&self.0)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let step = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("ckpt-"))
+                .filter(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|d| d.parse::<u64>().ok());
+            if let Some(step) = step
+                && entry.file_type()?.is_dir()
+                && self.checkpoint_dir(step) == entry.path()
+            {
+                steps.push(step);
+            }
+        }
+        steps.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(steps)
+    }
+
+    /// Writes the pointer (atomically): resume from `ckpt-<step>/`, else from
+    /// `ckpt-<previous>/`. Removes nothing.
+    pub fn point_checkpoints(&self, step: u64, previous: Option<u64>) -> io::Result<()> {
+        let pointer = serde_json::to_vec(&CheckpointPointer { step, previous })?;
+        fsio::write_atomic(&self.checkpoint_pointer(), &pointer)
+    }
+
+    /// After `unreadable` (newer checkpoints that did not load) a run resumed from
+    /// `ckpt-<step>/`: the pointer names it alone, and the unreadable directories go. Pointer
+    /// first, so that a crash in between leaves only stray directories (removed at the next
+    /// publish), never a pointer to them.
+    pub fn fall_back_to(&self, step: u64, unreadable: &[u64]) -> io::Result<()> {
+        self.point_checkpoints(step, None)?;
+        for &bad in unreadable {
+            match std::fs::remove_dir_all(self.checkpoint_dir(bad)) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Publishes `ckpt-<step>/` (already written and fsynced) as the checkpoint to resume
     /// from, keeps the one it replaces as the fallback, and removes older directories.
     pub fn publish_checkpoint(&self, step: u64) -> io::Result<()> {
         let previous = self.checkpoints()?.first().copied().filter(|&s| s != step);
-        let pointer = serde_json::to_vec(&CheckpointPointer { step, previous })?;
-        fsio::write_atomic(&self.checkpoint_pointer(), &pointer)?;
+        self.point_checkpoints(step, previous)?;
         let keep = [Some(step), previous].map(|s| s.map(|s| self.checkpoint_dir(s)));
         for entry in std::fs::read_dir(&self.0)? {
             let path = entry?.path();

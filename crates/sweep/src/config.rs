@@ -319,10 +319,13 @@ impl SweepConfig {
             return Err(with_line(e.in_file(path), line_of("backend")));
         }
         if let Some(slurm) = &file.executor.slurm {
-            slurm.validate("executor.slurm").map_err(|e| {
-                let key = e.field.rsplit('.').next().unwrap_or_default().to_string();
-                with_line(e.in_file(path), line_of(&key))
-            })?;
+            slurm
+                .validate("executor.slurm")
+                .and_then(|()| slurm.check_time_limit("executor.slurm.time"))
+                .map_err(|e| {
+                    let key = e.field.rsplit('.').next().unwrap_or_default().to_string();
+                    with_line(e.in_file(path), line_of(&key))
+                })?;
         }
         let refine = file.refine.validate().map_err(|e| {
             let key = e.field.rsplit('.').next().unwrap_or_default().to_string();

@@ -1,8 +1,11 @@
 //! The local executor: each pack of jobs (see `packs`; one job when packing is off) runs as
 //! an `elab train` worker process, at most `slots` at a time. A worker that crashes, is
 //! OOM-killed or is killed alone is retried from its jobs' checkpoints with backoff (the jobs
-//! it did not finish, as a pack again); a diverged job is final. Ctrl-C (or SIGTERM) asks every worker
-//! to checkpoint and stop; a second one kills them (their state on disk is still safe).
+//! it did not finish, as a pack again); a diverged job is final. Ctrl-C (or SIGTERM, or a
+//! hang-up unless SIGHUP is ignored as under `nohup`) asks every worker to checkpoint and stop;
+//! a second Ctrl-C or SIGTERM kills them (their state on disk is still safe). Workers start
+//! with their stop signals blocked until their handlers are up, so a stop in their first
+//! milliseconds is a checkpoint too.
 //!
 //! The scheduler never leaves its workers behind without a checkpoint: an error of its own
 //! (say `attempts.jsonl` cannot be written) or a bug (a panic) asks every worker to checkpoint
@@ -45,7 +48,7 @@ pub struct SweepReport {
     pub done: usize,
     pub diverged: usize,
     pub failed: usize,
-    /// Stopped by Ctrl-C or SIGTERM before the queue was empty.
+    /// Stopped by Ctrl-C, SIGTERM or SIGHUP before the queue was empty.
     pub interrupted: bool,
 }
 
@@ -103,6 +106,12 @@ async fn schedule(
     let mut s = Scheduler::new(dir, plan, settings);
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
+    // A hang-up (the terminal or ssh session went away) stops the sweep like Ctrl-C, unless
+    // SIGHUP is ignored: under `nohup` the sweep goes on, as it always did.
+    let mut sighup = match elab_job::signals::ignored(libc::SIGHUP) {
+        true => None,
+        false => Some(signal(SignalKind::hangup())?),
+    };
     // The first error (or panic) of the scheduler itself: every worker is asked to checkpoint,
     // and the error is returned once all have exited.
     let mut failure: Option<anyhow::Error> = None;
@@ -127,8 +136,9 @@ async fn schedule(
                     s.fail(&mut failure, e);
                 }
             }
-            _ = sigint.recv() => s.interrupt(),
-            _ = sigterm.recv() => s.interrupt(),
+            _ = sigint.recv() => s.interrupt_guarded(Interrupt::Repeatable, &mut failure),
+            _ = sigterm.recv() => s.interrupt_guarded(Interrupt::Repeatable, &mut failure),
+            Some(()) = hang_up(&mut sighup) => s.interrupt_guarded(Interrupt::HangUp, &mut failure),
             _ = tokio::time::sleep(wake) => {}
         }
     }
@@ -137,6 +147,24 @@ async fn schedule(
         Some(e) => Err(e),
         None => Ok(s.report),
     }
+}
+
+/// The next SIGHUP, if it is handled (never, if it is not).
+async fn hang_up(sighup: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match sighup {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What stopped the sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Interrupt {
+    /// Ctrl-C or SIGTERM: a second one kills the workers at once.
+    Repeatable,
+    /// SIGHUP: one hang-up often brings two (the shell passes one on to its jobs, the kernel
+    /// sends another to the foreground group when the shell exits), so it never escalates.
+    HangUp,
 }
 
 /// `f`, with a panic turned into an error, so that the scheduler can still stop its workers
@@ -369,18 +397,36 @@ impl<'a> Scheduler<'a> {
             .event(&format!("diverged  {} (not retried)", label(job)));
     }
 
-    /// Ctrl-C or SIGTERM. First: every worker checkpoints and stops. Second: kill them now.
-    fn interrupt(&mut self) {
+    /// Ctrl-C, SIGTERM or SIGHUP. First: every worker checkpoints and stops. A second Ctrl-C or
+    /// SIGTERM: kill them now.
+    fn interrupt(&mut self, how: Interrupt) {
         self.report.interrupted = true;
-        if self.stopping() {
+        if self.stopping() && how == Interrupt::HangUp {
+            self.bars
+                .event("hang-up: running jobs are already checkpointing");
+        } else if self.stopping() {
             self.bars
                 .event("second interrupt: killing workers now (their last checkpoints are safe)");
             self.stop.send_replace(Stop::Kill);
         } else {
-            self.bars.event(
-                "interrupt: running jobs checkpoint and stop (interrupt again to stop at once)",
-            );
+            let what = match how {
+                Interrupt::Repeatable => "interrupt",
+                Interrupt::HangUp => "hang-up",
+            };
+            self.bars.event(&format!(
+                "{what}: running jobs checkpoint and stop (interrupt again to stop at once)"
+            ));
             self.stop.send_replace(Stop::Checkpoint);
+        }
+    }
+
+    /// [`Scheduler::interrupt`], under the panic guard like every other step of the loop.
+    fn interrupt_guarded(&mut self, how: Interrupt, failure: &mut Option<anyhow::Error>) {
+        if let Err(e) = guard(|| {
+            self.interrupt(how);
+            Ok(())
+        }) {
+            self.fail(failure, e);
         }
     }
 
@@ -426,12 +472,15 @@ impl<'a> Scheduler<'a> {
             .process_group(0)
             // Only if its supervising task is dropped unfinished, which the scheduler never does.
             .kill_on_drop(true);
-        // SAFETY: prctl is async-signal-safe. A worker must not outlive its scheduler (`kill -9`
-        // of the sweep), or two workers could later train the same job.
+        // SAFETY: prctl and pthread_sigmask are async-signal-safe. A worker must not outlive its
+        // scheduler (`kill -9` of the sweep), or two workers could later train the same job.
+        // It starts with its stop signals blocked (std has just cleared the mask): a stop asked
+        // before `elab train` has installed its handlers stays pending until it has, rather
+        // than killing the worker uncheckpointed (`elab_train::stop_on_signals` unblocks them).
         unsafe {
             cmd.pre_exec(|| {
                 libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
+                elab_job::signals::set_blocked(true)
             });
         }
         let mut child = cmd
@@ -684,12 +733,19 @@ impl Bars {
         self.overall.set_position(finished as u64);
     }
 
+    /// Logs `line` and shows it on stderr. A stderr that can no longer be written (the
+    /// terminal hung up, the `| tee` reading it died) is no reason to stop: `eprintln!` would
+    /// panic, and the workers would be killed without a checkpoint. The log keeps the line.
     fn event(&self, line: &str) {
+        use std::io::Write;
         tracing::info!("{line}");
+        let show = || {
+            let _ = writeln!(std::io::stderr(), "{line}");
+        };
         if self.tty {
-            self.multi.suspend(|| eprintln!("{line}"));
+            self.multi.suspend(show);
         } else {
-            eprintln!("{line}");
+            show();
         }
     }
 
@@ -879,5 +935,34 @@ while :; do sleep 0.02; done
             (Some(75), None),
             "{attempts:?}"
         );
+    }
+
+    /// A worker starts with its stop signals blocked; `elab train` unblocks them once its
+    /// handlers are installed (`elab_train::stop_on_signals`). Before, a Ctrl-C in a sweep's
+    /// first milliseconds reached workers that had no handler yet: they died of SIGINT,
+    /// uncheckpointed, and their attempts were recorded as killed by signal 2.
+    #[test]
+    fn workers_start_with_their_stop_signals_blocked() {
+        let tmp = tempfile::tempdir().unwrap();
+        let elab = tmp.path().join("elab");
+        // Writes the worker's own blocked-signal mask (the shell leaves the one it inherited).
+        let fake = "#!/bin/sh\nout=\"$4\"\nwhile read -r key value; do\n    \
+                    [ \"$key\" = SigBlk: ] && echo \"$value\" > \"$out/sigblk\"\n\
+                    done < /proc/$$/status\nexit 0\n";
+        std::fs::write(&elab, fake).unwrap();
+        std::fs::set_permissions(&elab, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = SweepDir::new(tmp.path().join("sweep"));
+        let id = "0000000000cc";
+        std::fs::create_dir_all(dir.job(id).path()).unwrap();
+        let report = run_local(&dir, &plan(&[id]), &settings(&elab, 1)).unwrap();
+        assert_eq!(report.done, 1, "{report:?}");
+        let mask = std::fs::read_to_string(dir.job(id).path().join("sigblk")).unwrap();
+        let mask = u64::from_str_radix(mask.trim(), 16).unwrap();
+        for signal in elab_job::signals::STOP {
+            assert!(
+                mask & (1 << (signal - 1)) != 0,
+                "signal {signal}: {mask:#x}"
+            );
+        }
     }
 }

@@ -7,9 +7,13 @@ pub mod bench;
 pub mod fourier;
 pub mod metrics;
 mod optim;
+mod signals;
 pub mod task_metrics;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};
 pub use elab_job::Progress;
-pub use trainer::{Outcome, RunOptions, time_steps, train, train_pack};
+pub use signals::stop_on_signals;
+pub use trainer::{
+    Outcome, Repaired, RunOptions, repair_checkpoints, time_steps, train, train_pack,
+};

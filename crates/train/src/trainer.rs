@@ -156,6 +156,84 @@ fn train_groups<M: LanguageModel>(
     Ok(())
 }
 
+/// What [`repair_checkpoints`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Repaired {
+    /// The checkpoint the pointer now names, and its fallback: the newest that load.
+    pub step: u64,
+    pub previous: Option<u64>,
+    /// Directories that did not load, with why (left in place; the next checkpoint removes
+    /// them).
+    pub unreadable: Vec<(u64, String)>,
+}
+
+/// Rebuilds `run`'s checkpoint pointer (`checkpoint.json`, say a corrupt one) from its
+/// checkpoint directories: the newest two that load as `spec`'s network, each holding the step
+/// its name says. Nothing else is touched: the next run resumes from there and drops (to
+/// recompute) only the records after it, as any resume does. Refused while a worker holds the
+/// run, and when no directory loads (then the records stay, and the run can only start over).
+pub fn repair_checkpoints(spec: &JobSpec, run: &RunDir) -> anyhow::Result<Repaired> {
+    let _lock = fsio::try_lock(&run.lock())?.with_context(|| {
+        format!(
+            "{} is being trained by another process",
+            run.path().display()
+        )
+    })?;
+    match spec.model.arch {
+        Arch::Gpt => repair_as::<Gpt>(spec, run),
+        Arch::Mlp => repair_as::<MlpNet>(spec, run),
+    }
+}
+
+fn repair_as<M: LanguageModel>(spec: &JobSpec, run: &RunDir) -> anyhow::Result<Repaired> {
+    let data = spec.task.generate(spec.seed);
+    let cpu = Device::flex().autodiff();
+    let model = M::init(&spec.model, data.vocab_size, spec.n_ctx(), &cpu);
+    let moments = Moments::zeros(&model);
+    let steps = run
+        .checkpoint_dirs()
+        .with_context(|| format!("listing {}", run.path().display()))?;
+    let (mut good, mut unreadable) = (Vec::new(), Vec::new());
+    for step in steps {
+        let dir = run.checkpoint_dir(step);
+        match load_checkpoint(&dir, model.clone(), moments.clone()) {
+            Ok((_, _, state)) if state.step == step => good.push(step),
+            Ok((_, _, state)) => {
+                unreadable.push((step, format!("its state.json says step {}", state.step)))
+            }
+            Err(e) => unreadable.push((step, format!("{e:#}"))),
+        }
+        if good.len() == 2 {
+            break;
+        }
+    }
+    let Some(&step) = good.first() else {
+        let why: Vec<String> = unreadable
+            .iter()
+            .map(|(s, e)| format!("ckpt-{s:09}: {e}"))
+            .collect();
+        bail!(
+            "no checkpoint directory of {} loads ({}); nothing was changed, and its records \
+             cannot be resumed: to train the job again from step 0, move the directory away",
+            run.path().display(),
+            if why.is_empty() {
+                "there are none".to_string()
+            } else {
+                why.join("; ")
+            }
+        );
+    };
+    let previous = good.get(1).copied();
+    run.point_checkpoints(step, previous)
+        .with_context(|| format!("writing {}", run.checkpoint_pointer().display()))?;
+    tracing::info!(job = %spec.id(), step, ?previous, "checkpoint pointer rebuilt");
+    Ok(Repaired {
+        step,
+        previous,
+        unreadable,
+    })
+}
+
 /// Writes the spec into a new run directory, or checks that an existing one holds this job.
 fn claim_run_dir(spec: &JobSpec, run: &RunDir) -> anyhow::Result<()> {
     match std::fs::read_to_string(run.spec()) {
@@ -191,6 +269,10 @@ struct Member<'a> {
     resumes: u32,
     /// Started from a checkpoint (whose evaluation rows are already written).
     resumed: bool,
+    /// The step of the checkpoint this process loaded or wrote last: the only one it may
+    /// skip rewriting. A directory of the same step on disk proves nothing (it may be the
+    /// corrupt one a resume fell back past).
+    checkpointed: Option<u64>,
     /// Validation exact match at the last evaluation, for the progress line.
     val_exact_match: Option<f64>,
     /// Mean training loss at the last read-back.
@@ -222,6 +304,7 @@ impl<'a, M: LanguageModel> Loaded<'a, M> {
         let mut moments = Moments::zeros(&model);
         let (mut step, mut wall_before, mut resumes) = (0, 0.0, 0);
         let mut resumed = false;
+        let mut unreadable = Vec::new();
         let saved = run
             .checkpoints()
             .context("reading the checkpoint pointer")?;
@@ -242,15 +325,24 @@ impl<'a, M: LanguageModel> Loaded<'a, M> {
                         (state.step, state.wall_seconds, state.resumes + 1);
                     resumed = true;
                     run.truncate_evals_after(step)?;
+                    if !unreadable.is_empty() {
+                        // Point at the checkpoint that loaded, alone, before anything else is
+                        // written: otherwise the next checkpoint would keep the unreadable one
+                        // as its fallback and delete this one.
+                        run.fall_back_to(saved_step, &unreadable)?;
+                    }
                     tracing::info!(job = %spec.id(), step, "resumed from checkpoint");
                     break;
                 }
-                Err(e) => tracing::warn!(
-                    job = %spec.id(),
-                    step = saved_step,
-                    error = format!("{e:#}"),
-                    "checkpoint unreadable; trying the previous one"
-                ),
+                Err(e) => {
+                    tracing::warn!(
+                        job = %spec.id(),
+                        step = saved_step,
+                        error = format!("{e:#}"),
+                        "checkpoint unreadable; trying the previous one"
+                    );
+                    unreadable.push(saved_step);
+                }
             }
         }
         if !saved.is_empty() && !resumed {
@@ -270,6 +362,7 @@ impl<'a, M: LanguageModel> Loaded<'a, M> {
             wall_before,
             resumes,
             resumed,
+            checkpointed: resumed.then_some(step),
             val_exact_match: None,
             loss: None,
         };
@@ -659,11 +752,12 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
         out
     }
 
-    /// Writes member `k`'s slice of the pack (weights and AdamW moments) as its checkpoint.
-    fn checkpoint(&self, k: usize, model: &M, started: Instant) -> anyhow::Result<()> {
+    /// Writes member `k`'s slice of the pack (weights and AdamW moments) as its checkpoint,
+    /// unless this process already loaded or wrote the checkpoint of this step.
+    fn checkpoint(&mut self, k: usize, model: &M, started: Instant) -> anyhow::Result<()> {
         let member = &self.members[k];
         let run = member.run;
-        if run.checkpoints()?.first() == Some(&self.step) {
+        if member.checkpointed == Some(self.step) {
             return Ok(());
         }
         let dir = run.checkpoint_dir(self.step);
@@ -690,6 +784,7 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
         }
         fsio::sync_dir(&dir)?;
         run.publish_checkpoint(self.step)?;
+        self.members[k].checkpointed = Some(self.step);
         Ok(())
     }
 

@@ -38,6 +38,34 @@ pub struct SlurmOptions {
 
 /// Seconds before the time limit at which a task is told to checkpoint, unless set.
 pub const DEFAULT_SIGNAL_SECS: u32 = 120;
+/// How much earlier than `signal_secs` Slurm may send the warning (its event loop's
+/// resolution; sbatch(1), `--signal`).
+const SIGNAL_EARLY_SECS: u64 = 60;
+
+/// Seconds in a Slurm time limit: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M` or `D-H:M:S` (each field
+/// digits); `None` for anything else.
+pub fn time_limit_secs(time: &str) -> Option<u64> {
+    let num = |s: &str| -> Option<u64> {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    let (days, rest) = match time.split_once('-') {
+        Some((d, rest)) => (Some(num(d)?), rest),
+        None => (None, time),
+    };
+    let parts: Vec<u64> = rest.split(':').map(num).collect::<Option<_>>()?;
+    let secs = match (days, parts.as_slice()) {
+        (None, [m]) => m * 60,
+        (None, [m, s]) => m * 60 + s,
+        (None, [h, m, s]) | (Some(_), [h, m, s]) => h * 3600 + m * 60 + s,
+        (Some(_), [h]) => h * 3600,
+        (Some(_), [h, m]) => h * 3600 + m * 60,
+        _ => return None,
+    };
+    Some(days.unwrap_or(0) * 86_400 + secs)
+}
+
 /// Options the executor sets itself; `extra` may not override them.
 const RESERVED: &[&str] = &[
     "array",
@@ -101,18 +129,14 @@ impl SlurmOptions {
                 );
             }
         }
-        if let Some(t) = &self.time {
-            let ok = !t.is_empty()
-                && t.starts_with(|c: char| c.is_ascii_digit())
-                && t.chars()
-                    .all(|c| c.is_ascii_digit() || c == ':' || c == '-');
-            if !ok {
-                return bad(
-                    "time",
-                    "digits, `:` and `-` (e.g. 30, 2:00:00, 1-12:00:00)",
-                    t,
-                );
-            }
+        if let Some(t) = &self.time
+            && time_limit_secs(t).is_none()
+        {
+            return bad(
+                "time",
+                "a Slurm time: M, M:S, H:M:S, D-H, D-H:M or D-H:M:S (e.g. 30, 2:00:00, 1-12:00:00)",
+                t,
+            );
         }
         for (name, v) in [
             ("gpus_per_job", self.gpus_per_job),
@@ -149,6 +173,35 @@ impl SlurmOptions {
             if RESERVED.contains(&&name[2..]) {
                 return bad("extra", "an option the executor does not set itself", e);
             }
+        }
+        Ok(())
+    }
+
+    /// Checks that the time limit, if set, leaves the task time to train: Slurm warns a task
+    /// `signal_secs` before its limit (and may do so up to 60 s earlier), the task then
+    /// checkpoints and requeues itself, so a limit within that lead would requeue it in a loop
+    /// without a step done. `time_field` names where the limit came from.
+    pub fn check_time_limit(&self, time_field: &str) -> Result<(), SpecError> {
+        let Some(time) = &self.time else {
+            return Ok(());
+        };
+        let Some(secs) = time_limit_secs(time) else {
+            return Ok(()); // refused by `validate`
+        };
+        let signal = self.signal_secs.unwrap_or(DEFAULT_SIGNAL_SECS);
+        let least = u64::from(signal) + SIGNAL_EARLY_SECS;
+        if secs <= least {
+            return Err(SpecError::new(
+                time_field,
+                format!(
+                    "{time:?} ({secs} s) must be longer than executor.slurm.signal_secs \
+                     ({signal} s) + {SIGNAL_EARLY_SECS} s = {least} s: Slurm warns a task \
+                     signal_secs before its time limit (up to {SIGNAL_EARLY_SECS} s earlier), \
+                     and the task then checkpoints and requeues itself, so it would requeue \
+                     in a loop without training. Set a longer time limit or a smaller \
+                     signal_secs"
+                ),
+            ));
         }
         Ok(())
     }
@@ -238,6 +291,11 @@ mod tests {
             ..Default::default()
         };
         good.validate("executor.slurm").unwrap();
+        let malformed = SlurmOptions {
+            time: Some("1:2:3:4".into()),
+            ..Default::default()
+        };
+        assert!(malformed.validate("executor.slurm").is_err());
         assert_eq!(
             SlurmOptions {
                 partition: Some("x;y".into()),
@@ -248,5 +306,52 @@ mod tests {
             .field,
             "--partition"
         );
+    }
+}
+
+#[cfg(test)]
+mod time_limit_tests {
+    use super::*;
+
+    #[test]
+    fn slurm_time_formats_are_read_in_seconds() {
+        for (text, secs) in [
+            ("30", 1800),
+            ("2:30", 150),
+            ("1:00:00", 3600),
+            ("1-12", 129_600),
+            ("1-0:30", 88_200),
+            ("1-00:00:10", 86_410),
+        ] {
+            assert_eq!(time_limit_secs(text), Some(secs), "{text}");
+        }
+        for bad in ["", "-1", "1-", "1:", "1:2:3:4", "1-2:3:4:5", "a", "1--2"] {
+            assert_eq!(time_limit_secs(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_time_limit_within_the_warning_lead_is_refused_naming_both() {
+        let with = |time: &str, signal: Option<u32>| SlurmOptions {
+            time: Some(time.into()),
+            signal_secs: signal,
+            ..Default::default()
+        };
+        // The default warning comes 120 s (up to 180 s) before the limit.
+        let err = with("3", None).check_time_limit("--time").unwrap_err();
+        assert_eq!(err.field, "--time");
+        assert!(
+            err.message.contains("signal_secs") && err.message.contains("(120 s)"),
+            "{}",
+            err.message
+        );
+        assert!(with("3:01", None).check_time_limit("--time").is_ok());
+        let err = with("10:00", Some(600))
+            .check_time_limit("executor.slurm.time")
+            .unwrap_err();
+        assert!(err.message.contains("(600 s)"), "{}", err.message);
+        assert!(with("30:00", Some(60)).check_time_limit("t").is_ok());
+        // No time limit: the partition's, which is not known here.
+        assert!(SlurmOptions::default().check_time_limit("t").is_ok());
     }
 }

@@ -66,6 +66,9 @@ pub struct SlurmReport {
     pub diverged: usize,
     /// Not done and not in the queue when the call returned (only when waiting).
     pub failed: Vec<String>,
+    /// Held in the queue (REQUEUE_HOLD, SPECIAL_EXIT, a user's or admin's hold): they wait for
+    /// the user, who releases or cancels them (only when waiting).
+    pub held: Vec<String>,
     pub detached: bool,
 }
 
@@ -133,7 +136,7 @@ pub fn run_slurm(
     };
     let chunk = max_array_size().saturating_sub(1).max(1);
     for packs in pending.chunks(chunk) {
-        let n = submissions(dir).last().map_or(1, |s| s.n + 1);
+        let n = submissions(dir)?.last().map_or(1, |s| s.n + 1);
         let sub = submit(&target, settings, plan, packs, n)?;
         let jobs: usize = packs.iter().map(Vec::len).sum();
         eprintln!(
@@ -170,6 +173,15 @@ pub fn run_slurm(
         match dir.job_state(&job.id) {
             JobState::Done => report.done += 1,
             JobState::Diverged => report.diverged += 1,
+            _ if tasks.get(&job.id).is_some_and(SlurmTask::needs_user) => {
+                let t = &tasks[&job.id];
+                eprintln!(
+                    "held      {} (slurm {}_{} {}): it waits for you: `scontrol release {}_{}` \
+                     lets it run, `elab cancel {root}` cancels it",
+                    job.id, t.array_id, t.task, t.state, t.array_id, t.task
+                );
+                report.held.push(job.id.clone());
+            }
             _ => {
                 let how = tasks
                     .get(&job.id)

@@ -150,4 +150,64 @@ mod tests {
             "a@Y@b2c@"
         );
     }
+
+    /// The script as a warned task runs it, with stand-ins for `elab` (whose worker exits 75
+    /// once warned) and `scontrol` (whose requeue fails): the failure is reported in the
+    /// task's output. Before, it was ignored, and the task silently ended unrequeued.
+    #[test]
+    fn a_failed_requeue_is_reported() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let bin = tmp.path().join("bin");
+        let sweep = tmp.path().join("sweep");
+        let job = "0123456789ab";
+        std::fs::create_dir_all(&bin).unwrap();
+        std::fs::create_dir_all(sweep.join("slurm")).unwrap();
+        std::fs::create_dir_all(sweep.join("jobs").join(job)).unwrap();
+        std::fs::write(sweep.join("slurm/sub-1.tasks"), format!("{job}\n")).unwrap();
+        // The worker warns its script (as Slurm's --signal=B:USR1 would) until the script
+        // passes the warning on, then exits 75 like a checkpointed worker.
+        let fake_elab = "#!/bin/sh\n[ \"$1\" = train ] || exit 0\n\
+            trap 'exit 75' USR1\n\
+            while :; do kill -USR1 $PPID; sleep 0.05; done\n";
+        let fake_scontrol = "#!/bin/sh\necho 'slurm_requeue error: Requested operation is presently disabled' >&2\nexit 1\n";
+        for (name, text) in [("elab", fake_elab), ("scontrol", fake_scontrol)] {
+            let path = bin.join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let elab = bin.join("elab");
+        let text = script(&ScriptValues {
+            elab: elab.to_str().unwrap(),
+            sweep_dir: sweep.to_str().unwrap(),
+            backend: "cpu",
+            tasks_file: "slurm/sub-1.tasks",
+            sweep_name: "t",
+            n: 1,
+            sbatch_args: &[],
+        })
+        .unwrap();
+        let script_path = tmp.path().join("sub-1.sh");
+        std::fs::write(&script_path, text).unwrap();
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let status = std::process::Command::new("bash")
+            .arg(&script_path)
+            .env("PATH", path)
+            .env("SLURM_ARRAY_TASK_ID", "0")
+            .env("SLURM_ARRAY_JOB_ID", "77")
+            .status()
+            .unwrap();
+        assert_eq!(status.code(), Some(i32::from(exit::INTERRUPTED)));
+        let out =
+            std::fs::read_to_string(sweep.join("jobs").join(job).join("slurm-77_0.out")).unwrap();
+        assert!(
+            out.contains("scontrol requeue 77_0 failed: slurm_requeue error: Requested operation is presently disabled")
+                && out.contains("not requeued"),
+            "{out}"
+        );
+    }
 }

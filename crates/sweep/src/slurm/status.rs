@@ -13,7 +13,10 @@ use super::submit::submissions;
 /// `elab status`'s Slurm section: each submitted job's task and its state in the queue.
 /// `None` when the sweep was never submitted to Slurm.
 pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
-    let subs = submissions(dir);
+    let subs = match submissions(dir) {
+        Ok(subs) => subs,
+        Err(e) => return Some(format!("\nslurm: {e}\n")),
+    };
     if subs.is_empty() {
         return None;
     }
@@ -46,6 +49,7 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
                             array_id: s.array_id.clone().unwrap_or_else(|| "?".into()),
                             task: i,
                             state: "?".into(),
+                            held: false,
                         },
                     );
                 }
@@ -64,8 +68,12 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             .filter(|k| !plan.jobs.iter().any(|j| &j.id == *k))
             .cloned(),
     );
+    let mut held = Vec::new();
     for id in ids {
         let Some(t) = tasks.get(&id) else { continue };
+        if t.needs_user() {
+            held.push(format!("{}_{}", t.array_id, t.task));
+        }
         let restarts = dir
             .read_attempts(&id)
             .iter()
@@ -76,6 +84,8 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             .unwrap_or_else(|| "-".into());
         let state = if t.state == "GONE" {
             "gone (not in squeue)".to_string()
+        } else if t.needs_user() {
+            format!("{} (held)", t.state.to_lowercase())
         } else {
             t.state.to_lowercase()
         };
@@ -89,6 +99,18 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
             restarts
         );
     }
+    if !held.is_empty() {
+        held.sort();
+        held.dedup();
+        let _ = writeln!(
+            out,
+            "{} task(s) held by Slurm: they will not run until you release them \
+             (`scontrol release {}`), or cancel them (`elab cancel {}`)",
+            held.len(),
+            held.join(","),
+            dir.root.display()
+        );
+    }
     Some(out)
 }
 
@@ -96,7 +118,7 @@ pub fn slurm_status(dir: &SweepDir, plan: &Plan) -> Option<String> {
 /// be trained by two workers. Sweeps never submitted to Slurm pass without asking squeue; a
 /// sweep that was, when squeue cannot answer, is refused too.
 pub fn refuse_if_queued(dir: &SweepDir) -> anyhow::Result<()> {
-    if submissions(dir).is_empty() {
+    if submissions(dir)?.is_empty() {
         return Ok(());
     }
     let root = dir.root.display();
@@ -137,4 +159,44 @@ pub fn cancel(dir: &SweepDir) -> anyhow::Result<Vec<String>> {
         tracing::info!(array, "cancelled");
     }
     Ok(arrays)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_submission_record_is_refused_never_read_as_no_submission() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SweepDir::new(tmp.path());
+        let slurm = tmp.path().join("slurm");
+        std::fs::create_dir_all(&slurm).unwrap();
+        std::fs::write(slurm.join("sub-2.sh"), "#!/bin/bash\n").unwrap();
+        // No record: never submitted, nothing to ask squeue (there is none here).
+        refuse_if_queued(&dir).unwrap();
+        // A record that cannot be read. Before, it was skipped: the local run went ahead
+        // beside tasks that might still train its jobs, and the next submission took its
+        // number.
+        std::fs::write(slurm.join("sub-2.json"), "{\"n\": 2, \"array_id\": \"42").unwrap();
+        let err = refuse_if_queued(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains("sub-2.json") && err.contains("could be trained twice"),
+            "{err}"
+        );
+        assert!(submissions(&dir).is_err());
+        let plan = Plan {
+            sweep: "t".into(),
+            jobs: Vec::new(),
+        };
+        let status = slurm_status(&dir, &plan).unwrap();
+        assert!(status.contains("sub-2.json"), "{status}");
+        // A record under another submission's number is refused too.
+        let record = serde_json::json!({
+            "n": 1, "array_id": "42", "job_name": "elab-t-0-1", "script": "slurm/sub-1.sh",
+            "tasks": "slurm/sub-1.tasks", "jobs": [], "submitted": 0.0, "sbatch_args": [],
+        });
+        std::fs::write(slurm.join("sub-2.json"), record.to_string()).unwrap();
+        let err = submissions(&dir).unwrap_err().to_string();
+        assert!(err.contains("holds submission 1, not 2"), "{err}");
+    }
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 use super::SlurmSettings;
 use super::script::{ScriptValues, script};
-use super::squeue::{SlurmTask, job_tasks};
+use super::squeue::job_tasks;
 use crate::config::DEFAULT_SIGNAL_SECS;
 
 /// One `sbatch` of the sweep: which array task trains which job (`slurm/sub-<n>.json`).
@@ -38,20 +38,56 @@ pub fn slurm_dir(dir: &SweepDir) -> PathBuf {
     dir.root.join("slurm")
 }
 
-/// Every submission of the sweep, oldest first.
-pub fn submissions(dir: &SweepDir) -> Vec<Submission> {
-    let mut subs: Vec<Submission> = std::fs::read_dir(slurm_dir(dir))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.starts_with("sub-") && name.ends_with(".json")
-        })
-        .filter_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
-        .collect();
+/// A submission record (`slurm/sub-<n>.json`), or the folder of them, that cannot be read.
+/// Never taken as "no such submission": its tasks may still be queued or running, and its
+/// number would be reused.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{path}: {why}. It records a Slurm submission whose tasks may still be queued or running, \
+     so nothing is submitted or run while it cannot be read (a job could be trained twice). \
+     Restore it; or check the sweep's arrays with `squeue --me`, `scancel` any still queued, \
+     and move the file out of the folder"
+)]
+pub struct RecordError {
+    pub path: PathBuf,
+    pub why: String,
+}
+
+/// Every submission of the sweep, oldest first; an error if any record (a file named
+/// `sub-<n>.json`) cannot be read or does not hold submission n.
+pub fn submissions(dir: &SweepDir) -> Result<Vec<Submission>, RecordError> {
+    let folder = slurm_dir(dir);
+    let fail = |path: &std::path::Path, why: String| RecordError {
+        path: path.to_path_buf(),
+        why,
+    };
+    let entries = match std::fs::read_dir(&folder) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(fail(&folder, e.to_string())),
+    };
+    let mut subs = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| fail(&folder, e.to_string()))?;
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(n) = name
+            .strip_prefix("sub-")
+            .and_then(|rest| rest.strip_suffix(".json"))
+            .filter(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        let bytes = std::fs::read(&path).map_err(|e| fail(&path, e.to_string()))?;
+        let sub: Submission = serde_json::from_slice(&bytes)
+            .map_err(|e| fail(&path, format!("not a submission record ({e})")))?;
+        if n.parse::<u32>().ok() != Some(sub.n) {
+            return Err(fail(&path, format!("holds submission {}, not {n}", sub.n)));
+        }
+        subs.push(sub);
+    }
     subs.sort_by_key(|s| s.n);
-    subs
+    Ok(subs)
 }
 
 pub(super) fn record(dir: &SweepDir, sub: &Submission) -> std::io::Result<()> {
@@ -178,8 +214,9 @@ pub(super) fn submit(
     Ok(sub)
 }
 
-/// Polls squeue until no task of the sweep is pending or running, printing a line whenever
-/// the counts change. Gives up after 10 failed polls in a row.
+/// Polls squeue until no task of the sweep is pending or running (or every one left is held,
+/// waiting for the user rather than for Slurm), printing a line whenever the counts change.
+/// Gives up after 10 failed polls in a row.
 pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
     eprintln!(
         "waiting for the tasks (Ctrl-C stops waiting; the tasks keep running: `elab status`, `elab cancel`)"
@@ -206,7 +243,11 @@ pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
         };
         let mut counts: BTreeMap<String, usize> = BTreeMap::new();
         for t in tasks.values() {
-            *counts.entry(t.state.clone()).or_default() += 1;
+            let state = match t.needs_user() {
+                true => format!("{} (held)", t.state),
+                false => t.state.clone(),
+            };
+            *counts.entry(state).or_default() += 1;
         }
         let line: Vec<String> = counts
             .iter()
@@ -218,7 +259,7 @@ pub(super) fn wait(dir: &SweepDir) -> anyhow::Result<()> {
             tracing::info!("{line}");
             last = line;
         }
-        if !tasks.values().any(SlurmTask::active) {
+        if !tasks.values().any(|t| t.active() && !t.needs_user()) {
             return Ok(());
         }
         std::thread::sleep(Duration::from_secs_f64(poll));

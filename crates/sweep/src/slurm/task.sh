@@ -57,6 +57,11 @@ echo "elab: worker exited $CODE at $(date -Is)"
 if [ "$CODE" = @EXIT_INTERRUPTED@ ] && [ "$WARNED" = 1 ]; then
     # Checkpointed before the time limit: run again, from the checkpoint.
     echo "elab: requeueing ${ARRAY}_${TASK}"
-    scontrol requeue "${ARRAY}_${TASK}"
+    if ! REQUEUE="$(scontrol requeue "${ARRAY}_${TASK}" 2>&1)"; then
+        # Not requeued: the task ends here (FAILED, exit @EXIT_INTERRUPTED@) and its jobs wait,
+        # checkpointed, for the next submission.
+        echo "elab: scontrol requeue ${ARRAY}_${TASK} failed: ${REQUEUE:-no message}"
+        echo "elab: not requeued; the job(s) are checkpointed: rerun \`elab sweep --executor slurm\` to resubmit them"
+    fi
 fi
 exit "$CODE"
