@@ -52,7 +52,7 @@ const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1700px;col
 table{border-collapse:collapse;margin:1em 0;font-size:0.9em}\
 th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}\
 th{background:#f0f0f0}td.l,th.l{text-align:left}\
-tr.emergent td{background:#fff1e6}tr.unresolved td{background:#eef3ff}\
+tr.emergent td{background:#fff1e6}tr.lottery td{background:#f3ecfa}tr.unresolved td{background:#eef3ff}\
 figure{margin:1.5em 0}figure svg{max-width:100%;height:auto;border:1px solid #eee}\
 figcaption{font-size:0.9em;color:#555}";
 
@@ -150,7 +150,9 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
          emergent needs p &lt; 0.05, a rise narrower than a decade and the rise located inside the ladder; \
          unresolved means the rise falls between two sizes or at the ladder's edge (the note says what to add). \
          Threshold = 10^x0 with its 95% interval (the gap between sizes when unresolved there); stability = share of \
-         bootstrap resamples with the same verdict. Method and calibration: docs/analysis.md. \
+         bootstrap resamples with the same verdict. Where runs are two-state (each acquired or not), the verdict is \
+         made on the share of runs that acquire: lottery when that share rises over at least a decade (width: the \
+         acquisition fit's, with its 95% interval; see the acquisition figures). Method and calibration: docs/analysis.md. \
          Schaeffer (exact match rows that jump): metric-induced if the product of smooth per-position accuracies \
          predicts the observed threshold, genuine if a position's accuracy jumps too (Schaeffer et al. 2023). \
          Full columns in thresholds.csv.</p>\n",
@@ -164,12 +166,19 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
         let t = &r.report;
         let class = match t.verdict {
             Verdict::Emergent => " class=\"emergent\"",
+            Verdict::Lottery => " class=\"lottery\"",
             Verdict::Unresolved => " class=\"unresolved\"",
             _ => "",
         };
         let ci = match (t.x0_ci_low, t.x0_ci_high) {
             (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
             _ => String::new(),
+        };
+        // Rows decided on acquisition (two-state runs, `p_sharp` tested): its width, with its
+        // interval.
+        let width = match (t.p_sharp, t.acq_width_decades, t.acq_width_low, t.acq_width_high) {
+            (Some(_), Some(w), Some(lo), Some(hi)) => format!("{w:.2} [{lo:.2}, {hi:.2}]"),
+            _ => fmt_opt(t.width_decades, |v| format!("{v:.2}")),
         };
         let schaeffer = r.schaeffer.as_ref().map_or_else(String::new, |s| {
             format!(
@@ -191,7 +200,7 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
             fmt_opt(t.threshold, |v| format!("{v:.3e}")),
             fmt_opt(t.x0, |v| format!("{v:.2}")),
             ci,
-            fmt_opt(t.width_decades, |v| format!("{v:.2}")),
+            width,
             fmt_opt(t.p_smooth, |v| format!("{v:.3}")),
             fmt_opt(t.stability, |v| format!("{v:.2}")),
             fmt_opt(t.breakthroughness, |v| format!("{v:.1}")),

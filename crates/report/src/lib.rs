@@ -64,6 +64,9 @@ pub struct ExportSummary {
     pub figures: usize,
     /// One line per emergent (group, score, scale).
     pub emergent: Vec<String>,
+    /// One line per lottery (group, score, scale), with the width of the acquisition fit and
+    /// its interval.
+    pub lottery: Vec<String>,
     /// One line per unresolved (group, score, scale), with what to add.
     pub unresolved: Vec<String>,
     /// Orphaned jobs left out because their spec no longer parses, with the reason.
@@ -90,10 +93,11 @@ impl fmt::Display for ExportSummary {
             writeln!(f, "  curves.csv      {} rows", self.curve_rows)?;
             writeln!(
                 f,
-                "  thresholds.csv  {} rows, {} groups, {} emergent",
+                "  thresholds.csv  {} rows, {} groups, {} emergent, {} lottery",
                 self.threshold_rows,
                 self.groups,
-                self.emergent.len()
+                self.emergent.len(),
+                self.lottery.len()
             )?;
             writeln!(f, "  grokking.csv    {} rows", self.grokking_rows)?;
             if self.phase_rows > 0 {
@@ -110,6 +114,9 @@ impl fmt::Display for ExportSummary {
         writeln!(f, "  report.html")?;
         for line in &self.emergent {
             writeln!(f, "  emergent: {line}")?;
+        }
+        for line in &self.lottery {
+            writeln!(f, "  lottery: {line}")?;
         }
         for line in &self.unresolved {
             writeln!(f, "  unresolved: {line}")?;
@@ -210,6 +217,24 @@ fn write_all(
             r.scale.name(),
             r.report.threshold.unwrap_or(f64::NAN),
             r.report.x0.unwrap_or(f64::NAN),
+        ));
+    }
+
+    for r in rows.iter().filter(|r| r.report.verdict == Verdict::Lottery) {
+        let t = &r.report;
+        let ci = match (t.acq_width_low, t.acq_width_high) {
+            (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
+            _ => String::new(),
+        };
+        summary.lottery.push(format!(
+            "{} {} vs {}: P(acquire) rises over {:.2}{ci} decades, midpoint {:.3e} ({} of {} runs acquired)",
+            groups[r.group].label,
+            r.score.label(),
+            r.scale.name(),
+            t.acq_width_decades.unwrap_or(f64::NAN),
+            t.acq_x0.map_or(f64::NAN, |x| 10f64.powf(x)),
+            t.runs_acquired,
+            t.runs,
         ));
     }
 

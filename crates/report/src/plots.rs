@@ -9,10 +9,14 @@
 //! * emergence map: size x eval step, colour = validation exact match averaged over seeds;
 //! * progress measures (`progress_figure`), where the runs recorded them: weight norm and, for
 //!   modular tasks, Nanda et al.'s Fourier measures, under the validation curve;
+//! * acquisition (`acquisition_figure`): exact match over params run by run, coloured by
+//!   whether each run acquired, with the forecast from the smaller sizes; the share that
+//!   acquired per size with the fitted P(acquire); threshold(t) over training steps;
 //! * subtasks (`subtask_figure`), for sparse parity: each subtask's accuracy over params, its
 //!   threshold against its frequency, the mean loss's power law;
 //! * phase diagrams (`phase_figure`): two swept axes, final accuracy and time to grok.
 
+mod acquisition_figure;
 mod phase_figure;
 mod progress_figure;
 mod subtask_figure;
@@ -123,6 +127,16 @@ pub fn figures(
             format!("{}: emergence map (validation exact match)", group.label),
             &|p| render(&map, p),
         )?;
+        if let Some(acquisition) = acquisition_figure::AcquisitionPlot::of(group, &params_rows) {
+            add(
+                format!("{}_acquisition", group.slug),
+                format!(
+                    "{}: acquisition (runs, P(acquire), threshold over training)",
+                    group.label
+                ),
+                &|p| render(&acquisition, p),
+            )?;
+        }
         if let Some(progress) = progress_figure::ProgressPlot::of(group) {
             add(
                 format!("{}_progress", group.slug),
