@@ -176,7 +176,12 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
         };
         // Rows decided on acquisition (two-state runs, `p_sharp` tested): its width, with its
         // interval.
-        let width = match (t.p_sharp, t.acq_width_decades, t.acq_width_low, t.acq_width_high) {
+        let width = match (
+            t.p_sharp,
+            t.acq_width_decades,
+            t.acq_width_low,
+            t.acq_width_high,
+        ) {
             (Some(_), Some(w), Some(lo), Some(hi)) => format!("{w:.2} [{lo:.2}, {hi:.2}]"),
             _ => fmt_opt(t.width_decades, |v| format!("{v:.2}")),
         };

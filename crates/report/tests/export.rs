@@ -341,13 +341,13 @@ fn exports_csv_plots_and_report() {
     assert_eq!(small["t_val99"], "");
     assert_eq!(small["t_val99_censored_at"], small["last_step"]);
 
-    // Figures: PNG magic, SVG text, three per group.
-    assert_eq!(summary.figures, 3);
+    // Figures: PNG magic, SVG text, four per group (scale, curves, map, acquisition).
+    assert_eq!(summary.figures, 4);
     let plots: Vec<PathBuf> = std::fs::read_dir(s.out.join("plots"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();
-    assert_eq!(plots.len(), 6);
+    assert_eq!(plots.len(), 8);
     for p in &plots {
         let bytes = std::fs::read(p).unwrap();
         match p.extension().and_then(|e| e.to_str()) {
@@ -367,10 +367,10 @@ fn exports_csv_plots_and_report() {
     // report.html: inline figures, the thresholds table, and every local link resolves.
     let html = std::fs::read_to_string(s.out.join("report.html")).unwrap();
     assert!(html.contains("synthetic"));
-    assert_eq!(html.matches("<svg").count(), 3);
+    assert_eq!(html.matches("<svg").count(), 4);
     assert!(html.contains("<td class=\"l\">unresolved</td>"));
     let links = local_links(&html);
-    assert!(links.len() >= 4 + 6, "{links:?}");
+    assert!(links.len() >= 4 + 8, "{links:?}");
     for link in links {
         let path = s.out.join(&link);
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
@@ -553,7 +553,7 @@ fn orphans_and_unfinished_jobs_are_reported_but_not_fitted() {
     // Figures only: plot() writes plots and the page, no CSV is required by the page.
     let plots_out = s.out.join("figs");
     let summary = plot(&s.sweep, &plots_out).unwrap();
-    assert_eq!(summary.figures, 3);
+    assert_eq!(summary.figures, 4);
     assert!(!plots_out.join("runs.csv").exists());
     let html = std::fs::read_to_string(plots_out.join("report.html")).unwrap();
     for link in local_links(&html) {

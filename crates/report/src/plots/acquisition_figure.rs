@@ -107,14 +107,13 @@ impl AcquisitionPlot<'_> {
 
         // The forecast from the sizes below the threshold, under the runs.
         if let Some(f) = self.row.forecast.as_ref().filter(|f| !f.at.is_empty()) {
-            let at: Vec<(f64, f64, f64, f64)> = f
-                .at
-                .iter()
-                .map(|&(x, lo, mid, hi, _)| {
-                    let c = |y: f64| y.clamp(ylo, yhi);
-                    (10f64.powf(x), c(lo), c(mid), c(hi))
-                })
-                .collect();
+            let at: Vec<(f64, f64, f64, f64)> =
+                f.at.iter()
+                    .map(|&(x, lo, mid, hi, _)| {
+                        let c = |y: f64| y.clamp(ylo, yhi);
+                        (10f64.powf(x), c(lo), c(mid), c(hi))
+                    })
+                    .collect();
             let band: Vec<(f64, f64)> = at
                 .iter()
                 .map(|p| (p.0, p.3))
@@ -165,14 +164,12 @@ impl AcquisitionPlot<'_> {
                 .label(format!("{name} ({n} runs)"))
                 .legend(move |(x, y)| Circle::new((x + 9, y), 4, style));
         }
-        draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
+        // Two-state runs leave the middle empty, and the forecast lies to the right.
+        draw_legend(&mut chart, SeriesLabelPosition::MiddleLeft)?;
         Ok(())
     }
 
-    fn share_panel<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-    ) -> anyhow::Result<()>
+    fn share_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
@@ -253,11 +250,9 @@ impl AcquisitionPlot<'_> {
             PathElement::new(vec![(x, lo), (x, hi)], BLACK.stroke_width(1))
         }))?;
         chart
-            .draw_series(
-                sizes
-                    .iter()
-                    .map(|&(x, n, a)| Circle::new((x, f64::from(a) / f64::from(n)), 4, BLACK.filled())),
-            )?
+            .draw_series(sizes.iter().map(|&(x, n, a)| {
+                Circle::new((x, f64::from(a) / f64::from(n)), 4, BLACK.filled())
+            }))?
             .label("share acquired (Wilson 95%)")
             .legend(|(x, y)| Circle::new((x + 9, y), 4, BLACK.filled()));
         // How many runs each share is of.
@@ -269,10 +264,7 @@ impl AcquisitionPlot<'_> {
         Ok(())
     }
 
-    fn steps_panel<DB: DrawingBackend>(
-        &self,
-        area: &DrawingArea<DB, Shift>,
-    ) -> anyhow::Result<()>
+    fn steps_panel<DB: DrawingBackend>(&self, area: &DrawingArea<DB, Shift>) -> anyhow::Result<()>
     where
         DB::ErrorType: 'static,
     {
@@ -319,6 +311,10 @@ impl AcquisitionPlot<'_> {
         if placed.is_empty() {
             return no_data(area, &title);
         }
+        // plotters puts log ticks from the first power of ten inside the range on: start at
+        // one, so that axes spanning less than a decade still get their 1-2-5 ticks.
+        let decade_below = |x: f64| 10f64.powf(x.log10().floor());
+        let (slo, tlo) = (decade_below(slo), decade_below(tlo));
         let mut chart = ChartBuilder::on(area)
             .caption(&title, (FAMILY, 15))
             .margin(8)
@@ -330,6 +326,8 @@ impl AcquisitionPlot<'_> {
             .max_light_lines(1)
             .x_desc("step")
             .y_desc("threshold (params_total)")
+            .x_labels(20)
+            .y_labels(20)
             .x_label_formatter(&log_tick)
             .y_label_formatter(&sci)
             .label_style((FAMILY, 12))
@@ -360,9 +358,7 @@ impl AcquisitionPlot<'_> {
                 ACQUIRED.stroke_width(2),
             ))?
             .label("threshold at step (95% interval)")
-            .legend(|(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], ACQUIRED.stroke_width(2))
-            });
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], ACQUIRED.stroke_width(2)));
         chart.draw_series(
             placed
                 .iter()
