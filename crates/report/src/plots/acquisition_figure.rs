@@ -274,18 +274,21 @@ impl AcquisitionPlot<'_> {
             ""
         };
         let title = format!("threshold(t) over training steps{budget}");
-        // (step, threshold, interval low, interval high) in params, where one was placed.
-        let placed: Vec<(f64, f64, Option<(f64, f64)>)> = self
+        // (step, threshold, interval low, interval high) in params, where one was placed; the
+        // interval is the threshold itself where there is none.
+        let placed: Vec<(f64, f64, f64, f64)> = self
             .row
             .over_steps
             .iter()
             .filter(|s| s.step > 0)
             .filter_map(|s| {
-                let ci = s.x0_low.zip(s.x0_high);
+                let x0 = s.x0?;
+                let (lo, hi) = (s.x0_low.unwrap_or(x0), s.x0_high.unwrap_or(x0));
                 Some((
                     s.step as f64,
-                    10f64.powf(s.x0?),
-                    ci.map(|(lo, hi)| (10f64.powf(lo), 10f64.powf(hi))),
+                    10f64.powf(x0),
+                    10f64.powf(lo),
+                    10f64.powf(hi),
                 ))
             })
             .collect();
@@ -298,13 +301,7 @@ impl AcquisitionPlot<'_> {
                     .map(|s| s.step as f64)
                     .filter(|s| *s > 0.0),
             ),
-            log_bounds(
-                placed
-                    .iter()
-                    .flat_map(|p| [Some(p.1), p.2.map(|c| c.0), p.2.map(|c| c.1)])
-                    .chain([final_x0])
-                    .flatten(),
-            ),
+            log_bounds(placed.iter().flat_map(|p| [p.1, p.2, p.3]).chain(final_x0)),
         ) else {
             return no_data(area, &title);
         };
@@ -345,12 +342,8 @@ impl AcquisitionPlot<'_> {
                     PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1))
                 });
         }
-        chart.draw_series(placed.iter().filter_map(|&(s, _, ci)| {
-            let (lo, hi) = ci?;
-            Some(PathElement::new(
-                vec![(s, lo), (s, hi)],
-                ACQUIRED.mix(0.6).stroke_width(2),
-            ))
+        chart.draw_series(placed.iter().filter(|p| p.2 < p.3).map(|&(s, _, lo, hi)| {
+            PathElement::new(vec![(s, lo), (s, hi)], ACQUIRED.mix(0.6).stroke_width(2))
         }))?;
         chart
             .draw_series(LineSeries::new(
