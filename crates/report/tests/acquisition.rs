@@ -128,7 +128,7 @@ fn a_lottery_gets_its_verdict_listed_and_an_acquisition_figure() {
     for text in [
         "add2r: acquisition (runs, P(acquire), threshold over training)",
         "final validation exact match per run",
-        &format!("P(acquire): width {width:.1} ["),
+        &format!("P(acquire): width {width:.2} ["),
         "decades — lottery",
         "threshold(t) over training steps",
         "forecast from smaller sizes",

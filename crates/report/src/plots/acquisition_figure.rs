@@ -73,10 +73,10 @@ impl Plot for AcquisitionPlot<'_> {
     }
 }
 
-/// ` [lo, hi]` with one decimal, or nothing when either end is missing.
+/// ` [lo, hi]` with two decimals, or nothing when either end is missing.
 fn interval(lo: Option<f64>, hi: Option<f64>) -> String {
     match (lo, hi) {
-        (Some(lo), Some(hi)) => format!(" [{lo:.1}, {hi:.1}]"),
+        (Some(lo), Some(hi)) => format!(" [{lo:.2}, {hi:.2}]"),
         _ => String::new(),
     }
 }
@@ -176,7 +176,7 @@ impl AcquisitionPlot<'_> {
         let r = &self.row.report;
         let fit = match r.acq_width_decades {
             Some(w) => format!(
-                "width {w:.1}{} decades",
+                "width {w:.2}{} decades",
                 interval(r.acq_width_low, r.acq_width_high)
             ),
             None => "no fit".to_string(),
@@ -308,10 +308,13 @@ impl AcquisitionPlot<'_> {
         if placed.is_empty() {
             return no_data(area, &title);
         }
-        // plotters puts log ticks from the first power of ten inside the range on: start at
-        // one, so that axes spanning less than a decade still get their 1-2-5 ticks.
-        let decade_below = |x: f64| 10f64.powf(x.log10().floor());
-        let (slo, tlo) = (decade_below(slo), decade_below(tlo));
+        // plotters puts log ticks from the first power of ten inside the range on: start at the
+        // power of ten below where it is near, so that short axes get their 1-2-5 ticks.
+        let near_decade = |x: f64| {
+            let decade = 10f64.powf(x.log10().floor());
+            if x / decade <= 4.0 { decade } else { x }
+        };
+        let (slo, tlo) = (near_decade(slo), near_decade(tlo));
         let mut chart = ChartBuilder::on(area)
             .caption(&title, (FAMILY, 15))
             .margin(8)
