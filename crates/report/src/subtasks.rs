@@ -122,7 +122,7 @@ const TASK_METRICS: [(&str, &str, &str); 6] = [
 ];
 
 /// The columns of `subtasks.csv`: name, unit, meaning.
-const COLUMNS: [(&str, &str, &str); 13] = [
+const COLUMNS: [(&str, &str, &str); 14] = [
     (
         "group",
         "text",
@@ -134,6 +134,11 @@ const COLUMNS: [(&str, &str, &str); 13] = [
         "verdict",
         "text",
         "`elab_analysis::Verdict` of the subtask's final validation accuracy over params_total",
+    ),
+    (
+        "reason",
+        "text",
+        "unresolved only: why (between_sizes, top_edge, bottom_edge, ladder_too_short, too_few_seeds), as in thresholds.csv",
     ),
     ("threshold_params", "params", "10^x0"),
     ("x0", "log10 params", "midpoint of the logistic fit"),
@@ -211,10 +216,11 @@ pub fn subtasks_csv(groups: &[Group<'_>], analysed: &[SubtaskGroup]) -> Option<(
             let acc = &g.accuracy_by_size[i];
             let _ = writeln!(
                 csv,
-                "{},{i},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{i},{},{},{},{},{},{},{},{},{},{},{},{}",
                 csv_field(&groups[g.group].label),
                 g.frequencies[i],
                 r.verdict,
+                r.reason.map_or("", |u| u.tag()),
                 num(r.threshold),
                 num(r.x0),
                 num(r.x0_ci_low),
