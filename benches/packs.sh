@@ -11,6 +11,7 @@
 #   PACKS_STEPS     [train] steps of every job [default: each file's own]
 #   PACKS_TIMEOUT   stop each sweep after this many seconds: its cell then reads "> N s" with
 #                   the jobs done by then, and the speed-up is a bound [default: no limit]
+#   PACKS_TIMEOUT_UNPACKED  the same for the pack = 1 runs only [default: PACKS_TIMEOUT]
 #   PACKS_MACHINE   the machine named in the heading [default: the CPU model and cores]
 #   PACKS_LOG       a file to append the sweeps' output to [default: none kept]
 set -euo pipefail
@@ -35,10 +36,16 @@ variant() {
     sed "${edits[@]}" -e "s/^\[sweep\]$/[sweep]\n$insert/" "$1"
 }
 
-# Runs one variant; prints its seconds, or "> N s (D/J jobs done)" if PACKS_TIMEOUT stopped it.
+# The time limit of the pack = $1 runs, if any.
+limit_of() {
+    if [ "$1" = 1 ]; then echo "${PACKS_TIMEOUT_UNPACKED:-${PACKS_TIMEOUT:-}}"; else echo "${PACKS_TIMEOUT:-}"; fi
+}
+
+# Runs variant $1 into sweeps dir $2 for at most $3 seconds (none if empty); prints its
+# seconds, or "> N s (D/J jobs done)" if the limit stopped it.
 run_sweep() {
-    local variant="$1" sweeps="$2" start took rc=0
-    local limit=(); [ -n "${PACKS_TIMEOUT:-}" ] && limit=(timeout -k 15 "$PACKS_TIMEOUT")
+    local variant="$1" sweeps="$2" secs="$3" start took rc=0
+    local limit=(); [ -n "$secs" ] && limit=(timeout -k 15 "$secs")
     start="$(date +%s.%N)"
     # shellcheck disable=SC2086 # $elab may be a command with arguments (cargo run ...)
     "${limit[@]}" $elab sweep "$variant" --sweeps-dir "$sweeps" >>"$log" 2>&1 || rc=$?
@@ -51,9 +58,9 @@ run_sweep() {
         # The whole sweep at the rate it went, if any job finished.
         local rate=""
         if [ -n "$total" ] && [ "${finished:-0}" -gt 0 ]; then
-            rate="; ~$(awk -v t="$PACKS_TIMEOUT" -v d="$finished" -v n="$total" 'BEGIN { printf "%.0f", t * n / d }') s at that rate"
+            rate="; ~$(awk -v t="$secs" -v d="$finished" -v n="$total" 'BEGIN { printf "%.0f", t * n / d }') s at that rate"
         fi
-        echo "> $PACKS_TIMEOUT s (${finished:-0}/${total:-?} jobs done$rate)"
+        echo "> $secs s (${finished:-0}/${total:-?} jobs done$rate)"
     elif [ "$rc" != 0 ]; then
         echo "$variant: elab sweep failed (exit $rc)" >&2
         return "$rc"
@@ -71,21 +78,21 @@ for config in $configs; do
     for pack in 1 auto; do
         file="$scratch/$name-$pack.toml"
         if [ "$pack" = auto ]; then variant "$config" '"auto"' > "$file"; else variant "$config" 1 > "$file"; fi
-        took[$pack]="$(run_sweep "$file" "$scratch/sweeps-$name-$pack")"
+        took[$pack]="$(run_sweep "$file" "$scratch/sweeps-$name-$pack" "$(limit_of "$pack")")"
     done
     plan="$($elab plan "$scratch/$name-auto.toml" | tail -1)"
     jobs="$(cut -d' ' -f1 <<<"$plan")"
     packs="$(sed 's/.* in \([0-9]*\) packs.*/\1/' <<<"$plan")"
     one="${took[1]}" auto="${took[auto]}"
     cell() { if is_number "$1"; then printf '%.1f' "$1"; else printf '%s' "$1"; fi; }
-    # A stopped run took at least PACKS_TIMEOUT: the speed-up is then a bound.
+    # A stopped run took at least its limit: the speed-up is then a bound.
     speedup="-"
     if is_number "$one" && is_number "$auto"; then
         speedup="$(awk -v a="$one" -v b="$auto" 'BEGIN { printf "%.2f", a / b }')"
     elif is_number "$auto"; then
-        speedup="$(awk -v a="$PACKS_TIMEOUT" -v b="$auto" 'BEGIN { printf "> %.2f", a / b }')"
+        speedup="$(awk -v a="$(limit_of 1)" -v b="$auto" 'BEGIN { printf "> %.2f", a / b }')"
     elif is_number "$one"; then
-        speedup="$(awk -v a="$one" -v b="$PACKS_TIMEOUT" 'BEGIN { printf "< %.2f", a / b }')"
+        speedup="$(awk -v a="$one" -v b="$(limit_of auto)" 'BEGIN { printf "< %.2f", a / b }')"
     fi
     rows+="| $name | $jobs | $packs | $(cell "$one") | $(cell "$auto") | $speedup |"$'\n'
 done
