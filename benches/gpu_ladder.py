@@ -50,7 +50,8 @@ def share(gflops, peak_tflops):
     """GFLOP/s as a percentage of the peak in TFLOP/s."""
     if gflops is None or not peak_tflops:
         return "-"
-    return f"{100 * gflops / (peak_tflops * 1e3):.3g}%"
+    percent = 100 * gflops / (peak_tflops * 1e3)
+    return f"{percent:.0f}%" if percent >= 100 else f"{percent:.3g}%"
 
 
 def table(elab_rows, torch_rows, peaks):
