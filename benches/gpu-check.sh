@@ -38,14 +38,18 @@ deadline=$((SECONDS + budget))
 if [ "$dry" = 1 ]; then
     # On lavapipe every process autotunes each kernel shape through LLVM: minutes for one rung
     # on 2 cores. So a dry run trains on the CPU unless GPU_CHECK_BACKEND=wgpu says otherwise.
-    backend="${GPU_CHECK_BACKEND:-cpu}"
-    rungs="10k" steps=2 twin_device=cpu compile=0 peak_n=256
-    pack_configs=(configs/smoke.toml) pack_steps=2
+    backend="${GPU_CHECK_BACKEND:-cpu}" steps=2 twin_device=cpu compile=0 peak_n=256
+    rungs="10k" sweeps="configs/smoke.toml" pack_steps=2
 else
-    backend=wgpu
-    rungs="10k 100k 1M 3M 10M nanda" steps=30 twin_device=cuda compile=1
-    peak_n=8192 pack_configs=(configs/arith.toml configs/wd-seeds.toml) pack_steps=""
+    backend=wgpu steps=30 twin_device=cuda compile=1 peak_n=8192
+    rungs="10k 100k 1M 3M 10M nanda" sweeps="configs/arith.toml configs/wd-seeds.toml" pack_steps=""
 fi
+# A second run can take what the first did not reach, e.g. GPU_CHECK_RUNGS="" (no ladder) or
+# GPU_CHECK_SWEEPS=configs/arith.toml (the flagship only); GPU_CHECK_COMPILE=0 skips the
+# compiled twin.
+rungs="${GPU_CHECK_RUNGS-$rungs}" sweeps="${GPU_CHECK_SWEEPS-$sweeps}"
+compile="${GPU_CHECK_COMPILE:-$compile}"
+read -r -a pack_configs <<<"$sweeps"
 
 # Progress goes to stderr (the log), never into a caller's captured output.
 say() { echo "[gpu-check $(date -u +%H:%M:%S)] $*" >&2; }
@@ -209,7 +213,9 @@ write_md
 
 # --- 2. The device's matmul peak (the yardstick for the ladder's shares) -------------------------
 have_torch=0
-if [ -z "$torch" ]; then
+if [ -z "$rungs" ]; then
+    : # no ladder, so no twin and no peak
+elif [ -z "$torch" ]; then
     note "PyTorch is not installed: the twin and the peak are skipped"
 elif [ "$twin_device" = cuda ] && [[ "$torch" != *"with CUDA" ]]; then
     note "PyTorch sees no CUDA device: the twin and the peak are skipped"
@@ -219,10 +225,11 @@ else
 fi
 
 # --- 3. The ladder: elab, then the twin, rung by rung --------------------------------------------
-# The ladder may use a little under half of the budget; the sweeps need the rest. Eager runs
-# back to back with elab on every rung first; torch.compile (about 20 s of compiling a rung)
-# follows in one process over the rungs, as far as the ladder's time goes.
-ladder_end=$((SECONDS + (deadline - SECONDS) * 45 / 100))
+# The ladder may use a little under half of the budget when sweeps follow. Eager runs back to
+# back with elab on every rung first; torch.compile (about 20 s of compiling a rung) follows in
+# one process over the rungs, as far as the ladder's time goes.
+ladder_share=$(( ${#pack_configs[@]} > 0 ? 45 : 100 ))
+ladder_end=$((SECONDS + (deadline - SECONDS) * ladder_share / 100))
 ladder_cap() {
     local left=$((ladder_end - SECONDS))
     cap $(($1 < left ? $1 : left))
@@ -238,7 +245,7 @@ for rung in $rungs; do
     fi
     write_md
 done
-if [ "$have_torch" = 1 ] && [ "$compile" = 1 ]; then
+if [ "$have_torch" = 1 ] && [ "$compile" = 1 ] && [ -n "$rungs" ]; then
     bounded "torch compile (all rungs)" "$(ladder_cap 300)" "$python" benches/torch_twin.py \
         --device "$twin_device" --modes compile --rungs "${rungs// /,}" --steps "$steps" \
         >>"$out/ladder-torch.jsonl" || true
