@@ -83,7 +83,8 @@ bounded() {
 
 # --- The Vulkan loader and driver -------------------------------------------------------------
 vulkan_setup() {
-    if ! ldconfig -p | grep -q 'libvulkan\.so\.1'; then
+    # (grep without -q reads all: an early exit would fail ldconfig's write under pipefail)
+    if ! ldconfig -p | grep 'libvulkan\.so\.1' >/dev/null; then
         local debs=(.gl/*.deb)
         if [ -f "${debs[0]}" ]; then
             # The loaders carried from Debian (libvulkan1, libegl1, ...): the device README's recipe.
