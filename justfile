@@ -1,5 +1,5 @@
-# emergence-lab recipes. Every recipe but bench-compare is one cargo command, so a machine
-# without `just` can run the same thing (see README.md).
+# emergence-lab recipes. Every recipe but the benchmarks' and gpu-binary is one cargo command, so
+# a machine without `just` can run the same thing (see README.md).
 
 # Builds go where plain `cargo` puts them (./target, or $CARGO_TARGET_DIR when set, as CI sets
 # it), so that `just` and the README's cargo commands share one build.
@@ -54,6 +54,20 @@ bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda":
         {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} >> "$out/torch.jsonl"
     done
     {{python}} benches/compare.py "$out/elab.jsonl" "$out/torch.jsonl" --append-to docs/performance.md
+
+# elab for a GPU machine without Rust (benches/gpu-check.sh): the same build, stripped and
+# xz-compressed into .gpu/elab.xz (about 13 MB of the 64 MiB a device run may carry), with the
+# commit it was built from in .gpu/elab.rev. docs/performance.md, "GPU check", has the command.
+gpu-binary:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    cargo build -q -p elab
+    mkdir -p .gpu
+    strip -o .gpu/elab "${CARGO_TARGET_DIR:-target}/debug/elab"
+    xz -9 -T2 -f .gpu/elab
+    changed="$(git status --porcelain --untracked-files=no | grep -q . && echo ' with uncommitted changes' || true)"
+    echo "commit $(git rev-parse --short HEAD)$changed, built $(date -u '+%Y-%m-%d %H:%M UTC')" > .gpu/elab.rev
+    echo ".gpu/elab.xz: $(du -h .gpu/elab.xz | cut -f1) ($(cat .gpu/elab.rev))"
 
 # Formatting and lints
 lint:

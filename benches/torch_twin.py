@@ -3,12 +3,18 @@
 Builds each rung of elab's benchmark ladder (crates/train/src/bench.rs) as a plain PyTorch
 GPT (the shapes, init and loss positions of crates/model/src/lib.rs), trains it with AdamW on
 one fixed random batch, and times the steps as elab does: 3 untimed warmup steps, then
---steps timed ones. Prints one JSON object per rung on stdout (progress goes to stderr):
+--steps timed ones, with no read-back until the last (elab reads its losses back once, at the
+end, which also waits for the device). Prints one JSON object per rung and mode on stdout
+(progress goes to stderr):
 
     python3 benches/torch_twin.py [--steps 10] [--rungs 10k,100k] [--max-params 20000000]
+                                  [--device cpu|cuda] [--modes eager,compile]
 
+`--modes compile` runs the step's forward and loss under `torch.compile` (its backward is
+compiled with it; the optimizer stays eager); the compilation falls in the warmup steps.
 `benches/compare.py` puts this output beside `elab bench --backend cpu --json`
-(`just bench-compare` runs both). Needs only a CPU build of PyTorch.
+(`just bench-compare` runs both); `benches/gpu-check.sh` runs it with `--device cuda`.
+Needs only a CPU build of PyTorch for the defaults (CPU, eager).
 """
 
 import argparse
@@ -93,6 +99,21 @@ class Gpt(nn.Module):
         return self.lm_head(self.ln_f(x))  # logits at every position
 
 
+def device_label(device, mode):
+    """What the rows ran on, e.g. `cpu, torch 2.15.0, 2 threads` (benches/compare.py reads the
+    `torch X` part)."""
+    if device.type == "cuda":
+        # float32 matmuls stay float32 unless this says otherwise (TF32 would be a lower
+        # precision than elab's).
+        where = f"cuda {torch.cuda.get_device_name(device)}"
+        extra = f", matmul precision {torch.get_float32_matmul_precision()}"
+    else:
+        threads = torch.get_num_threads()
+        where, extra = "cpu", f", {threads} thread{'s' * (threads != 1)}"
+    compiled = ", torch.compile" if mode == "compile" else ""
+    return f"{where}, torch {torch.__version__}{extra}{compiled}"
+
+
 def peak_rss_reset():
     try:  # hand the previous rung's freed heap back to the kernel, so it doesn't count here
         ctypes.CDLL(None).malloc_trim(0)
@@ -113,42 +134,55 @@ def peak_rss_mib():
     return float("nan")
 
 
-def bench_rung(name, steps, max_params):
+def bench_rung(name, steps, max_params, device, mode):
     n_layer, d, n_head, d_mlp, layer_norm, vocab, n_ctx, prompt_len, answer_len, batch = RUNGS[name]
     model = Gpt(vocab, n_ctx, n_layer, d, n_head, d_mlp, layer_norm)
     params = sum(p.numel() for p in model.parameters())
     if params > max_params:
         return None
+    model.to(device)
     # elab decays every parameter (one group), no gradient clipping.
     opt = torch.optim.AdamW(
         model.parameters(), lr=1e-3, betas=(0.9, 0.98), eps=1e-8, weight_decay=1.0
     )
     gen = torch.Generator().manual_seed(0)
-    seq = torch.randint(0, vocab, (batch, n_ctx + 1), generator=gen)
+    seq = torch.randint(0, vocab, (batch, n_ctx + 1), generator=gen).to(device)
     idx, targets = seq[:, :n_ctx], seq[:, prompt_len : prompt_len + answer_len]
     answer = slice(prompt_len - 1, prompt_len - 1 + answer_len)  # positions predicting the answer
 
+    def loss_of(idx, targets):
+        logits = model(idx)[:, answer]
+        return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+
+    if mode == "compile":
+        # A fresh compilation per rung: rungs share this function's code, and dynamo would
+        # stop recompiling it (and run eagerly) after its cache limit.
+        torch._dynamo.reset()
+        loss_of = torch.compile(loss_of)
+
     def step():
         opt.zero_grad(set_to_none=True)
-        logits = model(idx)[:, answer]
-        loss = F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+        loss = loss_of(idx, targets)
         loss.backward()
         opt.step()
-        return loss.item()
+        return loss
 
     for _ in range(3):
         step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()  # the warmup (and compilation) stays out of the timing
     start = time.perf_counter()
     for _ in range(steps):
-        loss = step()
+        last = step()
+    loss = last.item()  # the one read-back, which waits for the device, as elab's
     seconds = (time.perf_counter() - start) / steps
-    threads = torch.get_num_threads()
     if not math.isfinite(loss):
         raise RuntimeError(f"{name}: loss diverged while benchmarking")
     return dict(
         rung=name,
         backend="torch",
-        device=f"cpu, torch {torch.__version__}, {threads} thread{'s' * (threads != 1)}",
+        mode=mode,
+        device=device_label(device, mode),
         n_layer=n_layer,
         d_model=d,
         params=params,
@@ -165,28 +199,39 @@ def main():
     ap.add_argument("--rungs", default=",".join(RUNGS), help="comma-separated rung names")
     ap.add_argument("--max-params", type=int, default=20_000_000, help="skip larger rungs")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's)")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    ap.add_argument("--modes", default="eager", help="comma-separated: eager, compile")
     args = ap.parse_args()
     names = [r.strip() for r in args.rungs.split(",") if r.strip()]
     unknown = [r for r in names if r not in RUNGS]
     if unknown:
         ap.error(f"unknown rung(s) {unknown}; known: {', '.join(RUNGS)}")
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if not modes or any(m not in ("eager", "compile") for m in modes):
+        ap.error(f"--modes {args.modes!r}: expected eager and/or compile")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: this PyTorch sees no CUDA device")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for name in names:
-        gc.collect()  # the previous rung's model and optimizer are gone by now
-        peak_rss_reset()
-        row = bench_rung(name, args.steps, args.max_params)
-        if row is None:
-            print(f"torch {name}: skipped (over --max-params)", file=sys.stderr)
-            continue
-        row["peak_rss_mib"] = round(peak_rss_mib(), 1)
-        print(json.dumps(row), flush=True)
-        print(
-            f"torch {name}: {row['params']} params, {row['ms_per_step']:.1f} ms/step, "
-            f"{row['tokens_per_s']:.0f} tokens/s, peak RSS {row['peak_rss_mib']:.0f} MiB",
-            file=sys.stderr,
-        )
+        for mode in modes:
+            gc.collect()  # the previous rung's model and optimizer are gone by now
+            peak_rss_reset()
+            row = bench_rung(name, args.steps, args.max_params, device, mode)
+            if row is None:
+                print(f"torch {name}: skipped (over --max-params)", file=sys.stderr)
+                break
+            row["peak_rss_mib"] = round(peak_rss_mib(), 1)
+            # Printed at once: a caller that stops this process keeps the rows done so far.
+            print(json.dumps(row), flush=True)
+            print(
+                f"torch {name} ({mode}): {row['params']} params, "
+                f"{row['ms_per_step']:.1f} ms/step, {row['tokens_per_s']:.0f} tokens/s, "
+                f"peak RSS {row['peak_rss_mib']:.0f} MiB",
+                file=sys.stderr,
+            )
 
 
 if __name__ == "__main__":

@@ -123,6 +123,12 @@ enum Command {
         #[arg(long)]
         append_to: Option<PathBuf>,
     },
+    /// Which device a run would train on, and why, as one JSON line (backend, name, reason):
+    /// `--backend auto` takes wgpu only for a real GPU, never a software adapter.
+    Device {
+        #[arg(long, default_value = "auto", value_parser = ["auto", "wgpu", "cpu"])]
+        backend: String,
+    },
     /// Train one job, or several of one shape as a pack (the unit the sweep engine and Slurm
     /// run), resuming each from its checkpoint if interrupted.
     Train {
@@ -263,6 +269,7 @@ fn main() -> ExitCode {
             json,
             append_to,
         } => bench(&backend, steps, max_params, &rungs, json, append_to),
+        Command::Device { backend } => device(&backend),
         Command::Train {
             jobs,
             out,
@@ -700,6 +707,19 @@ fn bench(
         text.push_str(&section);
         elab_job::fsio::write_atomic(&path, text.as_bytes())?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What `choose_device` makes of `--backend` here: the probe of benches/gpu-check.sh, which
+/// opens the adapter without compiling a kernel.
+fn device(backend: &str) -> anyhow::Result<ExitCode> {
+    let chosen = elab_train::choose_device(backend.parse()?)?;
+    let line = serde_json::json!({
+        "backend": chosen.backend,
+        "name": chosen.name,
+        "reason": chosen.reason,
+    });
+    println!("{line}");
     Ok(ExitCode::SUCCESS)
 }
 

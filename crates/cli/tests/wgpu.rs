@@ -3,6 +3,8 @@
 //! tolerance, since the backends' float reductions differ in order. On wgpu the two transformer
 //! jobs train as one pack; on the CPU each alone; the MLP alone on each.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -32,12 +34,6 @@ every = 2
 /// backends sum in different orders, and the difference compounds over steps).
 const TOLERANCE: f64 = 1e-3;
 
-fn vulkan_present() -> bool {
-    ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
-        .iter()
-        .any(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()))
-}
-
 fn train(jobs: &[&Path], outs: &[&Path], backend: &str) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_elab"));
     cmd.arg("train").args(jobs);
@@ -50,13 +46,7 @@ fn train(jobs: &[&Path], outs: &[&Path], backend: &str) {
 
 #[test]
 fn a_few_wgpu_steps_match_the_cpu_backend() {
-    if !vulkan_present() {
-        let msg = "SKIPPED: no Vulkan driver (install mesa-vulkan-drivers to test the wgpu path)";
-        assert!(
-            std::env::var_os("ELAB_NO_SKIP").is_none(),
-            "{msg}, and ELAB_NO_SKIP is set"
-        );
-        eprintln!("{msg}");
+    if !common::vulkan_available() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -140,6 +140,47 @@ pub fn slurm_available() -> bool {
     false
 }
 
+/// Mesa's software Vulkan driver (lavapipe), if installed: wgpu's adapter when there is no GPU.
+pub fn lavapipe_icd() -> Option<PathBuf> {
+    ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("lvp_icd"))
+        })
+}
+
+/// Whether a Vulkan driver is installed for the wgpu tests: without one a test skips with a
+/// message, or fails when ELAB_NO_SKIP is set (CI installs mesa-vulkan-drivers).
+pub fn vulkan_available() -> bool {
+    let any = ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d"]
+        .iter()
+        .any(|d| std::fs::read_dir(d).is_ok_and(|mut e| e.next().is_some()));
+    skip_unless(any, "no Vulkan driver (install mesa-vulkan-drivers)")
+}
+
+/// Whether Mesa's lavapipe is installed, with the same skip rule as `vulkan_available`.
+pub fn lavapipe_available() -> bool {
+    skip_unless(
+        lavapipe_icd().is_some(),
+        "no lavapipe (install mesa-vulkan-drivers)",
+    )
+}
+
+fn skip_unless(present: bool, why: &str) -> bool {
+    if !present {
+        assert!(
+            std::env::var_os("ELAB_NO_SKIP").is_none(),
+            "{why}, and ELAB_NO_SKIP is set"
+        );
+        eprintln!("SKIPPED: {why}");
+    }
+    present
+}
+
 /// The worker attempts recorded in a job directory (`attempts.jsonl`), oldest first.
 pub fn attempts(dir: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(dir.join("attempts.jsonl"))
