@@ -585,7 +585,7 @@ fn refine(
             return Ok(code);
         }
         let mut recorded = elab_sweep::read_refinements(&dir)?;
-        let data = elab_report::load::SweepData::load(&dir.root)?;
+        let data = elab_results::load::SweepData::load(&dir.root)?;
         let proposal = elab_refine::propose(&data, &config, &settings, &recorded);
         println!(
             "refine {}: after {} round(s), thresholds of {} over {}:",

@@ -1,7 +1,7 @@
 //! Adaptive refinement of a sweep: from the thresholds of its comparison groups (exactly as
 //! the export computes them) to the sizes to add next.
 //!
-//! Data flows one way: the sweep's records -> `elab-report`'s groups and thresholds ->
+//! Data flows one way: the sweep's records -> `elab-results`' groups and thresholds ->
 //! `elab_analysis::refinement_points` (log10 scales) -> [`interpolate_shape`] (model shapes) ->
 //! a round of [`RefinedSize`]s, which `elab refine` records in `refine.json` and runs as
 //! ordinary jobs of the sweep. This crate decides; it writes and runs nothing.
@@ -12,8 +12,8 @@ pub use shape::{Rung, interpolate_shape};
 
 use elab_analysis::{ThresholdReport, Verdict, refinement_points};
 use elab_job::{JobState, param_counts};
-use elab_report::load::{Group, SweepData, groups};
-use elab_report::thresholds::{Scale, Score, fitted_ladder, group_threshold};
+use elab_results::load::{Group, SweepData, groups};
+use elab_results::thresholds::{Scale, Score, fitted_ladder, group_threshold};
 use elab_sweep::{RefineSection, RefinedSize, Refinements, Size, SweepConfig};
 
 /// The score and scale refinement narrows: exact match over total parameters (the headline

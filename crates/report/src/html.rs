@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use elab_analysis::Verdict;
+use elab_results::grokking::GrokRow;
+use elab_results::load::{Group, SweepData};
+use elab_results::phase::{Diagram, GROK_LEVEL};
+use elab_results::thresholds::ThresholdRow;
 
-use crate::load::{Group, SweepData};
 use crate::plots::Figure;
-use crate::tables::GrokRow;
-use crate::thresholds::ThresholdRow;
 
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -214,6 +215,43 @@ fn thresholds_table(h: &mut String, groups: &[Group<'_>], rows: &[ThresholdRow])
         );
     }
     h.push_str("</table>\n");
+}
+
+/// The phase-diagram section: what the diagrams show, then each drawn figure (inlined SVG), or
+/// nothing when the sweep has fewer than two varying axes.
+pub fn phase_section(diagrams: &[Diagram], figures: &[Figure], csv_written: bool) -> String {
+    if diagrams.is_empty() {
+        return String::new();
+    }
+    let mut h = format!(
+        "<h2>Phase diagrams</h2>\n<p>For each pair of swept axes (seed aside; sizes ordered by \
+         parameters), left: final validation exact match, mean over seeds; right: log10 of the \
+         step at which validation exact match reaches {GROK_LEVEL} and holds, the Kaplan-Meier \
+         median over seeds (runs that never got there are censored at their last eval, not \
+         dropped). A hatched grey cell marked &gt; budget is censored: fewer than half its seeds \
+         grokked within the budget; (k/n) marks a cell where only k of n seeds grokked. With more \
+         than two varying axes, one diagram per value of the others.{}</p>\n",
+        if csv_written {
+            " Every cell of every diagram: <a href=\"phase.csv\">phase.csv</a>."
+        } else {
+            ""
+        }
+    );
+    if figures.is_empty() {
+        let _ = writeln!(h, "<p>{} diagram(s), not drawn.</p>", diagrams.len());
+    } else if diagrams.len() > figures.len() {
+        let _ = writeln!(
+            h,
+            "<p>{} of {} diagrams are drawn (each pair of axes at its first values of the \
+             other axes first); all are in phase.csv.</p>",
+            figures.len(),
+            diagrams.len()
+        );
+    }
+    for fig in figures {
+        figure(&mut h, fig);
+    }
+    h
 }
 
 #[cfg(test)]

@@ -3,19 +3,17 @@
 //! column), figures (`plots/*.svg` and `*.png`, phase diagrams included) and a self-contained
 //! `report.html`.
 //!
-//! The sweep directory is read once ([`load`]), thresholds are computed once
-//! ([`thresholds`]), and every writer renders from those. Files are first written and fsynced
-//! in a staging directory inside `out_dir`, then renamed into place one by one (`report.html`
-//! last), so a crash never leaves a half-written file under a reported name.
+//! The sweep directory is read once, and groups, thresholds, grokking times, per-subtask fits
+//! and phase diagrams are computed once, by `elab-results`; every writer here renders from
+//! those. Files are first written and fsynced in a staging directory inside `out_dir`, then
+//! renamed into place one by one (`report.html` last), so a crash never leaves a half-written
+//! file under a reported name.
 
 mod html;
-pub mod load;
-pub mod phase;
 mod plots;
 pub mod schema;
 mod subtasks;
 mod tables;
-pub mod thresholds;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -25,8 +23,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use elab_analysis::Verdict;
 use elab_job::fsio;
-
-use crate::load::SweepData;
+use elab_results::load::{self, SweepData};
+use elab_results::{grokking, phase, thresholds};
 
 /// What to write besides the CSV files.
 #[derive(Debug, Clone)]
@@ -188,8 +186,8 @@ fn write_all(
     let n_scale_groups = groups.len();
     groups.extend(load::axis_groups(data, n_scale_groups));
     let rows = thresholds::threshold_rows(&groups);
-    let grok = tables::grokking_rows(&groups[..n_scale_groups]);
-    let by_subtask = subtasks::subtask_groups(&groups);
+    let grok = grokking::grokking_rows(&groups[..n_scale_groups]);
+    let by_subtask = elab_results::subtasks::subtask_groups(&groups);
     let diagrams = phase::diagrams(data);
     let mut summary = ExportSummary {
         sweep: data.name.clone(),
@@ -286,7 +284,7 @@ fn write_all(
         }
         // No phase.csv at all (rather than a header alone) with fewer than two varying axes.
         if !diagrams.is_empty() {
-            let (bytes, n) = phase::phase_csv(&diagrams)?;
+            let (bytes, n) = tables::phase_csv(&diagrams)?;
             staging.write("phase.csv", &bytes, &mut summary.files)?;
             summary.phase_rows = n;
             data_files.push("phase.csv");
@@ -325,7 +323,7 @@ fn write_all(
     let page = subtasks::insert_before_body_end(page, &subtasks::section(&groups, &by_subtask));
     let page = subtasks::insert_before_body_end(
         page,
-        &phase::section(&diagrams, &phase_figures, outputs.csv),
+        &html::phase_section(&diagrams, &phase_figures, outputs.csv),
     );
     // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;

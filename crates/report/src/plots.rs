@@ -27,12 +27,11 @@ use std::sync::OnceLock;
 use anyhow::Context;
 use elab_analysis::{Verdict, mean_by_scale};
 use elab_job::Split;
+use elab_results::load::{Group, JobRecord};
+use elab_results::subtasks::SubtaskGroup;
+use elab_results::thresholds::{Scale, Score, ThresholdRow, points};
 use plotters::coord::Shift;
 use plotters::prelude::*;
-
-use crate::load::{Group, JobRecord};
-use crate::subtasks::SubtaskGroup;
-use crate::thresholds::{Scale, Score, ThresholdRow, points};
 
 pub use phase_figure::phase_figures;
 

@@ -275,7 +275,7 @@ pub fn grokking_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     c
 }
 
-/// `phase.csv`: one row per cell of every phase diagram (see `crate::phase`).
+/// `phase.csv`: one row per cell of every phase diagram (see `elab_results::phase`).
 pub fn phase_columns() -> Vec<Column> {
     vec![
         col(

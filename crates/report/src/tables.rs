@@ -1,13 +1,15 @@
 //! The CSV files, rendered to bytes (the caller decides where and how they are written).
 //! Column order comes from `schema.rs`; each writer checks its rows against the header width.
 
+use elab_analysis::Crossing;
 use elab_analysis::PositionMetric;
-use elab_analysis::{Crossing, GrokkingTimes, TimeToEvent, as_event, kaplan_meier};
 use elab_job::Split;
+use elab_results::grokking::{GrokRow, job_times};
+use elab_results::load::{Group, SweepData, value_text};
+use elab_results::phase::Diagram;
+use elab_results::thresholds::ThresholdRow;
 
-use crate::load::{Group, SweepData, value_text};
 use crate::schema::{self, METRICS};
-use crate::thresholds::ThresholdRow;
 
 /// A number as CSV text: shortest round-trip form, `NaN`/`inf` for non-finite values.
 pub(crate) fn num(v: f64) -> String {
@@ -132,69 +134,6 @@ pub fn runs_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
         row
     });
     write_csv(header, rows)
-}
-
-/// Crossings of exact match on both splits (see `elab_analysis::first_crossing`; for
-/// single-token answers exact match is token accuracy).
-fn job_times(job: &crate::load::JobRecord) -> GrokkingTimes {
-    GrokkingTimes::from_curves(
-        &job.curve(Split::Train, "exact_match"),
-        &job.curve(Split::Val, "exact_match"),
-    )
-}
-
-/// Kaplan-Meier time to cross of one (group, size, split, level) over the group's seeds.
-pub struct GrokRow {
-    pub group: usize,
-    pub size: String,
-    pub params: u64,
-    pub split: &'static str,
-    pub level: &'static str,
-    pub km: TimeToEvent,
-}
-
-/// Per group, size, split and level, the Kaplan-Meier time to cross over the group's jobs of
-/// that size that have records (censored runs included, at their last eval).
-pub fn grokking_rows(groups: &[Group<'_>]) -> Vec<GrokRow> {
-    type Pick = fn(&GrokkingTimes) -> Crossing;
-    let levels: [(&str, &str, Pick); 4] = [
-        ("val", "0.99", |t| t.t_val99),
-        ("val", "0.95", |t| t.t_val95),
-        ("train", "0.99", |t| t.t_train99),
-        ("train", "0.95", |t| t.t_train95),
-    ];
-    let mut rows = Vec::new();
-    for (gi, g) in groups.iter().enumerate() {
-        let mut sizes: Vec<(u64, &str)> = g
-            .jobs
-            .iter()
-            .map(|j| (j.counts.total, j.size.as_str()))
-            .collect();
-        sizes.sort_unstable();
-        sizes.dedup();
-        for (params, size) in sizes {
-            let times: Vec<GrokkingTimes> = g
-                .jobs
-                .iter()
-                .filter(|j| j.size == size && !j.evals.is_empty())
-                .map(|j| job_times(j))
-                .collect();
-            for (split, level, pick) in levels {
-                let runs: Vec<(u64, bool)> = times.iter().map(|t| as_event(pick(t))).collect();
-                if let Some(km) = kaplan_meier(&runs) {
-                    rows.push(GrokRow {
-                        group: gi,
-                        size: size.to_string(),
-                        params,
-                        split,
-                        level,
-                        km,
-                    });
-                }
-            }
-        }
-    }
-    rows
 }
 
 /// `grokking.csv` and its row count.
@@ -357,6 +296,34 @@ pub fn thresholds_csv(
         row
     });
     write_csv(header, out)
+}
+
+/// `phase.csv` and its row count: one row per cell of every diagram.
+pub fn phase_csv(diagrams: &[Diagram]) -> anyhow::Result<(Vec<u8>, usize)> {
+    let header = schema::names(&schema::phase_columns());
+    let rows = diagrams.iter().flat_map(|d| {
+        d.cells.iter().map(move |(xi, yi, c)| {
+            vec![
+                d.x.key.clone(),
+                d.x.values[*xi].clone(),
+                xi.to_string(),
+                d.y.key.clone(),
+                d.y.values[*yi].clone(),
+                yi.to_string(),
+                d.group_label(),
+                c.n_runs.to_string(),
+                c.n_done.to_string(),
+                opt_num(c.mean_final_accuracy),
+                c.grok.events.to_string(),
+                c.budget.to_string(),
+                num(c.grok.fraction_by_budget),
+                opt(c.grok.median),
+                opt_num(c.log10_time_to_grok()),
+                c.censored().to_string(),
+            ]
+        })
+    });
+    write_csv(header, rows)
 }
 
 #[cfg(test)]

@@ -7,12 +7,12 @@
 
 use elab_analysis::emergence::acquisition::Counts;
 use elab_analysis::wilson;
+use elab_results::load::Group;
+use elab_results::thresholds::{Scale, Score, ThresholdRow, points};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{FAMILY, Plot, draw_legend, log_bounds, log_tick, no_data, sci};
-use crate::load::Group;
-use crate::thresholds::{Scale, Score, ThresholdRow, points};
 
 const ACQUIRED: RGBColor = RGBColor(213, 94, 0);
 const NOT_ACQUIRED: RGBColor = RGBColor(0, 114, 178);

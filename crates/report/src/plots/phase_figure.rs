@@ -2,16 +2,46 @@
 //! match (left) and log10 time to grok (right). Censored cells are hatched grey and marked
 //! `> budget`, so that "never grokked" cannot be read as a colour.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use elab_results::load::slugify;
+use elab_results::phase::{Cell, Diagram, GROK_LEVEL};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{FAMILY, Figure, Plot, register_font, render, viridis};
-use crate::phase::{Cell, Diagram, drawn, stem};
 
 /// Fill of a censored cell (hatched on top) and of a cell whose value is missing.
 const CENSORED_FILL: RGBColor = RGBColor(200, 200, 200);
+
+/// Phase figures drawn at most (two heatmaps each); phase.csv is not bounded by this.
+const MAX_FIGURES: usize = 12;
+
+/// The diagrams to draw with their index, at most [`MAX_FIGURES`], in index order: the first
+/// group of every pair, then the second of every pair, and so on, so that with many groups the
+/// cap leaves out repeats of a pair rather than whole pairs.
+fn drawn(diagrams: &[Diagram]) -> Vec<(usize, &Diagram)> {
+    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
+    let mut ranked: Vec<(usize, usize)> = diagrams
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let count = seen.entry((&d.x.key, &d.y.key)).or_insert(0);
+            *count += 1;
+            (*count, i)
+        })
+        .collect();
+    ranked.sort_unstable();
+    let mut chosen: Vec<usize> = ranked.into_iter().take(MAX_FIGURES).map(|r| r.1).collect();
+    chosen.sort_unstable();
+    chosen.into_iter().map(|i| (i, &diagrams[i])).collect()
+}
+
+/// File stem of diagram `index` (0-based) under `plots/`.
+fn stem(index: usize, d: &Diagram) -> String {
+    format!("phase{:02}_{}", index + 1, slugify(&d.title()))
+}
 
 /// Draws the diagrams [`drawn`] picks; PNGs go to `plots_dir`, SVGs are returned.
 pub fn phase_figures(diagrams: &[Diagram], plots_dir: &Path) -> anyhow::Result<Vec<Figure>> {
@@ -87,7 +117,7 @@ impl PhasePlot<'_> {
         Heatmap {
             title: format!(
                 "log10 steps to grok (val exact match >= {}, KM median)",
-                crate::phase::GROK_LEVEL
+                GROK_LEVEL
             ),
             diagram: self.diagram,
             cells,
@@ -265,7 +295,36 @@ impl Heatmap<'_> {
 
 #[cfg(test)]
 mod tests {
+    use elab_results::phase::Axis;
+
     use super::*;
+
+    fn diagram(x: &str, y: &str, group: &str) -> Diagram {
+        let axis = |key: &str| Axis {
+            key: key.into(),
+            values: vec!["0".into(), "1".into()],
+        };
+        Diagram {
+            x: axis(x),
+            y: axis(y),
+            group: vec![("other".into(), group.into())],
+            cells: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_cap_draws_every_pair_before_repeating_one() {
+        // Pair (a, b) in 10 groups, then pairs (a, c) and (b, c) in 3 each: 16 diagrams.
+        let mut diagrams: Vec<Diagram> =
+            (0..10).map(|g| diagram("a", "b", &g.to_string())).collect();
+        for (x, y) in [("a", "c"), ("b", "c")] {
+            diagrams.extend((0..3).map(|g| diagram(x, y, &g.to_string())));
+        }
+        let chosen: Vec<usize> = drawn(&diagrams).into_iter().map(|(i, _)| i).collect();
+        // Rounds 1-3 take every group of all three pairs (9), rounds 4-6 (a, b)'s fourth to
+        // sixth: 12, in index order.
+        assert_eq!(chosen, [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]);
+    }
 
     #[test]
     fn hatching_stays_inside_its_cell() {

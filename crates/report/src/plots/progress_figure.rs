@@ -7,8 +7,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{FAMILY, Plot, draw_legend, last_step, no_data};
-use crate::load::{Group, JobRecord};
 use elab_job::Split;
+use elab_results::load::{Group, JobRecord};
 
 /// One panel: a metric of one split, on a linear or a log10 y axis.
 struct Panel {

@@ -7,7 +7,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::{FAMILY, Plot, draw_legend, log_bounds, log_tick, no_data, sci, viridis};
-use crate::subtasks::SubtaskGroup;
+use elab_results::subtasks::SubtaskGroup;
 
 pub struct SubtaskPlot<'a> {
     pub label: &'a str,

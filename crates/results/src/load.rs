@@ -1,6 +1,8 @@
 //! Reads a sweep directory into plain records: one [`JobRecord`] per job (planned or orphaned),
-//! with its spec, sizes, state, evaluation rows and summary. Everything downstream (CSV, plots,
-//! HTML) works from these records only, so the sweep directory is read exactly once.
+//! with its spec, sizes, state, evaluation rows and summary, and groups them for comparison.
+//! Everything downstream (the fits of this crate, elab-report's CSV, plots and HTML,
+//! elab-refine's proposals) works from these records only, so the sweep directory is read
+//! exactly once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -280,7 +282,9 @@ pub fn value_text(v: &toml::Value) -> String {
     }
 }
 
-pub(crate) fn slugify(label: &str) -> String {
+/// A label as a file-name-safe slug: ASCII letters (lowercased), digits, `.` and `-`, every
+/// other run of characters one `_`, at most 60 characters.
+pub fn slugify(label: &str) -> String {
     let mut out = String::new();
     for c in label.chars() {
         if c.is_ascii_alphanumeric() || c == '.' || c == '-' {

@@ -5,26 +5,18 @@
 //! Axes are the size ladder (`size`, ordered by parameter count) and every other swept key of
 //! the plan with at least two values (numbers sorted numerically, anything else as text). With
 //! more than two varying axes, each pair gets one diagram per combination of the remaining
-//! axes' values (the diagram's group). `phase.csv` holds every diagram; at most
-//! [`MAX_FIGURES`] of them are drawn, every pair before any pair's second group ([`drawn`]).
+//! axes' values (the diagram's group). The export writes every diagram to `phase.csv` and
+//! draws some of them (elab-report decides which).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use elab_analysis::{Crossing, GrokkingTimes, TimeToEvent, as_event, kaplan_meier};
 use elab_job::{JobState, Split};
 
-use crate::html::figure;
-use crate::load::{JobRecord, SweepData, numeric, slugify, value_text};
-use crate::plots::Figure;
-use crate::schema;
-use crate::tables::{num, opt, opt_num, write_csv};
+use crate::load::{JobRecord, SweepData, numeric, value_text};
 
 /// The pseudo-key of the size ladder (a job's `size`), the only axis not in `axes`.
 pub const SIZE_AXIS: &str = "size";
-
-/// Phase figures drawn at most (two heatmaps each); phase.csv is not bounded by this.
-pub const MAX_FIGURES: usize = 12;
 
 /// The validation exact match a run must reach and hold to have grokked. 0.95 rather than
 /// 0.99: small validation sets and label noise keep some runs just under 0.99 for good.
@@ -264,96 +256,6 @@ fn pair_diagrams(jobs: &[&JobRecord], x: &Axis, y: &Axis, others: &[&Axis]) -> V
         .collect()
 }
 
-/// The diagrams to draw with their index, at most [`MAX_FIGURES`], in index order: the first
-/// group of every pair, then the second of every pair, and so on, so that with many groups the
-/// cap leaves out repeats of a pair rather than whole pairs.
-pub fn drawn(diagrams: &[Diagram]) -> Vec<(usize, &Diagram)> {
-    let mut seen: BTreeMap<(&str, &str), usize> = BTreeMap::new();
-    let mut ranked: Vec<(usize, usize)> = diagrams
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let count = seen.entry((&d.x.key, &d.y.key)).or_insert(0);
-            *count += 1;
-            (*count, i)
-        })
-        .collect();
-    ranked.sort_unstable();
-    let mut chosen: Vec<usize> = ranked.into_iter().take(MAX_FIGURES).map(|r| r.1).collect();
-    chosen.sort_unstable();
-    chosen.into_iter().map(|i| (i, &diagrams[i])).collect()
-}
-
-/// File stem of diagram `index` (0-based) under `plots/`.
-pub fn stem(index: usize, d: &Diagram) -> String {
-    format!("phase{:02}_{}", index + 1, slugify(&d.title()))
-}
-
-/// `phase.csv` and its row count: one row per cell of every diagram.
-pub fn phase_csv(diagrams: &[Diagram]) -> anyhow::Result<(Vec<u8>, usize)> {
-    let header = schema::names(&schema::phase_columns());
-    let rows = diagrams.iter().flat_map(|d| {
-        d.cells.iter().map(move |(xi, yi, c)| {
-            vec![
-                d.x.key.clone(),
-                d.x.values[*xi].clone(),
-                xi.to_string(),
-                d.y.key.clone(),
-                d.y.values[*yi].clone(),
-                yi.to_string(),
-                d.group_label(),
-                c.n_runs.to_string(),
-                c.n_done.to_string(),
-                opt_num(c.mean_final_accuracy),
-                c.grok.events.to_string(),
-                c.budget.to_string(),
-                num(c.grok.fraction_by_budget),
-                opt(c.grok.median),
-                opt_num(c.log10_time_to_grok()),
-                c.censored().to_string(),
-            ]
-        })
-    });
-    write_csv(header, rows)
-}
-
-/// The report section: what the diagrams show, then each drawn figure (inlined SVG), or
-/// nothing when the sweep has fewer than two varying axes.
-pub fn section(diagrams: &[Diagram], figures: &[Figure], csv_written: bool) -> String {
-    if diagrams.is_empty() {
-        return String::new();
-    }
-    let mut h = format!(
-        "<h2>Phase diagrams</h2>\n<p>For each pair of swept axes (seed aside; sizes ordered by \
-         parameters), left: final validation exact match, mean over seeds; right: log10 of the \
-         step at which validation exact match reaches {GROK_LEVEL} and holds, the Kaplan-Meier \
-         median over seeds (runs that never got there are censored at their last eval, not \
-         dropped). A hatched grey cell marked &gt; budget is censored: fewer than half its seeds \
-         grokked within the budget; (k/n) marks a cell where only k of n seeds grokked. With more \
-         than two varying axes, one diagram per value of the others.{}</p>\n",
-        if csv_written {
-            " Every cell of every diagram: <a href=\"phase.csv\">phase.csv</a>."
-        } else {
-            ""
-        }
-    );
-    if figures.is_empty() {
-        let _ = writeln!(h, "<p>{} diagram(s), not drawn.</p>", diagrams.len());
-    } else if diagrams.len() > figures.len() {
-        let _ = writeln!(
-            h,
-            "<p>{} of {} diagrams are drawn (each pair of axes at its first values of the \
-             other axes first); all are in phase.csv.</p>",
-            figures.len(),
-            diagrams.len()
-        );
-    }
-    for fig in figures {
-        figure(&mut h, fig);
-    }
-    h
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -375,33 +277,6 @@ mod tests {
     }
 
     const NEVER: Crossing = Crossing::Censored { last_step: 1000 };
-
-    fn diagram(x: &str, y: &str, group: &str) -> Diagram {
-        let axis = |key: &str| Axis {
-            key: key.into(),
-            values: vec!["0".into(), "1".into()],
-        };
-        Diagram {
-            x: axis(x),
-            y: axis(y),
-            group: vec![("other".into(), group.into())],
-            cells: Vec::new(),
-        }
-    }
-
-    #[test]
-    fn the_cap_draws_every_pair_before_repeating_one() {
-        // Pair (a, b) in 10 groups, then pairs (a, c) and (b, c) in 3 each: 16 diagrams.
-        let mut diagrams: Vec<Diagram> =
-            (0..10).map(|g| diagram("a", "b", &g.to_string())).collect();
-        for (x, y) in [("a", "c"), ("b", "c")] {
-            diagrams.extend((0..3).map(|g| diagram(x, y, &g.to_string())));
-        }
-        let chosen: Vec<usize> = drawn(&diagrams).into_iter().map(|(i, _)| i).collect();
-        // Rounds 1-3 take every group of all three pairs (9), rounds 4-6 (a, b)'s fourth to
-        // sixth: 12, in index order.
-        assert_eq!(chosen, [0, 1, 2, 3, 4, 5, 10, 11, 12, 13, 14, 15]);
-    }
 
     #[test]
     fn numbers_sort_numerically_and_text_alphabetically() {
