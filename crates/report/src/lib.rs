@@ -262,6 +262,10 @@ fn write_all(
         summary.threshold_rows = n;
         let (bytes, _) = tables::threshold_steps_csv(&groups, &rows)?;
         staging.write("threshold_steps.csv", &bytes, &mut summary.files)?;
+        let acquisition =
+            elab_results::acquisition::acquisition_rows(&groups[..n_scale_groups], &rows);
+        let (bytes, _) = tables::acquisition_csv(&groups, &acquisition)?;
+        staging.write("acquisition.csv", &bytes, &mut summary.files)?;
         let (bytes, n) = tables::grokking_csv(data, &groups, &grok)?;
         staging.write("grokking.csv", &bytes, &mut summary.files)?;
         summary.grokking_rows = n;
@@ -275,6 +279,7 @@ fn write_all(
             "curves.csv",
             "thresholds.csv",
             "threshold_steps.csv",
+            "acquisition.csv",
             "grokking.csv",
             "SCHEMA.md",
         ];

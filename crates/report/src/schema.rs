@@ -395,6 +395,51 @@ fn axis_columns(keys: Option<&[String]>, placeholder: &str, meaning: &str) -> Ve
 }
 
 /// `thresholds.csv`. `group_axis_keys` as in [`runs_columns`].
+/// `acquisition.csv`: one row per (group, size): Kaplan-Meier time to acquire.
+pub fn acquisition_columns() -> Vec<Column> {
+    vec![
+        col("group", "", "comparison group (as in thresholds.csv)"),
+        col("size", "", "size name"),
+        col("params_total", "parameters", "every trainable parameter"),
+        col(
+            "level",
+            "fraction",
+            "validation exact match a run must hold to have acquired: the group's acquire_level (thresholds.csv, exact_match over params)",
+        ),
+        col(
+            "n_runs",
+            "jobs",
+            "the group's jobs of this size with records (seeds); a run that has not acquired is censored at its last eval",
+        ),
+        col(
+            "n_acquired",
+            "jobs",
+            "runs that acquired: from some eval on, every later eval at or above the level",
+        ),
+        col("budget", "steps", "largest last eval step among the runs"),
+        col(
+            "fraction_acquired",
+            "fraction",
+            "Kaplan-Meier share of runs acquired by the budget",
+        ),
+        col(
+            "km_median",
+            "steps",
+            "Kaplan-Meier median time to acquire; empty when fewer than half are known to have acquired",
+        ),
+        col(
+            "km_median_low",
+            "steps",
+            "95% interval of the median, low end (Brookmeyer-Crowley with Greenwood's variance)",
+        ),
+        col(
+            "km_median_high",
+            "steps",
+            "high end; empty when the data do not bound the median within the budget",
+        ),
+    ]
+}
+
 /// `threshold_steps.csv`: one row per (group, metric, scale, eval step) of threshold(t).
 pub fn threshold_steps_columns() -> Vec<Column> {
     vec![
@@ -542,6 +587,7 @@ pub fn markdown() -> String {
          | `curves.csv` | every recorded metric at every eval step, long format |\n\
          | `thresholds.csv` | one row per (comparison group, metric, scale) |\n\
          | `threshold_steps.csv` | one row per (comparison group, metric, scale, eval step): threshold(t) over the training budget |\n\
+         | `acquisition.csv` | one row per (comparison group, size): Kaplan-Meier time to acquire |\n\
          | `grokking.csv` | one row per (comparison group, size, split, level): Kaplan-Meier time to cross over seeds |\n\
          | `phase.csv` | one row per cell of every phase diagram (pairs of swept axes; only when at least two axes vary) |\n\
          | `SCHEMA.md` | this file |\n\
@@ -620,6 +666,12 @@ pub fn markdown() -> String {
          threshold still moving when training ended (`budget_limited`) shows how it moved.\n\n",
     );
     table(&mut out, &threshold_steps_columns());
+    out.push_str(
+        "\n## acquisition.csv\n\nEmergence over training time: per comparison group (over params) and size, when runs\n\
+         acquire, as a Kaplan-Meier estimate over the seeds. A run acquires at the first eval from\n\
+         which its validation exact match stays at or above the group's acquire_level.\n\n",
+    );
+    table(&mut out, &acquisition_columns());
     out.push_str(&crate::subtasks::schema_markdown());
     out
 }

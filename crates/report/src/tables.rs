@@ -4,6 +4,7 @@
 use elab_analysis::Crossing;
 use elab_analysis::PositionMetric;
 use elab_job::Split;
+use elab_results::acquisition::AcquireRow;
 use elab_results::grokking::{GrokRow, job_times};
 use elab_results::load::{Group, SweepData, value_text};
 use elab_results::phase::Diagram;
@@ -190,6 +191,30 @@ pub fn curves_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
         })
     });
     write_csv(header, rows)
+}
+
+/// `acquisition.csv` and its row count.
+pub fn acquisition_csv(
+    groups: &[Group<'_>],
+    rows: &[AcquireRow],
+) -> anyhow::Result<(Vec<u8>, usize)> {
+    let header = schema::names(&schema::acquisition_columns());
+    let out = rows.iter().map(|r| {
+        vec![
+            groups[r.group].label.clone(),
+            r.size.clone(),
+            r.params.to_string(),
+            num(r.level),
+            r.km.n.to_string(),
+            r.km.events.to_string(),
+            r.km.budget.to_string(),
+            num(r.km.fraction_by_budget),
+            opt(r.km.median),
+            opt(r.km.median_low),
+            opt(r.km.median_high),
+        ]
+    });
+    write_csv(header, out)
 }
 
 /// `threshold_steps.csv` and its row count.

@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 
 use elab_job::{EvalRow, JobSpec, Split, param_counts};
+use elab_report::schema;
 use elab_report::{ExportOptions, export};
 
 mod common;
@@ -67,12 +68,14 @@ fn a_lottery_gets_its_verdict_listed_and_an_acquisition_figure() {
     let k = 81f64.ln() / LOTTERY_WIDTH;
 
     let mut hand_made = common::HandMadeSweep::new("lottery");
+    let mut truth = Vec::new();
     for (i, (&d, &x)) in D_MODELS.iter().zip(&xs).enumerate() {
         // The share that acquires, exactly: seeds below round(16 p) acquire; larger models
         // acquire earlier in training, so that threshold(t) falls over the steps.
         let p = 1.0 / (1.0 + (-k * (x - mid)).exp());
         let acquiring = (SEEDS as f64 * p).round() as u64;
         let acquire_at = STEPS - 16 * (i as u64 / 2);
+        truth.push((acquiring, acquire_at));
         for seed in 0..SEEDS {
             let at = (seed < acquiring).then_some(acquire_at);
             let rows = (0..=STEPS).step_by(16).flat_map(|step| {
@@ -109,6 +112,21 @@ fn a_lottery_gets_its_verdict_listed_and_an_acquisition_figure() {
         ("lottery", "true"),
         "{em:?}"
     );
+
+    // acquisition.csv: per size, the runs that acquired and, where at least half did, the
+    // Kaplan-Meier median time to acquire, which is when they did.
+    let (header, acquisition) = common::read_csv(&out.join("acquisition.csv"));
+    assert_eq!(header, schema::names(&schema::acquisition_columns()));
+    assert_eq!(acquisition.len(), D_MODELS.len());
+    for (row, (acquiring, at)) in acquisition.iter().zip(&truth) {
+        assert_eq!(row["n_runs"], SEEDS.to_string(), "{row:?}");
+        assert_eq!(row["n_acquired"], acquiring.to_string(), "{row:?}");
+        if 2 * acquiring >= SEEDS {
+            assert_eq!(row["km_median"], at.to_string(), "{row:?}");
+        } else {
+            assert_eq!(row["km_median"], "", "{row:?}");
+        }
+    }
 
     // The summary lists the lottery with the acquisition width and its interval.
     let line = summary
