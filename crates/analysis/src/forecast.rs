@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::emergence::mean_by_scale;
+use crate::emergence::{fit_line, size_summary};
 use crate::stats;
 
 /// Fewest sizes below the threshold for a forecast: a line and a residual variance need 3.
@@ -44,8 +44,8 @@ impl Forecast {
 /// residual variance and the seeds' variance of a size mean (so that a line through three
 /// nearly collinear means is not trusted beyond the seeds' own noise).
 pub fn forecast(points: &[(f64, f64, u64)], x0: f64) -> Option<Forecast> {
-    let sizes = mean_by_scale(points);
-    let (below, above): (Vec<&(f64, f64, usize)>, Vec<_>) =
+    let sizes = size_summary(points);
+    let (below, above): (Vec<&(f64, f64, usize, f64)>, Vec<_>) =
         sizes.iter().partition(|s| s.0.log10() < x0);
     let n = below.len();
     if n < MIN_FORECAST_SIZES || above.is_empty() {
@@ -53,26 +53,18 @@ pub fn forecast(points: &[(f64, f64, u64)], x0: f64) -> Option<Forecast> {
     }
     let xs: Vec<f64> = below.iter().map(|s| s.0.log10()).collect();
     let ys: Vec<f64> = below.iter().map(|s| s.1).collect();
+    let fit = fit_line(&xs, &ys)?;
     let mx = stats::mean(&xs)?;
-    let my = stats::mean(&ys)?;
     let sxx: f64 = xs.iter().map(|x| (x - mx).powi(2)).sum();
-    if sxx <= 0.0 {
-        return None;
-    }
-    let slope = xs
+    let line = |x: f64| fit.intercept + fit.slope * x;
+    let residual = fit.rss / (n - 2) as f64;
+    // The variance of a size's mean, averaged over the replicated sizes fitted.
+    let of_means: Vec<f64> = below
         .iter()
-        .zip(&ys)
-        .map(|(x, y)| (x - mx) * (y - my))
-        .sum::<f64>()
-        / sxx;
-    let line = |x: f64| my + slope * (x - mx);
-    let rss: f64 = xs
-        .iter()
-        .zip(&ys)
-        .map(|(x, y)| (y - line(*x)).powi(2))
-        .sum();
-    let residual = rss / (n - 2) as f64;
-    let seed_var = seed_variance_of_means(points, &below);
+        .filter(|s| s.2 > 1)
+        .map(|s| s.3 / s.2 as f64)
+        .collect();
+    let seed_var = stats::mean(&of_means).unwrap_or(0.0);
     let s = residual.max(seed_var).sqrt();
     let t = stats::t975(n - 2);
     let mut out = Forecast {
@@ -82,7 +74,7 @@ pub fn forecast(points: &[(f64, f64, u64)], x0: f64) -> Option<Forecast> {
         max_excess: 0.0,
         at: Vec::new(),
     };
-    for &&(scale, observed, _) in &above {
+    for &&(scale, observed, _, _) in &above {
         let x = scale.log10();
         let half = t * s * (1.0 + 1.0 / n as f64 + (x - mx).powi(2) / sxx).sqrt();
         let (lo, mid, hi) = (line(x) - half, line(x), line(x) + half);
@@ -94,23 +86,6 @@ pub fn forecast(points: &[(f64, f64, u64)], x0: f64) -> Option<Forecast> {
         out.at.push((x, lo, mid, hi, observed));
     }
     Some(out)
-}
-
-/// Mean over the fitted sizes of the variance of a size's mean (seeds' variance / seeds).
-fn seed_variance_of_means(points: &[(f64, f64, u64)], sizes: &[&(f64, f64, usize)]) -> f64 {
-    let vars: Vec<f64> = sizes
-        .iter()
-        .filter(|s| s.2 > 1)
-        .map(|&&(scale, mean, seeds)| {
-            let ss: f64 = points
-                .iter()
-                .filter(|p| p.0 == scale && p.1.is_finite())
-                .map(|p| (p.1 - mean).powi(2))
-                .sum();
-            ss / (seeds - 1) as f64 / seeds as f64
-        })
-        .collect();
-    stats::mean(&vars).unwrap_or(0.0)
 }
 
 #[cfg(test)]

@@ -19,7 +19,7 @@ pub use emergence::over_steps::{
 pub use emergence::{
     Criteria, LineFit, LogisticFit, MIN_SIZES, ThresholdReport, Unresolved, Verdict,
     analyze_threshold, breakthroughness, classify, fit_line, fit_logistic, fit_smooth,
-    mean_by_scale, test_smooth,
+    mean_by_scale, test_smooth, usable,
 };
 pub use forecast::{Forecast, forecast};
 pub use grokking::{Crossing, GrokkingTimes, TimeToEvent, as_event, first_crossing, kaplan_meier};

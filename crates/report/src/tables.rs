@@ -1,8 +1,8 @@
 //! The CSV files, rendered to bytes (the caller decides where and how they are written).
 //! Column order comes from `schema.rs`; each writer checks its rows against the header width.
 
-use elab_analysis::Crossing;
 use elab_analysis::PositionMetric;
+use elab_analysis::{Crossing, TimeToEvent};
 use elab_job::Split;
 use elab_results::acquisition::AcquireRow;
 use elab_results::grokking::{GrokRow, job_times};
@@ -156,14 +156,8 @@ pub fn grokking_csv(
             r.params.to_string(),
             r.split.to_string(),
             r.level.to_string(),
-            r.km.n.to_string(),
-            r.km.events.to_string(),
-            r.km.budget.to_string(),
-            num(r.km.fraction_by_budget),
-            opt(r.km.median),
-            opt(r.km.median_low),
-            opt(r.km.median_high),
         ]);
+        row.extend(km_fields(&r.km));
         row
     });
     write_csv(header, out)
@@ -193,6 +187,20 @@ pub fn curves_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
     write_csv(header, rows)
 }
 
+/// A Kaplan-Meier summary's columns, as grokking.csv and acquisition.csv both write them:
+/// runs, events, budget, share by the budget, median and its interval.
+fn km_fields(km: &TimeToEvent) -> [String; 7] {
+    [
+        km.n.to_string(),
+        km.events.to_string(),
+        km.budget.to_string(),
+        num(km.fraction_by_budget),
+        opt(km.median),
+        opt(km.median_low),
+        opt(km.median_high),
+    ]
+}
+
 /// `acquisition.csv` and its row count.
 pub fn acquisition_csv(
     groups: &[Group<'_>],
@@ -205,14 +213,10 @@ pub fn acquisition_csv(
             r.size.clone(),
             r.params.to_string(),
             num(r.level),
-            r.km.n.to_string(),
-            r.km.events.to_string(),
-            r.km.budget.to_string(),
-            num(r.km.fraction_by_budget),
-            opt(r.km.median),
-            opt(r.km.median_low),
-            opt(r.km.median_high),
         ]
+        .into_iter()
+        .chain(km_fields(&r.km))
+        .collect::<Vec<_>>()
     });
     write_csv(header, out)
 }

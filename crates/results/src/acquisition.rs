@@ -33,14 +33,7 @@ pub fn acquisition_rows(groups: &[Group<'_>], rows: &[ThresholdRow]) -> Vec<Acqu
         else {
             continue;
         };
-        let mut sizes: Vec<(u64, &str)> = g
-            .jobs
-            .iter()
-            .map(|j| (j.counts.total, j.size.as_str()))
-            .collect();
-        sizes.sort_unstable();
-        sizes.dedup();
-        for (params, size) in sizes {
+        for (params, size) in g.sizes() {
             let runs: Vec<(u64, bool)> = g
                 .jobs
                 .iter()

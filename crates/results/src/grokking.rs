@@ -38,14 +38,7 @@ pub fn grokking_rows(groups: &[Group<'_>]) -> Vec<GrokRow> {
     ];
     let mut rows = Vec::new();
     for (gi, g) in groups.iter().enumerate() {
-        let mut sizes: Vec<(u64, &str)> = g
-            .jobs
-            .iter()
-            .map(|j| (j.counts.total, j.size.as_str()))
-            .collect();
-        sizes.sort_unstable();
-        sizes.dedup();
-        for (params, size) in sizes {
+        for (params, size) in g.sizes() {
             let times: Vec<GrokkingTimes> = g
                 .jobs
                 .iter()

@@ -185,6 +185,20 @@ pub struct Group<'a> {
     pub over: Option<String>,
 }
 
+impl Group<'_> {
+    /// Its distinct sizes, `(params_total, size name)`, smallest model first.
+    pub fn sizes(&self) -> Vec<(u64, &str)> {
+        let mut sizes: Vec<(u64, &str)> = self
+            .jobs
+            .iter()
+            .map(|j| (j.counts.total, j.size.as_str()))
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        sizes
+    }
+}
+
 /// Planned jobs grouped for comparison over scale, in order of first appearance. Orphans are
 /// left out: they were made from another config, so their axis values are unknown.
 pub fn groups(data: &SweepData) -> Vec<Group<'_>> {

@@ -15,6 +15,7 @@ use elab_tasks::SplitMix64;
 use serde::Serialize;
 
 use super::fit::{K_MAX, K_MIN, nelder_mead, sigmoid, width_of};
+use super::usable;
 use crate::stats;
 
 /// Runs whose final scores fall in the middle half between the lowest and highest run score,
@@ -54,7 +55,7 @@ impl Counts {
     pub fn new(points: &[(f64, f64, u64)], level: f64) -> Self {
         let mut pts: Vec<(f64, bool)> = points
             .iter()
-            .filter(|p| p.0.is_finite() && p.0 > 0.0 && p.1.is_finite())
+            .filter(|p| usable(p))
             .map(|p| (p.0.log10(), p.1 >= level))
             .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));

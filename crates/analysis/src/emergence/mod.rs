@@ -24,6 +24,12 @@ pub use fit::{LineFit, LogisticFit, Shape as RiseShape, breakthroughness, fit_li
 use fit::{Shape, fit_either, width_of};
 use noise::{NoiseModel, Table};
 
+/// Whether a `(scale, score, seed)` point can enter a fit: a positive, finite scale (its log is
+/// the x axis) and a finite score. Every fit and count of runs uses this one rule.
+pub fn usable(p: &(f64, f64, u64)) -> bool {
+    p.0.is_finite() && p.0 > 0.0 && p.1.is_finite()
+}
+
 /// Fewest distinct sizes for any verdict: the logistic has 4 parameters, and with 4 sizes it
 /// nearly interpolates anything, so the test against the smooth null has nothing left to judge.
 pub const MIN_SIZES: usize = 5;
@@ -142,13 +148,23 @@ pub fn fit_smooth(
 
 /// Per-scale means: `(scale, mean score, seeds)`, sorted by scale (for plots and tables).
 pub fn mean_by_scale(points: &[(f64, f64, u64)]) -> Vec<(f64, f64, usize)> {
+    size_summary(points)
+        .into_iter()
+        .map(|(scale, m, seeds, _)| (scale, m, seeds))
+        .collect()
+}
+
+/// Per scale, sorted: `(scale, mean score, seeds, unbiased variance between the seeds)` (0 with
+/// one seed), from the same seed table the fits use.
+pub(crate) fn size_summary(points: &[(f64, f64, u64)]) -> Vec<(f64, f64, usize, f64)> {
     let t = Table::new(points, None);
     let s = t.summary(&t.values, &t.variances());
     t.scales
         .iter()
         .zip(s.means)
+        .zip(t.seed_variances())
         .enumerate()
-        .map(|(i, (&scale, m))| (scale, m, t.seeds_at(i)))
+        .map(|(i, ((&scale, m), v))| (scale, m, t.seeds_at(i), v))
         .collect()
 }
 
@@ -347,11 +363,7 @@ fn run_level(
     resamples: usize,
     rng_seed: u64,
 ) {
-    let runs: Vec<(f64, f64, u64)> = points
-        .iter()
-        .filter(|p| p.0.is_finite() && p.0 > 0.0 && p.1.is_finite())
-        .copied()
-        .collect();
+    let runs: Vec<(f64, f64, u64)> = points.iter().copied().filter(usable).collect();
     let scores: Vec<f64> = runs.iter().map(|p| p.1).collect();
     let Some(split) = Split::of(&scores) else {
         return;

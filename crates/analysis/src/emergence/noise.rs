@@ -4,6 +4,7 @@
 use elab_tasks::SplitMix64;
 
 use super::fit::fit_logistic;
+use super::usable;
 use crate::stats;
 
 /// Scores by seed and size: `values[s][i]` is seed block `s` at size `i` (sizes sorted).
@@ -31,11 +32,7 @@ impl Table {
     /// Points with a non-positive or non-finite scale, or a non-finite score, are dropped;
     /// repeated (scale, seed) rows are averaged.
     pub(super) fn new(points: &[(f64, f64, u64)], n_val: Option<u64>) -> Self {
-        let pts: Vec<_> = points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.0 > 0.0 && p.1.is_finite())
-            .copied()
-            .collect();
+        let pts: Vec<_> = points.iter().copied().filter(usable).collect();
         let mut scales: Vec<f64> = pts.iter().map(|p| p.0).collect();
         scales.sort_by(f64::total_cmp);
         scales.dedup();

@@ -6,7 +6,7 @@
 //! is refitted here: the shares count the runs the fit counted, the rest is the report's.
 
 use elab_analysis::emergence::acquisition::Counts;
-use elab_analysis::wilson;
+use elab_analysis::{usable, wilson};
 use elab_results::load::Group;
 use elab_results::thresholds::{Scale, Score, ThresholdRow, points};
 use plotters::coord::Shift;
@@ -37,7 +37,7 @@ impl<'a> AcquisitionPlot<'a> {
             row,
             runs: points(group, Score::ExactMatch, &Scale::Params)
                 .into_iter()
-                .filter(|p| p.0.is_finite() && p.0 > 0.0 && p.1.is_finite())
+                .filter(usable)
                 .collect(),
         })
     }
@@ -136,17 +136,12 @@ impl AcquisitionPlot<'_> {
 
         let level = self.row.report.acquire_level;
         if let Some(level) = level {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(xlo, level), (xhi, level)],
-                    6,
-                    4,
-                    BLACK.mix(0.6).stroke_width(1),
-                ))?
-                .label(format!("acquire level {level:.2}"))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1))
-                });
+            dashed_level(
+                &mut chart,
+                (xlo, xhi),
+                level,
+                format!("acquire level {level:.2}"),
+            )?;
         }
         let acquired = |p: &&(f64, f64, u64)| level.is_some_and(|l| p.1 >= l);
         let (yes, no): (Vec<&(f64, f64, u64)>, Vec<_>) = self.runs.iter().partition(acquired);
@@ -333,17 +328,12 @@ impl AcquisitionPlot<'_> {
             .label_style((FAMILY, 12))
             .draw()?;
         if let Some(t) = final_x0 {
-            chart
-                .draw_series(DashedLineSeries::new(
-                    [(slo, t), (shi, t)],
-                    6,
-                    4,
-                    BLACK.mix(0.6).stroke_width(1),
-                ))?
-                .label(format!("final threshold {t:.2e}"))
-                .legend(|(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], BLACK.mix(0.6).stroke_width(1))
-                });
+            dashed_level(
+                &mut chart,
+                (slo, shi),
+                t,
+                format!("final threshold {t:.2e}"),
+            )?;
         }
         chart.draw_series(placed.iter().filter(|p| p.2 < p.3).map(|&(s, _, lo, hi)| {
             PathElement::new(vec![(s, lo), (s, hi)], ACQUIRED.mix(0.6).stroke_width(2))
@@ -363,4 +353,25 @@ impl AcquisitionPlot<'_> {
         draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
+}
+
+/// A dashed grey horizontal line at `y` from `x.0` to `x.1`, with its legend entry: the
+/// acquisition level over the runs, the final threshold over training.
+fn dashed_level<'a, DB, CT>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    x: (f64, f64),
+    y: f64,
+    label: String,
+) -> anyhow::Result<()>
+where
+    DB: DrawingBackend + 'a,
+    DB::ErrorType: 'static,
+    CT: CoordTranslate<From = (f64, f64)>,
+{
+    let style = BLACK.mix(0.6).stroke_width(1);
+    chart
+        .draw_series(DashedLineSeries::new([(x.0, y), (x.1, y)], 6, 4, style))?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+    Ok(())
 }
