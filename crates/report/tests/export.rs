@@ -335,6 +335,10 @@ fn exports_csv_plots_and_report() {
             ("2", "2", "8", "1"),
             "{r:?}"
         );
+        // The budget is how long the runs trained, not the last crossing.
+        let last = runs.iter().find(|j| j["size"] == r["size"]).unwrap();
+        assert_eq!(r["budget"], last["last_step"], "{r:?}");
+        assert_ne!(r["budget"], "8");
     }
     // runs.csv carries the censoring: the smallest model's validation never reaches 0.99.
     let small = runs.iter().find(|r| r["size"] == "s0").unwrap();

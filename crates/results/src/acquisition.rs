@@ -47,7 +47,16 @@ pub fn acquisition_rows(groups: &[Group<'_>], rows: &[ThresholdRow]) -> Vec<Acqu
                     })
                 })
                 .collect();
-            if let Some(km) = kaplan_meier(&runs) {
+            // The budget is how long the runs trained, not the latest acquisition.
+            let budget = g
+                .jobs
+                .iter()
+                .filter(|j| j.size == size)
+                .filter_map(|j| j.curve(Split::Val, "exact_match").last().map(|p| p.0))
+                .max()
+                .unwrap_or(0);
+            if let Some(mut km) = kaplan_meier(&runs) {
+                km.budget = km.budget.max(budget);
                 out.push(AcquireRow {
                     group: gi,
                     size: size.to_string(),

@@ -45,9 +45,19 @@ pub fn grokking_rows(groups: &[Group<'_>]) -> Vec<GrokRow> {
                 .filter(|j| j.size == size && !j.evals.is_empty())
                 .map(|j| job_times(j))
                 .collect();
+            // The budget is how long the runs trained, not the latest crossing: when every run
+            // crossed, the Kaplan-Meier estimate's own largest time is an event's.
+            let budget = g
+                .jobs
+                .iter()
+                .filter(|j| j.size == size)
+                .filter_map(|j| j.evals.last().map(|e| e.step))
+                .max()
+                .unwrap_or(0);
             for (split, level, pick) in levels {
                 let runs: Vec<(u64, bool)> = times.iter().map(|t| as_event(pick(t))).collect();
-                if let Some(km) = kaplan_meier(&runs) {
+                if let Some(mut km) = kaplan_meier(&runs) {
+                    km.budget = km.budget.max(budget);
                     rows.push(GrokRow {
                         group: gi,
                         size: size.to_string(),
