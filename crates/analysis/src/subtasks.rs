@@ -39,16 +39,23 @@ pub fn fit_log_log(points: &[(f64, f64, u64)]) -> Option<LogLogFit> {
 }
 
 /// One [`analyze_threshold`] per subtask: `per_subtask[i]` are subtask i's `(scale, accuracy,
-/// seed)` points.
+/// seed)` points, and `n_val[i]` the validation examples of subtask i behind each accuracy.
+/// A rare subtask is scored on few examples, so its accuracy carries binomial noise that a
+/// handful of seeds can hide; `n_val` puts that floor under its variance, as for exact match.
 pub fn subtask_thresholds(
     per_subtask: &[Vec<(f64, f64, u64)>],
+    n_val: &[Option<u64>],
     criteria: &Criteria,
     bootstrap: usize,
     rng_seed: u64,
 ) -> Vec<ThresholdReport> {
     per_subtask
         .iter()
-        .map(|points| analyze_threshold(points, criteria, None, bootstrap, rng_seed))
+        .enumerate()
+        .map(|(i, points)| {
+            let n = n_val.get(i).copied().flatten();
+            analyze_threshold(points, criteria, n, bootstrap, rng_seed)
+        })
         .collect()
 }
 
@@ -117,7 +124,7 @@ mod tests {
                 .flat_map(|i| (0..8).map(move |seed| (10f64.powf(2.0 + i as f64 / 4.0), 0.5, seed)))
                 .collect()
         }];
-        let reports = subtask_thresholds(&per_subtask, &Criteria::default(), 200, 0);
+        let reports = subtask_thresholds(&per_subtask, &[], &Criteria::default(), 200, 0);
         assert_eq!(reports.len(), 4);
         for (i, want) in [1.5e3f64, 4e3, 9e3].iter().enumerate() {
             // A step between two adjacent sizes is located to their gap, no finer: unresolved
@@ -132,6 +139,38 @@ mod tests {
         assert!(reports[3].between_sizes().is_none());
         let x0s: Vec<Option<f64>> = reports[..3].iter().map(|r| r.x0).collect();
         assert_eq!(frequency_order(&x0s), (3, 0));
+    }
+
+    #[test]
+    fn a_rare_subtask_scored_on_few_examples_gets_a_wider_interval() {
+        // A gradual rise over 1.5 decades, 4 seeds with tiny seed-to-seed scatter: without a
+        // binomial floor the interval is as narrow as the scatter; scored on 40 examples, an
+        // accuracy near 0.75 has a standard error near 0.07, and the interval must show it.
+        let points: Vec<(f64, f64, u64)> = (0..9)
+            .flat_map(|i| {
+                let x = 2.0 + i as f64 * 0.25;
+                let p = 0.5 + 0.5 / (1.0 + (-(x - 3.0) * 3.0).exp());
+                (0..4u64).map(move |seed| (10f64.powf(x), p + 0.003 * seed as f64, seed))
+            })
+            .collect();
+        let width = |n: Option<u64>| {
+            let r = &subtask_thresholds(
+                std::slice::from_ref(&points),
+                &[n],
+                &Criteria::default(),
+                300,
+                0,
+            )[0];
+            match (r.x0_ci_low, r.x0_ci_high) {
+                (Some(lo), Some(hi)) => hi - lo,
+                _ => f64::INFINITY,
+            }
+        };
+        let (many, few) = (width(None), width(Some(40)));
+        assert!(
+            few > 1.5 * many,
+            "interval with 40 examples {few}, without a floor {many}"
+        );
     }
 
     #[test]

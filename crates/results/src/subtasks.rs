@@ -10,7 +10,7 @@ use elab_job::Split;
 use elab_tasks::TaskSpec;
 
 use crate::load::Group;
-use crate::thresholds::{BOOTSTRAP, BOOTSTRAP_SEED, Scale, fitted_jobs};
+use crate::thresholds::{BOOTSTRAP, BOOTSTRAP_SEED, Scale, fitted_jobs, val_examples};
 
 /// Per-subtask analysis of one sparse-parity group.
 #[derive(Debug, Clone)]
@@ -53,8 +53,16 @@ pub fn subtask_groups(groups: &[Group<'_>]) -> Vec<SubtaskGroup> {
         let per_subtask: Vec<Vec<(f64, f64, u64)>> = (0..task.n_tasks)
             .map(|i| points(group, &format!("subtask_accuracy.{i}")))
             .collect();
+        // Each subtask's share of the validation examples scored: its accuracy's binomial floor.
+        let scored = val_examples(group);
+        let n_val: Vec<Option<u64>> = task
+            .frequencies()
+            .iter()
+            .map(|f| scored.map(|n| ((f * n as f64).round() as u64).max(1)))
+            .collect();
         let thresholds = subtask_thresholds(
             &per_subtask,
+            &n_val,
             &Criteria::default(),
             BOOTSTRAP,
             BOOTSTRAP_SEED,

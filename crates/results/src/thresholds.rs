@@ -416,7 +416,7 @@ fn job_scores(group: &Group<'_>, scale: &Scale) -> (PositionMetric, Vec<JobScore
 /// Validation examples scored at each eval (the task's validation set, capped by
 /// `eval.max_val_examples`), from the group's first job; `None` for an empty group. Generating
 /// the split is the only way to count it for every task, and it takes milliseconds.
-fn val_examples(group: &Group<'_>) -> Option<u64> {
+pub(crate) fn val_examples(group: &Group<'_>) -> Option<u64> {
     let spec = &group.jobs.first()?.spec;
     let n = spec.task.generate(spec.seed).val.len();
     let cap = spec.eval.max_val_examples;
