@@ -9,6 +9,16 @@ python := env_var_or_default("PYTHON", "python3")
 sweep config="configs/arith.toml" *args="":
     cargo run -q -p elab -- sweep {{config}} {{args}}
 
+# Export a finished sweep as a shipped result (results/<name>, docs/reproductions.md): the
+# export, with curves.csv gzipped for the repository (pandas and polars read it as it is)
+ship name:
+    cargo run -q -p elab -- export sweeps/{{name}}
+    gzip -9nf results/{{name}}/curves.csv
+
+# Recompute docs/reproductions.md's numbers from results/ (CI fails when they disagree)
+claims:
+    cargo run -q -p elab -- claims
+
 # Show what a sweep file expands to
 plan config="configs/arith.toml":
     cargo run -q -p elab -- plan {{config}}

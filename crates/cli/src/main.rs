@@ -96,6 +96,17 @@ enum Command {
         #[arg(long)]
         no_plots: bool,
     },
+    /// Recompute the numbers of README.md and docs/reproductions.md from the committed result
+    /// folders (results/<name>/) and rewrite their generated blocks; `--check` changes nothing
+    /// and exits 1 when a doc and the data disagree.
+    Claims {
+        #[arg(long = "doc", default_values = ["README.md", "docs/reproductions.md"])]
+        docs: Vec<PathBuf>,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+        #[arg(long)]
+        check: bool,
+    },
     /// Plots and report.html only.
     Plot {
         sweep_dir: PathBuf,
@@ -254,6 +265,11 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             })
         }
+        Command::Claims {
+            docs,
+            results,
+            check,
+        } => claims(&docs, &results, check),
         Command::Plot { sweep_dir, out } => {
             let out = results_dir(&sweep_dir, out);
             elab_report::plot(&sweep_dir, &out).map(|summary| {
@@ -645,6 +661,27 @@ fn read_plan(dir: &SweepDir) -> anyhow::Result<elab_job::Plan> {
             anyhow::anyhow!("{} is not a sweep directory ({e})", dir.root.display())
         }
         _ => anyhow::anyhow!("cannot read the plan of {}: {e}", dir.root.display()),
+    })
+}
+
+/// `elab claims`: every doc brought up to date, or with `--check` compared (exit 1 on a
+/// difference, naming the doc).
+fn claims(docs: &[PathBuf], results: &std::path::Path, check: bool) -> anyhow::Result<ExitCode> {
+    let mut agreed = true;
+    for doc in docs {
+        if !elab_claims::sync(doc, results, check)? {
+            eprintln!(
+                "{}: its numbers differ from {}: run `elab claims`",
+                doc.display(),
+                results.display()
+            );
+            agreed = false;
+        }
+    }
+    Ok(if agreed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     })
 }
 
