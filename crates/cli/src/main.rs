@@ -89,16 +89,18 @@ enum Command {
     /// Tidy CSV (runs, curves, thresholds), plots and report.html for a sweep.
     Export {
         sweep_dir: PathBuf,
-        /// Output directory [default: results/<sweep name>].
+        /// Output directory [default: results/<sweep name>], replaced whole: it must be new,
+        /// empty or an earlier export's.
         #[arg(long)]
         out: Option<PathBuf>,
         /// CSV only, no plots.
         #[arg(long)]
         no_plots: bool,
     },
-    /// Plots and report.html only.
+    /// Plots and report.html only (replacing the output directory whole, CSV files included).
     Plot {
         sweep_dir: PathBuf,
+        /// Output directory [default: results/<sweep name>].
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -317,6 +319,10 @@ fn main() -> ExitCode {
             if let Some(e @ PrepareError::ChangedDefaults { .. }) =
                 err.downcast_ref::<PrepareError>()
             {
+                eprintln!("error: {e}");
+                return ExitCode::from(exit::BAD_INPUT);
+            }
+            if let Some(e) = err.downcast_ref::<elab_report::OutDirError>() {
                 eprintln!("error: {e}");
                 return ExitCode::from(exit::BAD_INPUT);
             }
