@@ -464,7 +464,7 @@ fn sweep(
 ) -> anyhow::Result<ExitCode> {
     let slurm = slurm_options(&config, &args.cluster)?;
     std::fs::create_dir_all(&dir.root)?;
-    let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
+    let Some(_lock) = elab_job::lease::lock_with_lease(&dir.lock(), &dir.lease())? else {
         anyhow::bail!(
             "{} is already being run by another `elab sweep`",
             dir.root.display()
@@ -575,7 +575,7 @@ fn refine(
         .into());
     }
     let slurm = slurm_options(&config, &args.cluster)?;
-    let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
+    let Some(_lock) = elab_job::lease::lock_with_lease(&dir.lock(), &dir.lease())? else {
         anyhow::bail!(
             "{} is already being run by another `elab sweep`",
             dir.root.display()

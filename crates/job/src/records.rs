@@ -9,6 +9,7 @@
 //! <run>/heartbeat.json   rewritten by a live worker: pid, step, time
 //! <run>/train.log        the worker's log
 //! <run>/lock             flock-ed by the live worker
+//! <run>/lease.json       the live worker's lease: host, pid, start, heartbeat (see `lease`)
 //! ```
 
 use std::collections::BTreeMap;
@@ -154,6 +155,9 @@ impl RunDir {
     }
     pub fn lock(&self) -> PathBuf {
         self.0.join("lock")
+    }
+    pub fn lease(&self) -> PathBuf {
+        self.0.join("lease.json")
     }
 
     /// The summary, if it reads; for display and scheduling, where an unreadable one reads as
