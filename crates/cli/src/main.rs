@@ -89,7 +89,8 @@ enum Command {
     /// Tidy CSV (runs, curves, thresholds), plots and report.html for a sweep.
     Export {
         sweep_dir: PathBuf,
-        /// Output directory [default: results/<sweep name>].
+        /// Output directory [default: results/<sweep name>], replaced whole: it must be new,
+        /// empty or an earlier export's.
         #[arg(long)]
         out: Option<PathBuf>,
         /// CSV only, no plots.
@@ -107,9 +108,10 @@ enum Command {
         #[arg(long)]
         check: bool,
     },
-    /// Plots and report.html only.
+    /// Plots and report.html only (replacing the output directory whole, CSV files included).
     Plot {
         sweep_dir: PathBuf,
+        /// Output directory [default: results/<sweep name>].
         #[arg(long)]
         out: Option<PathBuf>,
     },
@@ -336,6 +338,10 @@ fn main() -> ExitCode {
                 eprintln!("error: {e}");
                 return ExitCode::from(exit::BAD_INPUT);
             }
+            if let Some(e) = err.downcast_ref::<elab_report::OutDirError>() {
+                eprintln!("error: {e}");
+                return ExitCode::from(exit::BAD_INPUT);
+            }
             note!("error: {err:#}");
             ExitCode::FAILURE
         }
@@ -474,7 +480,7 @@ fn sweep(
 ) -> anyhow::Result<ExitCode> {
     let slurm = slurm_options(&config, &args.cluster)?;
     std::fs::create_dir_all(&dir.root)?;
-    let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
+    let Some(_lock) = elab_job::lease::lock_with_lease(&dir.lock(), &dir.lease())? else {
         anyhow::bail!(
             "{} is already being run by another `elab sweep`",
             dir.root.display()
@@ -585,7 +591,7 @@ fn refine(
         .into());
     }
     let slurm = slurm_options(&config, &args.cluster)?;
-    let Some(_lock) = elab_job::fsio::try_lock(&dir.lock())? else {
+    let Some(_lock) = elab_job::lease::lock_with_lease(&dir.lock(), &dir.lease())? else {
         anyhow::bail!(
             "{} is already being run by another `elab sweep`",
             dir.root.display()

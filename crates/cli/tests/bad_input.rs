@@ -282,3 +282,37 @@ fn bad_job_files_exit_2_before_training() {
         assert!(!out_dir.exists());
     }
 }
+
+#[test]
+fn an_export_into_a_folder_of_other_files_exits_2_and_leaves_it_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let sweep = tmp.path().join("sweeps/empty");
+    std::fs::create_dir_all(&sweep).unwrap();
+    std::fs::write(sweep.join("plan.json"), r#"{"sweep":"empty","jobs":[]}"#).unwrap();
+    // An export replaces its folder whole: someone's folder is refused, not emptied.
+    let mine = tmp.path().join("paper");
+    std::fs::create_dir_all(&mine).unwrap();
+    std::fs::write(mine.join("draft.tex"), "x").unwrap();
+    let out = run(elab().arg("export").arg(&sweep).arg("--out").arg(&mine));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("paper") && stderr.contains("not an export folder"),
+        "{stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "nothing beside it: {left:?}");
+    assert_eq!(std::fs::read_dir(&mine).unwrap().count(), 1);
+    // A new folder takes the export.
+    let fresh = tmp.path().join("results/empty");
+    let out = run(elab().arg("export").arg(&sweep).arg("--out").arg(&fresh));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(fresh.join("report.html").is_file());
+}

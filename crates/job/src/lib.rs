@@ -3,9 +3,9 @@
 //! A [`JobSpec`] is plain data read from TOML: task, model shape, optimizer and schedule,
 //! evaluation, seed. Its canonical JSON hashes to the job id, so everything that changes the
 //! result is in it and nothing else is. A run directory ([`RunDir`]) holds the spec, the
-//! append-only evaluation records, the checkpoint pointer, the summary and the heartbeat; a
-//! sweep directory ([`SweepDir`]) holds the plan and one run directory per job, with the
-//! attempts of each. Every write is crash-safe (write, fsync, rename) so a `kill -9` at any
+//! append-only evaluation records, the checkpoint pointer, the summary, the heartbeat and the
+//! lease beside its lock ([`lease`]); a sweep directory ([`SweepDir`]) holds the plan and one
+//! run directory per job, with the attempts of each. Every write is crash-safe (write, fsync, rename) so a `kill -9` at any
 //! instant loses nothing reported saved. This crate is the one definition of these formats,
 //! of the progress lines a worker prints and of `elab`'s exit codes; it knows nothing of burn,
 //! so the trainer, the sweep engine and the exporters all read and write through it.
@@ -15,6 +15,7 @@ mod error;
 pub mod exit;
 pub mod fsio;
 mod heartbeat;
+pub mod lease;
 mod progress;
 mod records;
 pub mod signals;

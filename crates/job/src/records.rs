@@ -9,6 +9,7 @@
 //! <run>/heartbeat.json   rewritten by a live worker: pid, step, time
 //! <run>/train.log        the worker's log
 //! <run>/lock             flock-ed by the live worker
+//! <run>/lease.json       the live worker's lease: host, pid, start, heartbeat (see `lease`)
 //! ```
 
 use std::collections::BTreeMap;
@@ -155,9 +156,38 @@ impl RunDir {
     pub fn lock(&self) -> PathBuf {
         self.0.join("lock")
     }
+    pub fn lease(&self) -> PathBuf {
+        self.0.join("lease.json")
+    }
 
+    /// The summary, if it reads; for display and scheduling, where an unreadable one reads as
+    /// an unfinished run. What reports on runs uses [`RunDir::summary_checked`].
     pub fn read_summary(&self) -> Option<Summary> {
         read_json(&self.summary())
+    }
+
+    /// The summary, `None` if the run has not ended (no file); a file that cannot be read or
+    /// parsed is an error naming it, never "unfinished": a finished run would otherwise drop
+    /// out of every fit and table without a word.
+    pub fn summary_checked(&self) -> io::Result<Option<Summary>> {
+        let path = self.summary();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{} is not a run summary ({e}; expected the JSON object a run writes when it \
+                     ends: status, steps, wall_seconds, backend, device, resumes). It is written \
+                     once, atomically, so it was damaged or edited: restore it, or move it away \
+                     to count the run as unfinished",
+                    path.display()
+                ),
+            )
+        })
     }
 
     /// Step of the last complete checkpoint, if any (for display: an unreadable pointer reads
@@ -418,6 +448,30 @@ mod tests {
         .unwrap();
         run.append_eval(&row(1, Split::Train, 1.0)).unwrap();
         assert!(read_evals(&run.evals()).is_err());
+    }
+
+    #[test]
+    fn an_unreadable_summary_is_an_error_not_an_unfinished_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        assert!(
+            run.summary_checked().unwrap().is_none(),
+            "no file: not ended"
+        );
+        std::fs::write(run.summary(), "{\"status\":\"do").unwrap();
+        let err = run.summary_checked().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(err.to_string().contains("summary.json"), "{err}");
+        let summary = Summary {
+            status: RunStatus::Done,
+            steps: 4,
+            wall_seconds: 1.0,
+            backend: "cpu".into(),
+            device: "cpu".into(),
+            resumes: 0,
+        };
+        std::fs::write(run.summary(), serde_json::to_vec(&summary).unwrap()).unwrap();
+        assert_eq!(run.summary_checked().unwrap(), Some(summary));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! sweeps/<name>/plan.json        the jobs of the current config, in run order
 //! sweeps/<name>/sweep.log        the scheduler's log
 //! sweeps/<name>/lock             held by the live scheduler
+//! sweeps/<name>/lease.json       the live scheduler's lease: host, pid, start, heartbeat
 //! sweeps/<name>/jobs/<id>/       one run directory per job (see RunDir)
 //! sweeps/<name>/jobs/<id>/attempts.jsonl   one line per worker attempt: start, end, exit
 //! ```
@@ -166,6 +167,9 @@ impl SweepDir {
     }
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
+    }
+    pub fn lease(&self) -> PathBuf {
+        self.root.join("lease.json")
     }
     pub fn jobs_dir(&self) -> PathBuf {
         self.root.join("jobs")

@@ -5,12 +5,14 @@
 //!
 //! The sweep directory is read once, and groups, thresholds, grokking times, per-subtask fits
 //! and phase diagrams are computed once, by `elab-results`; every writer here renders from
-//! those. Files are first written and fsynced in a staging directory inside `out_dir`, then
-//! renamed into place one by one (`report.html` last), so a crash never leaves a half-written
-//! file under a reported name.
+//! those. Every file is written and fsynced in a fresh folder beside `out_dir`, which then
+//! replaces `out_dir` whole ([`publish`]): no file of an earlier export stays beside the new
+//! ones, a crash leaves the old export or the new one complete, and two exports to one folder
+//! take turns.
 
 mod html;
 mod plots;
+pub mod publish;
 pub mod schema;
 mod subtasks;
 mod tables;
@@ -22,9 +24,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use elab_analysis::Verdict;
-use elab_job::fsio;
 use elab_results::load::{self, SweepData};
 use elab_results::{grokking, phase, thresholds};
+pub use publish::OutDirError;
 
 /// What to write besides the CSV files.
 #[derive(Debug, Clone)]
@@ -162,15 +164,20 @@ pub fn plot(sweep_dir: &Path, out_dir: &Path) -> anyhow::Result<ExportSummary> {
 }
 
 fn run(sweep_dir: &Path, out_dir: &Path, outputs: Outputs) -> anyhow::Result<ExportSummary> {
+    // Read (and refuse unreadable records) before anything is written.
     let data = SweepData::load(sweep_dir)?;
-    fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
-    let staging = Staging::new(out_dir)?;
-    let result = write_all(&data, &staging, outputs).and_then(|summary| {
-        staging.publish(&summary.files)?;
-        Ok(summary)
-    });
-    staging.remove();
-    let mut summary = result?;
+    let target = publish::Target::open(out_dir)?;
+    let staging = Staging {
+        dir: target.new.clone(),
+    };
+    // On an error the target is dropped unpublished: its folder goes, the old export stays.
+    let mut summary = write_all(&data, &staging, outputs)?;
+    staging.write(
+        publish::MARKER,
+        publish::MARKER_TEXT.as_bytes(),
+        &mut summary.files,
+    )?;
+    target.publish(&summary.files)?;
     summary.out_dir = out_dir.to_path_buf();
     Ok(summary)
 }
@@ -330,30 +337,17 @@ fn write_all(
         page,
         &html::phase_section(&diagrams, &phase_figures, outputs.csv),
     );
-    // Last, so that a published report.html implies every file it links was published before it.
     staging.write("report.html", page.as_bytes(), &mut summary.files)?;
     Ok(summary)
 }
 
-/// `out_dir/.export-tmp-<pid>/`: files are complete and fsynced here before they are renamed
-/// into place (same file system, so each rename is atomic).
+/// The folder an export is written into before it replaces the output folder: each file is
+/// complete and fsynced here before the swap.
 struct Staging {
-    out: PathBuf,
     dir: PathBuf,
 }
 
 impl Staging {
-    fn new(out: &Path) -> anyhow::Result<Self> {
-        let dir = out.join(format!(".export-tmp-{}", std::process::id()));
-        // Left over from an earlier process with our pid, which is gone.
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        Ok(Self {
-            out: out.to_path_buf(),
-            dir,
-        })
-    }
-
     fn write(&self, rel: &str, bytes: &[u8], files: &mut Vec<PathBuf>) -> anyhow::Result<()> {
         let path = self.dir.join(rel);
         fs::write(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -368,27 +362,5 @@ impl Staging {
             .with_context(|| format!("syncing {}", path.display()))?;
         files.push(PathBuf::from(rel));
         Ok(())
-    }
-
-    /// Renames every staged file into `out`, in order, then makes the renames durable.
-    fn publish(&self, files: &[PathBuf]) -> anyhow::Result<()> {
-        let mut dirs = vec![self.out.clone()];
-        for rel in files {
-            let target = self.out.join(rel);
-            if let Some(parent) = target.parent().filter(|p| !dirs.iter().any(|d| d == p)) {
-                fs::create_dir_all(parent)?;
-                dirs.push(parent.to_path_buf());
-            }
-            fs::rename(self.dir.join(rel), &target)
-                .with_context(|| format!("publishing {}", target.display()))?;
-        }
-        for dir in dirs {
-            fsio::sync_dir(&dir)?;
-        }
-        Ok(())
-    }
-
-    fn remove(&self) {
-        let _ = fs::remove_dir_all(&self.dir);
     }
 }

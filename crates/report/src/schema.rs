@@ -599,9 +599,17 @@ pub fn markdown() -> String {
          | `plots/<group>_subtasks.{svg,png}` | sparse parity only (Michaud et al. 2023's quantization model): each subtask's final validation accuracy over params_total (a line per subtask, darkest the most frequent); each placed threshold (emergent, or a jump between two adjacent sizes) with its bootstrap interval against the subtask's frequency; the mean validation loss over params_total in log-log with the power law of subtasks.csv |\n\
          | `plots/phaseNN_<x>_x_<y>[_at_<group>].{svg,png}` | phase diagram: final validation exact_match (left) and log10 time to grok (right) over two swept axes, mean / Kaplan-Meier median over seeds; censored cells hatched and marked > budget; at most 12 |\n\
          | `report.html` | self-contained page: job counts by status, thresholds table, every figure inlined as SVG |\n\n\
-         `<group>` is `gNN_<task and swept values>`. Every file is written and fsynced in a staging\n\
-         directory inside the output directory, then renamed into place (`report.html` last), so a\n\
-         file under its final name is always complete.\n\n",
+         `<group>` is `gNN_<task and swept values>`. An export replaces its output folder whole:\n\
+         every file is written and fsynced in a fresh folder beside it (`.<name>.export-new-<pid>`),\n\
+         which is then renamed into place (the old folder renamed away first, then removed). So\n\
+         the folder holds exactly what the last export wrote, no file of an earlier one, and a\n\
+         crash leaves the old folder or the new one complete (between the two renames the old one\n\
+         waits under `.<name>.export-old-<pid>`; the next export puts it back before it starts\n\
+         and removes every leftover). Two exports to one folder take turns on\n\
+         `.<name>.export.lock`, beside it. The folder is marked `.elab-export`; a folder that\n\
+         holds files without that mark (or an earlier export's `report.html`) is refused (exit\n\
+         2), never replaced. A job's `summary.json` that exists but does not parse stops the\n\
+         export, naming the file, before anything is written.\n\n",
     );
     out.push_str("## Metrics\n\n| metric | unit | meaning |\n|---|---|---|\n");
     for (m, unit, meaning) in METRICS {

@@ -388,9 +388,10 @@ fn exports_csv_plots_and_report() {
     let leftovers: Vec<_> = std::fs::read_dir(&s.out)
         .unwrap()
         .map(|e| e.unwrap().file_name())
-        .filter(|n| n.to_string_lossy().starts_with('.'))
+        .filter(|n| n.to_string_lossy().starts_with('.') && n != elab_report::publish::MARKER)
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert_eq!(beside(&s.out), [".synthetic.export.lock", "synthetic"]);
     for f in &summary.files {
         assert!(s.out.join(f).is_file(), "{}", f.display());
     }
@@ -624,4 +625,97 @@ fn a_swept_data_axis_gets_threshold_rows_over_it() {
         .collect();
     assert_eq!(per_size.len(), 5 * 5);
     assert!(per_size.iter().all(|r| r["verdict"] == "not enough sizes"));
+}
+
+/// Every path under `dir` with its bytes, relative to `dir`.
+fn tree(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                files.insert(path.strip_prefix(dir).unwrap().to_path_buf(), bytes);
+            }
+        }
+    }
+    files
+}
+
+/// The names beside the output folder (its leftovers, if any, and the lock).
+fn beside(out: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(out.parent().unwrap())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn a_re_export_replaces_the_whole_folder() {
+    let s = synthetic(|_, _| {});
+    export(&s.sweep, &s.out, &ExportOptions::default()).unwrap();
+    assert!(s.out.join("plots").is_dir());
+    // A file an earlier export (or version) made and the next one does not.
+    std::fs::write(s.out.join("stale.csv"), "old\n").unwrap();
+    let summary = export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    assert!(!s.out.join("stale.csv").exists(), "a stale file stays");
+    assert!(
+        !s.out.join("plots").exists(),
+        "figures of the earlier export stay"
+    );
+    let mut written: Vec<PathBuf> = summary.files.clone();
+    written.sort();
+    assert!(written.contains(&PathBuf::from(elab_report::publish::MARKER)));
+    let found: Vec<PathBuf> = tree(&s.out).into_keys().collect();
+    assert_eq!(found, written, "exactly what this export wrote");
+    assert_eq!(beside(&s.out), [".synthetic.export.lock", "synthetic"]);
+}
+
+#[test]
+fn an_unreadable_summary_fails_naming_it_and_keeps_the_last_export() {
+    let s = synthetic(|_, _| {});
+    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    let before = tree(&s.out);
+    let summary = s
+        .sweep
+        .join("jobs")
+        .join(s.specs[3].id())
+        .join("summary.json");
+    std::fs::write(&summary, "{\"status\": \"do").unwrap();
+    let err = export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains(&summary.display().to_string()), "{msg}");
+    assert!(msg.contains("not a run summary"), "{msg}");
+    assert_eq!(tree(&s.out), before, "the last export is kept as it was");
+    assert_eq!(beside(&s.out), [".synthetic.export.lock", "synthetic"]);
+    // Into a new folder: nothing at all.
+    let fresh = s.out.with_file_name("fresh");
+    assert!(export(&s.sweep, &fresh, &ExportOptions { plots: false }).is_err());
+    assert!(!fresh.exists());
+    assert!(!beside(&s.out).iter().any(|n| n.contains("fresh")));
+}
+
+#[test]
+fn a_second_export_to_one_folder_waits_for_the_first() {
+    let s = synthetic(|_, _| {});
+    std::fs::create_dir_all(s.out.parent().unwrap()).unwrap();
+    // Held as a running export holds it.
+    let lock = elab_job::fsio::try_lock(&s.out.with_file_name(".synthetic.export.lock"))
+        .unwrap()
+        .unwrap();
+    let (sweep, out) = (s.sweep.clone(), s.out.clone());
+    let second = std::thread::spawn(move || export(&sweep, &out, &ExportOptions { plots: false }));
+    // Without the lock this export is done in well under this (its records are 10 small jobs).
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(!second.is_finished(), "the second export did not wait");
+    assert!(!s.out.exists());
+    drop(lock);
+    let summary = second.join().unwrap().unwrap();
+    assert_eq!(summary.jobs, 10);
+    assert!(s.out.join("report.html").is_file());
 }

@@ -132,10 +132,13 @@ impl SweepData {
             let counts = param_counts(&spec.model, vocab, n_ctx);
             let evals = read_evals(&run.evals())
                 .with_context(|| format!("reading {}", run.evals().display()))?;
+            // Fail closed: an unreadable summary would make a finished run read as unfinished,
+            // left out of every fit.
+            let summary = run.summary_checked()?;
             jobs.push(JobRecord {
                 state: states.get(&id).copied().unwrap_or(JobState::New),
                 flops_per_token: train_flops_per_token(&spec.model, &counts, n_ctx),
-                summary: run.read_summary(),
+                summary,
                 id,
                 size,
                 axes,

@@ -72,6 +72,18 @@ struct CheckpointState {
     resumes: u32,
 }
 
+/// The run's lock and lease, held until dropped: refused if a process on this node holds the
+/// lock, or one on another node holds a fresh lease (a cluster file system whose flock does
+/// not reach across nodes).
+fn claim(run: &RunDir) -> anyhow::Result<elab_job::lease::Lease> {
+    elab_job::lease::lock_with_lease(&run.lock(), &run.lease())?.with_context(|| {
+        format!(
+            "{} is being trained by another process",
+            run.path().display()
+        )
+    })
+}
+
 /// Trains `spec` in `run` alone, resuming from its checkpoint if it has one.
 pub fn train(spec: &JobSpec, run: &RunDir, opts: RunOptions) -> anyhow::Result<Outcome> {
     Ok(train_pack(&[(spec, run)], opts)?.remove(0))
@@ -89,12 +101,7 @@ pub fn train_pack(
     let mut locks = Vec::new();
     for (spec, run) in jobs {
         std::fs::create_dir_all(run.path())?;
-        locks.push(fsio::try_lock(&run.lock())?.with_context(|| {
-            format!(
-                "{} is being trained by another process",
-                run.path().display()
-            )
-        })?);
+        locks.push(claim(run)?);
         claim_run_dir(spec, run)?;
     }
     let key = jobs[0].0.pack_key();
@@ -173,12 +180,7 @@ pub struct Repaired {
 /// recompute) only the records after it, as any resume does. Refused while a worker holds the
 /// run, and when no directory loads (then the records stay, and the run can only start over).
 pub fn repair_checkpoints(spec: &JobSpec, run: &RunDir) -> anyhow::Result<Repaired> {
-    let _lock = fsio::try_lock(&run.lock())?.with_context(|| {
-        format!(
-            "{} is being trained by another process",
-            run.path().display()
-        )
-    })?;
+    let _lock = claim(run)?;
     match spec.model.arch {
         Arch::Gpt => repair_as::<Gpt>(spec, run),
         Arch::Mlp => repair_as::<MlpNet>(spec, run),
