@@ -19,12 +19,12 @@ const TASK_METRICS: [(&str, &str, &str); 6] = [
     (
         "subtask_accuracy.<i>",
         "fraction",
-        "sparse parity: fraction of subtask i's examples answered right (i = 0 is the most frequent); NaN when the scored slice has none",
+        "sparse parity: fraction of subtask i's examples answered right (i = 0 is the most frequent); digit addition: of the examples with i carries; NaN when the scored slice has none",
     ),
     (
         "subtask_loss.<i>",
         "nats/token",
-        "sparse parity: mean cross-entropy of subtask i's answers",
+        "sparse parity: mean cross-entropy of subtask i's answers; digit addition: of the answers of examples with i carries",
     ),
     (
         "icl_score",

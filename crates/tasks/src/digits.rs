@@ -1,12 +1,16 @@
 //! n-digit addition and multiplication on digit tokens: `a op b =` then the answer, zero-padded
 //! to a fixed length L (n+1 for addition, 2n for multiplication), optionally reversed (least
 //! significant digit first, which Lee et al. 2024 find much easier to learn).
+//!
+//! Addition's examples are grouped by their number of carries (0 to n): a longer answer also
+//! carries more often, so per-group scores let an analysis of answer length hold the carries
+//! fixed (Schaeffer et al.'s length sweep is otherwise confounded with them).
 
 use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Dataset, SplitMix64, shuffle};
+use crate::{Breakdown, Dataset, SplitMix64, shuffle};
 
 const PLUS: u32 = 10;
 const TIMES: u32 = 11;
@@ -146,6 +150,18 @@ impl DigitsTask {
         };
         let mut seqs: Vec<Vec<u32>> = pairs.iter().map(|&(a, b)| self.encode(a, b)).collect();
         let val = seqs.split_off(self.train_size);
+        let breakdown = match self.op {
+            DigitOp::Add => {
+                let mut groups: Vec<u32> = pairs.iter().map(|&(a, b)| carries(a, b)).collect();
+                let val = groups.split_off(self.train_size);
+                Breakdown::Groups {
+                    count: self.digits as usize + 1,
+                    train: groups,
+                    val,
+                }
+            }
+            DigitOp::Mul => Breakdown::None,
+        };
         let (vocab_size, prompt_len, answer_len) = self.shape();
         Dataset {
             vocab_size,
@@ -153,9 +169,20 @@ impl DigitsTask {
             answer_len,
             train: seqs,
             val,
-            breakdown: Default::default(),
+            breakdown,
         }
     }
+}
+
+/// Column additions of a + b that carry into the next column.
+fn carries(mut a: u64, mut b: u64) -> u32 {
+    let (mut carry, mut count) = (0, 0);
+    while a > 0 || b > 0 {
+        carry = u64::from((a % 10 + b % 10 + carry) >= 10);
+        count += carry as u32;
+        (a, b) = (a / 10, b / 10);
+    }
+    count
 }
 
 fn digits_msb_first(mut v: u64, len: usize) -> Vec<u32> {
@@ -190,6 +217,32 @@ mod tests {
         for s in d.train.iter().chain(&d.val) {
             assert_eq!(s.len(), 12);
             assert_eq!(number(&s[0..3]) + number(&s[4..7]), number(&s[8..]));
+        }
+    }
+
+    #[test]
+    fn addition_groups_examples_by_their_carries() {
+        let t = DigitsTask {
+            op: DigitOp::Add,
+            digits: 3,
+            reversed: true,
+            train_size: 300,
+            val_size: 200,
+        };
+        assert_eq!((carries(999, 1), carries(123, 456), carries(95, 5)), (3, 0, 2));
+        let d = t.generate(1);
+        let Breakdown::Groups { count, train, val } = &d.breakdown else {
+            panic!("addition has groups: {:?}", d.breakdown);
+        };
+        assert_eq!((*count, train.len(), val.len()), (4, 300, 200));
+        // Kummer: the carries of a + b are (digit sum of a + of b - of a + b) / 9.
+        let digit_sum = |tokens: &[u32]| tokens.iter().sum::<u32>();
+        for (s, &g) in d.train.iter().chain(&d.val).zip(train.iter().chain(val)) {
+            let kummer = (digit_sum(&s[0..3]) + digit_sum(&s[4..7]) - digit_sum(&s[8..])) / 9;
+            assert_eq!(g, kummer, "{s:?}");
+        }
+        for c in 0..4 {
+            assert!(val.contains(&c), "no validation example with {c} carries");
         }
     }
 
