@@ -53,14 +53,16 @@ def section(elab, torch):
         f"PyTorch: {torch_device or '-'}",
         "",
         "| rung | params | elab ms/step | torch ms/step | elab tokens/s | torch tokens/s "
-        "| elab / torch speed | elab peak RSS MiB | torch peak RSS MiB | RSS ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| elab / torch speed | elab share of its matmul peak | elab peak RSS MiB | torch peak RSS MiB "
+        "| RSS ratio |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     rungs = list(elab) + [r for r in torch if r not in elab]
     for rung in rungs:
         e, t = elab.get(rung, {}), torch.get(rung, {})
         em, tm = e.get("ms_per_step"), t.get("ms_per_step")
         er, tr = e.get("peak_rss_mib"), t.get("peak_rss_mib")
+        share = e.get("peak_share")
         params = e.get("params", t.get("params"))
         if e and t and e.get("params") != t.get("params"):
             params = f"{e['params']} / {t['params']} (differ!)"
@@ -72,12 +74,17 @@ def section(elab, torch):
             fmt(e.get("tokens_per_s"), ".0f"),
             fmt(t.get("tokens_per_s"), ".0f"),
             fmt(ratio(tm, em), ".2f"),
+            "-" if share is None else f"{100 * share:.0f}%",
             fmt(er, ".0f"),
             fmt(tr, ".0f"),
             fmt(ratio(er, tr), ".2f"),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    note = "Peak RSS is the whole process (VmHWM): torch's includes what importing torch costs."
+    note = (
+        "Peak RSS is the whole process (VmHWM): torch's includes what importing torch costs. "
+        "The share of matmul peak is elab's model GFLOP/s over its own float32 matmul rate on "
+        "the same machine (`elab bench`: the best of 5 products of 2048 x 2048 matrices)."
+    )
     lines += ["", note]
     return "\n".join(lines) + "\n"
 

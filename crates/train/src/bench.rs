@@ -2,6 +2,10 @@
 //! recipe, on one device. A benchmark, not a test: numbers, never assertions.
 //! `benches/torch_twin.py` builds the same models in PyTorch for `just bench-compare`.
 
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
 use elab_job::{JobSpec, ModelSpec, param_counts, train_flops_per_token};
 use elab_tasks::{DigitOp, DigitsTask, ModOp, ModularTask, TaskSpec};
 use serde::Serialize;
@@ -36,6 +40,10 @@ pub struct BenchRow {
     pub tokens_per_s: f64,
     /// Training FLOP/s counted as 6N + 6 n_layer n_ctx d per token (N: non-embedding).
     pub gflops: f64,
+    /// The same backend's large float32 matmul rate on this device ([`matmul_peak`]), GFLOP/s.
+    pub peak_gflops: f64,
+    /// gflops / peak_gflops: how far the rung is from what the device's matmul can do.
+    pub peak_share: f64,
     /// Peak resident memory while this rung ran (Linux: VmHWM after a reset), MiB.
     pub peak_rss_mib: Option<f64>,
 }
@@ -108,6 +116,8 @@ pub fn bench(
             names.join(", ")
         );
     }
+    let peak = matmul_peak(&chosen, peak_size(&chosen));
+    eprintln!("{} matmul peak: {peak:.1} GFLOP/s", chosen.backend);
     let mut rows = Vec::new();
     for (name, spec) in rungs {
         if !only.is_empty() && !only.iter().any(|r| r == name) {
@@ -138,6 +148,8 @@ pub fn bench(
             ms_per_step: seconds * 1e3,
             tokens_per_s,
             gflops: flops / 1e9,
+            peak_gflops: peak,
+            peak_share: flops / 1e9 / peak,
             peak_rss_mib: peak_rss_mib(),
         };
         eprintln!(
@@ -149,15 +161,46 @@ pub fn bench(
     Ok(rows)
 }
 
+/// The side of the yardstick's square matmul: large enough that the product runs at the
+/// backend's best rate (2048^3 is 17 GFLOP, about 0.1 s on two AVX-512 cores), on a GPU 8192
+/// (as benches/gpu-check.sh measures PyTorch).
+pub fn peak_size(chosen: &ChosenDevice) -> usize {
+    if chosen.backend == "wgpu" { 8192 } else { 2048 }
+}
+
+/// The backend's float32 matmul rate on `chosen`, GFLOP/s: the best of 5 products of two
+/// `n` x `n` random matrices after 2 untimed ones, each finished by reading one element back
+/// (so the time includes the device's work, not only its queueing).
+pub fn matmul_peak(chosen: &ChosenDevice, n: usize) -> f64 {
+    let device = &chosen.device;
+    let a = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 1.0), device);
+    let b = Tensor::<2>::random([n, n], Distribution::Uniform(-1.0, 1.0), device);
+    let product = || {
+        let c = a.clone().matmul(b.clone());
+        let _ = c.slice([0..1, 0..1]).into_data();
+    };
+    for _ in 0..2 {
+        product();
+    }
+    let best = (0..5)
+        .map(|_| {
+            let start = Instant::now();
+            product();
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::INFINITY, f64::min);
+    2.0 * (n as f64).powi(3) / best / 1e9
+}
+
 /// The rows as a markdown table.
 pub fn markdown(rows: &[BenchRow]) -> String {
     let mut out = String::from(
-        "| backend | rung | n_layer | d_model | params | batch x n_ctx | ms/step | tokens/s | GFLOP/s (6N+attn) | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|\n",
+        "| backend | rung | n_layer | d_model | params | batch x n_ctx | ms/step | tokens/s | GFLOP/s (6N+attn) | share of matmul peak | peak RSS MiB |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let rss = r.peak_rss_mib.map_or("-".into(), |m| format!("{m:.0}"));
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} x {} | {:.1} | {:.0} | {:.2} | {rss} |\n",
+            "| {} | {} | {} | {} | {} | {} x {} | {:.1} | {:.0} | {:.2} | {:.0}% of {:.0} | {rss} |\n",
             r.backend,
             r.rung,
             r.n_layer,
@@ -167,7 +210,9 @@ pub fn markdown(rows: &[BenchRow]) -> String {
             r.n_ctx,
             r.ms_per_step,
             r.tokens_per_s,
-            r.gflops
+            r.gflops,
+            100.0 * r.peak_share,
+            r.peak_gflops
         ));
     }
     out
@@ -183,4 +228,18 @@ fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Backend;
+
+    #[test]
+    fn the_matmul_yardstick_is_a_rate() {
+        let cpu = crate::choose_device(Backend::Cpu).unwrap();
+        let small = matmul_peak(&cpu, 64);
+        assert!(small.is_finite() && small > 0.0, "{small}");
+        assert_eq!(peak_size(&cpu), 2048);
+    }
 }
