@@ -105,14 +105,27 @@ pub fn power(dir: &Path) -> Result<String> {
                 .windows(2)
                 .filter(|w| w[1].1 > w[0].1)
                 .map(|w| {
-                    format!("{} at {} against {} at {}", steps(w[1].1), w[1].0, steps(w[0].1), w[0].0)
+                    format!(
+                        "{} at {} against {} at {}",
+                        steps(w[1].1),
+                        w[1].0,
+                        steps(w[0].1),
+                        w[0].0
+                    )
                 })
                 .collect();
             let order = match (reached.len(), breaks.is_empty()) {
                 (0, _) => "no median within the budget at any fraction".to_string(),
                 (1, _) => format!("a median at fraction {} only", reached[0].0),
-                (_, true) => format!("medians from fraction {} up, falling as the fraction grows", reached[0].0),
-                (_, false) => format!("medians from fraction {} up, not monotone: {}", reached[0].0, breaks.join("; ")),
+                (_, true) => format!(
+                    "medians from fraction {} up, falling as the fraction grows",
+                    reached[0].0
+                ),
+                (_, false) => format!(
+                    "medians from fraction {} up, not monotone: {}",
+                    reached[0].0,
+                    breaks.join("; ")
+                ),
             };
             writeln!(s, "- {}: {order}.", op_name(op))?;
         }

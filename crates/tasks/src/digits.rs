@@ -229,7 +229,10 @@ mod tests {
             train_size: 300,
             val_size: 200,
         };
-        assert_eq!((carries(999, 1), carries(123, 456), carries(95, 5)), (3, 0, 2));
+        assert_eq!(
+            (carries(999, 1), carries(123, 456), carries(95, 5)),
+            (3, 0, 2)
+        );
         let d = t.generate(1);
         let Breakdown::Groups { count, train, val } = &d.breakdown else {
             panic!("addition has groups: {:?}", d.breakdown);
