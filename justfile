@@ -61,7 +61,7 @@ bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda":
     cargo build -q -p elab
     for rung in {{rungs}}; do
         cargo run -q -p elab -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
-        {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} >> "$out/torch.jsonl"
+        {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} --modes eager,answer,compile >> "$out/torch.jsonl"
     done
     {{python}} benches/compare.py "$out/elab.jsonl" "$out/torch.jsonl" --append-to docs/performance.md
 

@@ -3,9 +3,10 @@
     python3 benches/compare.py ELAB.jsonl TORCH.jsonl [--append-to docs/performance.md]
 
 Both inputs are JSON lines, one object per rung (rung, params, ms_per_step, tokens_per_s,
-peak_rss_mib, device, ...). Prints a section headed by the date, CPU and torch version, then one
-row per rung. "elab / torch speed" is torch ms / elab ms (above 1: elab is faster); "RSS ratio"
-is elab / torch peak RSS. A rung in only one file gets "-" in the other's columns. --append-to
+peak_rss_mib, device, ...; the twin's also a `mode`, each rung once per mode). Prints a section
+headed by the date, CPU, its instruction set (and what the run was held to) and torch version,
+then one row per rung with a speed column per twin mode: torch ms / elab ms (above 1: elab is
+faster); "RSS ratio" is elab / torch peak RSS. A rung in only one file gets "-" in the other's columns. --append-to
 also appends the section to that file (atomically). `just bench-compare` runs all of this.
 """
 
@@ -20,7 +21,36 @@ import tempfile
 def load(path):
     with open(path) as f:
         rows = [json.loads(line) for line in f if line.strip()]
-    return {r["rung"]: r for r in rows}
+    return rows
+
+
+# The twin's modes (benches/torch_twin.py --modes), as the table names them.
+MODES = {
+    "eager": "eager",
+    "answer": "eager, loss positions only",
+    "compile": "torch.compile",
+}
+
+
+def instruction_set():
+    """The widest vector extension this CPU has, and what the run was held to (the environment
+    variables that hold PyTorch's kernels to AVX2 on an AVX-512 machine)."""
+    flags = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    held = [
+        f"{k}={os.environ[k]}"
+        for k in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+        if os.environ.get(k)
+    ]
+    return isa + (f"; PyTorch run with {' '.join(held)}" if held else "")
 
 
 def cpu_model():
@@ -42,38 +72,42 @@ def ratio(num, den):
     return None if num is None or den in (None, 0) else num / den
 
 
-def section(elab, torch):
-    torch_device = next((r.get("device", "") for r in torch.values()), "")
+def section(elab_rows, torch_rows):
+    elab = {r["rung"]: r for r in elab_rows}
+    torch = {(r["rung"], r.get("mode", "eager")): r for r in torch_rows}
+    modes = [m for m in MODES if any(k[1] == m for k in torch)]
+    torch_device = next((r.get("device", "") for r in torch_rows), "")
     version = next((p.split()[1] for p in torch_device.split(", ") if p.startswith("torch ")), "-")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"### elab vs PyTorch: {date}, {cpu_model()}, {os.cpu_count()} cores, torch {version}",
+        f"### elab vs PyTorch: {date}, {cpu_model()} ({instruction_set()}), "
+        f"{os.cpu_count()} cores, torch {version}",
         "",
-        f"elab: {next((r.get('device', '') for r in elab.values()), '-')}; "
+        f"elab: {next((r.get('device', '') for r in elab_rows), '-')}; "
         f"PyTorch: {torch_device or '-'}",
         "",
-        "| rung | params | elab ms/step | torch ms/step | elab tokens/s | torch tokens/s "
-        "| elab / torch speed | elab share of its matmul peak | elab peak RSS MiB | torch peak RSS MiB "
-        "| RSS ratio |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| rung | params | elab ms/step | "
+        + "".join(f"torch ms/step ({MODES[m]}) | " for m in modes)
+        + "".join(f"elab / torch speed ({MODES[m]}) | " for m in modes)
+        + "elab share of its matmul peak | elab peak RSS MiB | torch peak RSS MiB | RSS ratio |",
+        "|---|---|---|" + "---|" * (2 * len(modes)) + "---|---|---|---|",
     ]
-    rungs = list(elab) + [r for r in torch if r not in elab]
+    rungs = list(elab) + [r for r, _ in torch if r not in elab]
+    rungs = list(dict.fromkeys(rungs))
     for rung in rungs:
-        e, t = elab.get(rung, {}), torch.get(rung, {})
-        em, tm = e.get("ms_per_step"), t.get("ms_per_step")
-        er, tr = e.get("peak_rss_mib"), t.get("peak_rss_mib")
+        e = elab.get(rung, {})
+        ts = [torch.get((rung, m), {}) for m in modes]
+        first = next((t for t in ts if t), {})
+        em = e.get("ms_per_step")
+        er, tr = e.get("peak_rss_mib"), first.get("peak_rss_mib")
         share = e.get("peak_share")
-        params = e.get("params", t.get("params"))
-        if e and t and e.get("params") != t.get("params"):
-            params = f"{e['params']} / {t['params']} (differ!)"
-        cells = [
-            rung,
-            str(params),
-            fmt(em, ".1f"),
-            fmt(tm, ".1f"),
-            fmt(e.get("tokens_per_s"), ".0f"),
-            fmt(t.get("tokens_per_s"), ".0f"),
-            fmt(ratio(tm, em), ".2f"),
+        params = e.get("params", first.get("params"))
+        if e and first and e.get("params") != first.get("params"):
+            params = f"{e['params']} / {first['params']} (differ!)"
+        cells = [rung, str(params), fmt(em, ".1f")]
+        cells += [fmt(t.get("ms_per_step"), ".1f") for t in ts]
+        cells += [fmt(ratio(t.get("ms_per_step"), em), ".2f") for t in ts]
+        cells += [
             "-" if share is None else f"{100 * share:.0f}%",
             fmt(er, ".0f"),
             fmt(tr, ".0f"),
@@ -81,7 +115,11 @@ def section(elab, torch):
         ]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
-        "Peak RSS is the whole process (VmHWM): torch's includes what importing torch costs. "
+        "Speed is torch ms / elab ms (above 1: elab is faster). Eager runs every position "
+        "through the model; the other two compute the last block and the head at the loss's "
+        "positions only, the work elab does (benches/torch_twin.py). "
+        "Peak RSS is the whole process (VmHWM), torch's from its first mode: it includes what "
+        "importing torch costs. "
         "The share of matmul peak is elab's model GFLOP/s over its own float32 matmul rate on "
         "the same machine (`elab bench`: the best of 5 products of 2048 x 2048 matrices)."
     )

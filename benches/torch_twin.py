@@ -8,10 +8,13 @@ end, which also waits for the device). Prints one JSON object per rung and mode 
 (progress goes to stderr):
 
     python3 benches/torch_twin.py [--steps 10] [--rungs 10k,100k] [--max-params 20000000]
-                                  [--device cpu|cuda] [--modes eager,compile]
+                                  [--device cpu|cuda] [--modes eager,answer,compile]
 
-`--modes compile` runs the step's forward and loss under `torch.compile` (its backward is
-compiled with it; the optimizer stays eager); the compilation falls in the warmup steps.
+`--modes` picks the step: `eager` runs every position through the model and reads the loss at
+the answer's (as most PyTorch code does), `answer` computes the last block and the head at the
+answer's positions only (the work elab does), and `compile` is `answer` under `torch.compile`
+(the backward is compiled with it; the optimizer stays eager; the compilation falls in the
+warmup steps).
 `benches/compare.py` puts this output beside `elab bench --backend cpu --json`
 (`just bench-compare` runs both); `benches/gpu-check.sh` runs it with `--device cuda`.
 Needs only a CPU build of PyTorch for the defaults (CPU, eager).
@@ -50,6 +53,12 @@ RUNGS = {
 }
 
 
+# eager: every position through the model (the loss reads the answer's); answer: eager, the
+# last block and the head at the answer's positions only (elab's work); compile: `answer`
+# under torch.compile.
+MODES = ("eager", "answer", "compile")
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, d, n_head):
         super().__init__()
@@ -57,14 +66,23 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(d, 3 * d)  # q, k, v for all heads, in that order
         self.c_proj = nn.Linear(d, d)
 
-    def forward(self, x):
+    def forward(self, x, first=0):
+        """The attention output at positions `first..` (every position still serves as a key)."""
         b, t, d = x.shape
         q, k, v = self.c_attn(x).split(d, dim=2)
-        q, k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (q, k, v))
+        q = q[:, first:]
+        tq = t - first
+        q = q.reshape(b, tq, self.n_head, d // self.n_head).transpose(1, 2)
+        k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (k, v))
         # PyTorch's fused attention (softmax(q k^T / sqrt(hd)) v with a causal mask), as a
-        # researcher would write it today; elab spells the same thing out with matmuls.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        return self.c_proj(y.transpose(1, 2).reshape(b, t, d))
+        # researcher would write it today; elab spells the same thing out with matmuls. Query
+        # i (position first + i) sees keys 0..first + i: a bottom-right aligned causal mask.
+        if first == 0:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            mask = torch.ones(tq, t, dtype=torch.bool, device=x.device).tril(diagonal=first)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.c_proj(y.transpose(1, 2).reshape(b, tq, d))
 
 
 class Block(nn.Module):
@@ -75,8 +93,8 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(d) if layer_norm else nn.Identity()
         self.mlp = nn.Sequential(nn.Linear(d, d_mlp), nn.ReLU(), nn.Linear(d_mlp, d))
 
-    def forward(self, x):
-        x = x + self.attn(self.ln_1(x))
+    def forward(self, x, first=0):
+        x = x[:, first:] + self.attn(self.ln_1(x), first)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -91,12 +109,16 @@ class Gpt(nn.Module):
         self.ln_f = nn.LayerNorm(d) if layer_norm else nn.Identity()
         self.lm_head = nn.Linear(d, vocab, bias=False)
 
-    def forward(self, idx):
+    def forward(self, idx, first=0):
+        """The logits at positions `first..`. The last block computes its queries, MLP and the
+        head there only, as elab's model does (crates/model/src/lib.rs): the positions before
+        are needed only as keys and values."""
         pos = torch.arange(idx.shape[1], device=idx.device)
         x = self.wte(idx) + self.wpe(pos)
-        for block in self.blocks:
+        for block in self.blocks[:-1]:
             x = block(x)
-        return self.lm_head(self.ln_f(x))  # logits at every position
+        x = self.blocks[-1](x, first)
+        return self.lm_head(self.ln_f(x))
 
 
 def device_label(device, mode):
@@ -110,8 +132,7 @@ def device_label(device, mode):
     else:
         threads = torch.get_num_threads()
         where, extra = "cpu", f", {threads} thread{'s' * (threads != 1)}"
-    compiled = ", torch.compile" if mode == "compile" else ""
-    return f"{where}, torch {torch.__version__}{extra}{compiled}"
+    return f"{where}, torch {torch.__version__}{extra}"
 
 
 def peak_rss_reset():
@@ -150,9 +171,18 @@ def bench_rung(name, steps, max_params, device, mode):
     idx, targets = seq[:, :n_ctx], seq[:, prompt_len : prompt_len + answer_len]
     answer = slice(prompt_len - 1, prompt_len - 1 + answer_len)  # positions predicting the answer
 
-    def loss_of(idx, targets):
-        logits = model(idx)[:, answer]
-        return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+    if mode == "eager":
+        # Every position through the whole model, the loss read at the answer's: the step as
+        # most PyTorch training code writes it.
+        def loss_of(idx, targets):
+            logits = model(idx)[:, answer]
+            return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
+
+    else:
+        # The same work as elab: the last block and the head at the answer's positions only.
+        def loss_of(idx, targets):
+            logits = model(idx, first=answer.start)[:, : answer.stop - answer.start]
+            return F.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1))
 
     if mode == "compile":
         # A fresh compilation per rung: rungs share this function's code, and dynamo would
@@ -200,15 +230,17 @@ def main():
     ap.add_argument("--max-params", type=int, default=20_000_000, help="skip larger rungs")
     ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: PyTorch's)")
     ap.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
-    ap.add_argument("--modes", default="eager", help="comma-separated: eager, compile")
+    ap.add_argument(
+        "--modes", default="eager", help="comma-separated: " + ", ".join(MODES)
+    )
     args = ap.parse_args()
     names = [r.strip() for r in args.rungs.split(",") if r.strip()]
     unknown = [r for r in names if r not in RUNGS]
     if unknown:
         ap.error(f"unknown rung(s) {unknown}; known: {', '.join(RUNGS)}")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    if not modes or any(m not in ("eager", "compile") for m in modes):
-        ap.error(f"--modes {args.modes!r}: expected eager and/or compile")
+    if not modes or any(m not in MODES for m in modes):
+        ap.error(f"--modes {args.modes!r}: expected some of {', '.join(MODES)}")
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         ap.error(f"--device {args.device}: this PyTorch sees no CUDA device")
