@@ -98,7 +98,7 @@ write_md() {
         if [ -s "$out/ladder-elab.jsonl" ] || [ -s "$out/ladder-torch.jsonl" ]; then
             "$python" benches/gpu_ladder.py "$out/ladder-elab.jsonl" "$out/ladder-torch.jsonl" "$out/peak.jsonl"
             echo
-            echo "Each rung: \`elab bench --backend $backend --steps $steps\`, then \`benches/torch_twin.py --device $twin_device\` (eager) back to back; then the twin with \`--modes compile\` over the rungs in one process ($steps timed steps after 3 warmup steps, no read-back until the last; compilation falls in the warmup). Speed: torch ms / elab ms (above 1: elab is faster)."
+            echo "Each rung: \`elab bench --backend $backend --steps $steps\`, then \`benches/torch_twin.py --device $twin_device\` (eager) back to back; then the twin with \`--modes compile\` (the last block and the head at the loss's positions only, as elab) over the rungs in one process ($steps timed steps after 3 warmup steps, no read-back until the last; compilation falls in the warmup). Speed: torch ms / elab ms (above 1: elab is faster)."
         else
             echo "Not measured."
         fi
