@@ -43,7 +43,13 @@ pub fn render(dir: &Path) -> Result<String> {
         if let (Some(x0), Some(lo), Some(hi)) =
             (r.num("x0")?, r.num("x0_ci_low")?, r.num("x0_ci_high")?)
         {
-            placed.push((r.get("subtask")?.to_string(), r.req("frequency")?, x0, lo, hi));
+            placed.push((
+                r.get("subtask")?.to_string(),
+                r.req("frequency")?,
+                x0,
+                lo,
+                hi,
+            ));
         }
     }
     // The quantization model's order: a rarer subtask's threshold above a more frequent one's.
