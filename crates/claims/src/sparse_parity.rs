@@ -11,8 +11,7 @@ pub fn render(dir: &Path) -> Result<String> {
     let mut s = String::from(
         "| subtask | frequency | verdict | threshold (parameters) [95%] | 10-90% width (decades) | accuracy at the smallest / largest size |\n|---|---|---|---|---|---|\n",
     );
-    // (subtask, frequency, x0, interval low, interval high) of every placed threshold.
-    let mut placed: Vec<(String, f64, f64, f64, f64)> = Vec::new();
+    let mut placed: Vec<Placed> = Vec::new();
     let mut emergent = 0;
     for r in subtasks.rows() {
         let reason = r.get("reason")?;
@@ -43,40 +42,17 @@ pub fn render(dir: &Path) -> Result<String> {
         if let (Some(x0), Some(lo), Some(hi)) =
             (r.num("x0")?, r.num("x0_ci_low")?, r.num("x0_ci_high")?)
         {
-            placed.push((
-                r.get("subtask")?.to_string(),
-                r.req("frequency")?,
+            placed.push(Placed {
+                subtask: r.get("subtask")?.to_string(),
+                frequency: r.req("frequency")?,
                 x0,
                 lo,
                 hi,
-            ));
+            });
         }
     }
-    // The quantization model's order: a rarer subtask's threshold above a more frequent one's.
-    let (mut in_order, mut out_of_order) = (0, 0);
-    for (i, a) in placed.iter().enumerate() {
-        for b in &placed[i + 1..] {
-            if a.1 == b.1 {
-                continue;
-            }
-            let (frequent, rare) = if a.1 > b.1 { (a, b) } else { (b, a) };
-            if rare.2 > frequent.2 {
-                in_order += 1;
-            } else {
-                out_of_order += 1;
-            }
-        }
-    }
-    // Distinct thresholds, whatever the verdict on each one's sharpness: a chain of placed
-    // thresholds whose intervals do not overlap, greedily from the lowest interval's end (the
-    // longest such chain).
-    placed.sort_by(|a, b| a.4.total_cmp(&b.4));
-    let mut chain: Vec<&(String, f64, f64, f64, f64)> = Vec::new();
-    for t in &placed {
-        if chain.last().is_none_or(|last| t.3 > last.4) {
-            chain.push(t);
-        }
-    }
+    let (in_order, out_of_order) = frequency_order(&placed);
+    let chain = disjoint_chain(&placed);
     writeln!(
         s,
         "\n{emergent} of {} subtasks `emergent`. {} thresholds placed; of their pairs with different frequencies, {in_order} have the rarer subtask's threshold higher and {out_of_order} lower. The most with pairwise disjoint 95% intervals: {} ({}).",
@@ -85,10 +61,11 @@ pub fn render(dir: &Path) -> Result<String> {
         chain.len(),
         chain
             .iter()
-            .map(|(n, _, _, lo, hi)| format!(
-                "subtask {n}: [{}, {}]",
-                params_log(*lo),
-                params_log(*hi)
+            .map(|t| format!(
+                "subtask {}: [{}, {}]",
+                t.subtask,
+                params_log(t.lo),
+                params_log(t.hi)
             ))
             .collect::<Vec<_>>()
             .join("; ")
@@ -102,4 +79,96 @@ pub fn render(dir: &Path) -> Result<String> {
         )?;
     }
     Ok(s)
+}
+
+/// A subtask's placed threshold: log10 params and its 95% interval.
+struct Placed {
+    subtask: String,
+    frequency: f64,
+    x0: f64,
+    lo: f64,
+    hi: f64,
+}
+
+/// The quantization model's order, pair by pair: (pairs whose rarer subtask has the higher
+/// threshold, pairs where it has the lower or the same), over pairs of different frequency.
+fn frequency_order(placed: &[Placed]) -> (usize, usize) {
+    let (mut in_order, mut out_of_order) = (0, 0);
+    for (i, a) in placed.iter().enumerate() {
+        for b in &placed[i + 1..] {
+            if a.frequency == b.frequency {
+                continue;
+            }
+            let (frequent, rare) = if a.frequency > b.frequency {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if rare.x0 > frequent.x0 {
+                in_order += 1;
+            } else {
+                out_of_order += 1;
+            }
+        }
+    }
+    (in_order, out_of_order)
+}
+
+/// Distinct thresholds, whatever the verdict on each one's sharpness: the most thresholds
+/// whose intervals are pairwise disjoint, lowest first (taking, each time, the interval that
+/// ends first among those starting after the last one taken, which is optimal).
+fn disjoint_chain(placed: &[Placed]) -> Vec<&Placed> {
+    let mut by_end: Vec<&Placed> = placed.iter().collect();
+    by_end.sort_by(|a, b| a.hi.total_cmp(&b.hi));
+    let mut chain: Vec<&Placed> = Vec::new();
+    for t in by_end {
+        if chain.last().is_none_or(|last| t.lo > last.hi) {
+            chain.push(t);
+        }
+    }
+    chain
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn placed(subtask: &str, frequency: f64, lo: f64, hi: f64) -> Placed {
+        Placed {
+            subtask: subtask.into(),
+            frequency,
+            x0: (lo + hi) / 2.0,
+            lo,
+            hi,
+        }
+    }
+
+    #[test]
+    fn pairs_count_the_rarer_subtask_above_as_in_order() {
+        let p = [
+            placed("0", 0.5, 2.0, 2.2),
+            placed("1", 0.3, 3.0, 3.2),
+            placed("2", 0.2, 2.5, 2.7),
+            placed("3", 0.2, 4.0, 4.2),
+        ];
+        // In order: 0<1, 0<2, 0<3, 1<3; out: 1 above 2; 2 and 3 share a frequency.
+        assert_eq!(frequency_order(&p), (4, 1));
+    }
+
+    #[test]
+    fn the_chain_is_the_longest_set_of_disjoint_intervals() {
+        // A wide interval first by its start would block the two narrow ones inside it.
+        let p = [
+            placed("wide", 0.5, 1.0, 5.0),
+            placed("a", 0.4, 1.5, 2.0),
+            placed("b", 0.3, 2.5, 3.0),
+            placed("touching b", 0.2, 3.0, 3.5),
+            placed("c", 0.1, 3.6, 4.0),
+        ];
+        let chain: Vec<&str> = disjoint_chain(&p)
+            .iter()
+            .map(|t| t.subtask.as_str())
+            .collect();
+        assert_eq!(chain, ["a", "b", "c"]);
+    }
 }
