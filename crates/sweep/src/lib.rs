@@ -33,6 +33,7 @@ pub use slurm::{
 pub use status::{PlanRow, plan_rows, print_plan, status_table};
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use elab_job::{JobState, Plan, SpecError, SweepDir, unix_now};
 
@@ -74,8 +75,8 @@ pub fn prepare(
                 });
             }
             // Keep the previous config beside the new one: the orphans were made from it.
-            let previous = dir.root.join(format!("config.{}.toml", unix_now() as u64));
-            std::fs::write(previous, &frozen.text).map_err(PrepareError::Io)?;
+            keep_previous_config(&dir.root, &frozen.text, unix_now() as u64)
+                .map_err(PrepareError::Io)?;
         } else if frozen.text == config.text {
             config_text = None;
         }
@@ -95,6 +96,25 @@ pub fn prepare(
         }
     }
     Ok((plan, r))
+}
+
+/// Saves a replaced config as `config.<unix seconds>.toml` in `root` (`-2`, `-3`, ... after the
+/// seconds when that name is taken: two changes within one second must not leave only the
+/// second's), written atomically; returns its path.
+fn keep_previous_config(root: &Path, text: &str, now: u64) -> std::io::Result<PathBuf> {
+    let mut n = 1;
+    loop {
+        let name = match n {
+            1 => format!("config.{now}.toml"),
+            n => format!("config.{now}-{n}.toml"),
+        };
+        let path = root.join(name);
+        if !path.exists() {
+            elab_job::fsio::write_atomic(&path, text.as_bytes())?;
+            return Ok(path);
+        }
+        n += 1;
+    }
 }
 
 /// Lines `model.d_mlp: 512 -> 256` for every default that differs.
@@ -142,4 +162,24 @@ pub enum PrepareError {
     ChangedDefaults { dir: String, diff: Vec<String> },
     #[error("sweep directory: {0}")]
     Io(std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn two_config_changes_in_one_second_keep_both_previous_configs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let first = keep_previous_config(tmp.path(), "steps = 40\n", 1_700_000_000).unwrap();
+        let second = keep_previous_config(tmp.path(), "steps = 50\n", 1_700_000_000).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(std::fs::read_to_string(&first).unwrap(), "steps = 40\n");
+        assert_eq!(std::fs::read_to_string(&second).unwrap(), "steps = 50\n");
+        assert!(
+            second.ends_with("config.1700000000-2.toml"),
+            "{}",
+            second.display()
+        );
+    }
 }
