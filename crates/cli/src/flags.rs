@@ -6,6 +6,12 @@ use clap::{Parser, Subcommand};
 use elab_job::SpecError;
 use elab_sweep::RefineSection;
 
+/// The values of every `--backend` (parsed by `elab_train::Backend`): `auto` takes wgpu only for
+/// a real GPU.
+const BACKENDS: [&str; 3] = ["auto", "wgpu", "cpu"];
+/// `elab bench` also takes `all`: the CPU, and wgpu if a real GPU exists.
+const BENCH_BACKENDS: [&str; 4] = ["all", "auto", "wgpu", "cpu"];
+
 #[derive(Parser)]
 #[command(
     name = "elab",
@@ -87,7 +93,7 @@ pub(crate) enum Command {
     /// Training speed for a ladder of sizes (~10k to ~10M parameters), as markdown.
     Bench {
         /// all (the CPU, and wgpu if a real GPU exists), cpu, wgpu, or auto.
-        #[arg(long, default_value = "all", value_parser = ["all", "auto", "wgpu", "cpu"])]
+        #[arg(long, default_value = "all", value_parser = BENCH_BACKENDS)]
         backend: String,
         /// Timed steps per size (after 3 warmup steps).
         #[arg(long, default_value_t = 10)]
@@ -108,7 +114,7 @@ pub(crate) enum Command {
     /// Which device a run would train on, and why, as one JSON line (backend, name, reason):
     /// `--backend auto` takes wgpu only for a real GPU, never a software adapter.
     Device {
-        #[arg(long, default_value = "auto", value_parser = ["auto", "wgpu", "cpu"])]
+        #[arg(long, default_value = "auto", value_parser = BACKENDS)]
         backend: String,
     },
     /// Train one job, or several of one shape as a pack (the unit the sweep engine and Slurm
@@ -122,7 +128,7 @@ pub(crate) enum Command {
         #[arg(long)]
         out: Vec<PathBuf>,
         /// auto: wgpu on a real GPU, else the CPU (Flex).
-        #[arg(long, default_value = "auto", value_parser = ["auto", "wgpu", "cpu"])]
+        #[arg(long, default_value = "auto", value_parser = BACKENDS)]
         backend: String,
         /// Print progress as JSON lines on stdout (for the sweep scheduler).
         #[arg(long)]
@@ -186,7 +192,7 @@ pub(crate) struct SweepRunArgs {
     #[arg(long)]
     pub(crate) slots: Option<usize>,
     /// Overrides [sweep] backend: auto, wgpu or cpu.
-    #[arg(long, value_parser = ["auto", "wgpu", "cpu"])]
+    #[arg(long, value_parser = BACKENDS)]
     pub(crate) backend: Option<String>,
     #[command(flatten)]
     pub(crate) cluster: ClusterArgs,
