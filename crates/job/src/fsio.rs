@@ -27,6 +27,16 @@ fn parent_dir(path: &Path) -> &Path {
     }
 }
 
+/// The bytes of `path`, or `None` when there is no such file; any other failure is an error
+/// naming the file (for the records whose absence means "not yet", never their damage).
+pub fn read_if_exists(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    match std::fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    }
+}
+
 /// Appends one line and fsyncs it before returning: an appended line is saved. When the
 /// append creates the file, its directory is fsynced too: until then the new name is not
 /// durable, and a crash could lose the file with the line reported saved (the first record

@@ -198,10 +198,8 @@ fn refresh(path: &Path, mine: &LeaseRecord) -> io::Result<()> {
 
 /// The lease at `path`, if there is one.
 pub fn read(path: &Path) -> io::Result<Option<LeaseRecord>> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+    let Some(bytes) = fsio::read_if_exists(path)? else {
+        return Ok(None);
     };
     serde_json::from_slice(&bytes).map(Some).map_err(|e| {
         io::Error::new(

@@ -171,10 +171,8 @@ impl RunDir {
     /// out of every fit and table without a word.
     pub fn summary_checked(&self) -> io::Result<Option<Summary>> {
         let path = self.summary();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+        let Some(bytes) = fsio::read_if_exists(&path)? else {
+            return Ok(None);
         };
         serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             io::Error::new(
