@@ -14,7 +14,7 @@ use crate::task_metrics::TaskScorer;
 
 use super::Trainer;
 use super::batches::{inputs, int_tensor};
-use super::measures::weight_norms;
+use super::measures::measure_all;
 
 /// Examples per model per forward pass during evaluation.
 const EVAL_BATCH: usize = 1024;
@@ -32,10 +32,7 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
         write: &[bool],
     ) -> anyhow::Result<Vec<(usize, RunStatus)>> {
         let valid = model.valid();
-        let mut metrics = weight_norms(&valid);
-        for (k, fourier) in self.fourier(&valid).into_iter().enumerate() {
-            metrics[k].extend(fourier);
-        }
+        let mut metrics = measure_all(&valid, &self.members, &self.chosen.device);
         let mut rows: Vec<Vec<EvalRow>> = vec![Vec::new(); self.members.len()];
         for split in [Split::Train, Split::Val] {
             let examples: Vec<&[Vec<u32>]> = self

@@ -1,4 +1,6 @@
-//! Progress measures read from the weights at each evaluation.
+//! Progress measures: what an evaluation reads from the weights (and from forward passes of
+//! its own), beside the scores. Each [`Measure`] decides which members it applies to (by their
+//! task), so a task brings its measures without the step loop knowing them.
 
 use std::collections::BTreeMap;
 
@@ -9,29 +11,69 @@ use elab_tasks::{ModOp, TaskSpec};
 
 use crate::fourier::{Pair, fourier_measures};
 
+use super::Member;
 use super::evaluation::answer_logits;
-use super::{Member, Trainer};
 
-impl<'a, M: LanguageModel> Trainer<'a, M> {
-    /// Nanda et al.'s Fourier progress measures ([`crate::fourier`]) of each member that trains
-    /// modular addition or subtraction (nothing for the others, nor for a network without
-    /// token embeddings), from one forward pass over every equation.
-    pub(super) fn fourier(&self, model: &M) -> Vec<BTreeMap<String, f64>> {
+/// A progress measure of a pack: each member's values (named `<measure>...`), empty for a
+/// member it does not apply to.
+trait Measure<M: LanguageModel> {
+    fn measure(&self, model: &M, members: &[Member], device: &Device)
+    -> Vec<BTreeMap<String, f64>>;
+}
+
+/// Every measure of every member, one map per member.
+pub(super) fn measure_all<M: LanguageModel>(
+    model: &M,
+    members: &[Member],
+    device: &Device,
+) -> Vec<BTreeMap<String, f64>> {
+    let measures: [&dyn Measure<M>; 2] = [&WeightNorms, &Fourier];
+    let mut out = vec![BTreeMap::new(); members.len()];
+    for measure in measures {
+        for (k, values) in measure
+            .measure(model, members, device)
+            .into_iter()
+            .enumerate()
+        {
+            out[k].extend(values);
+        }
+    }
+    out
+}
+
+/// [`weight_norms`], for every network.
+struct WeightNorms;
+
+impl<M: LanguageModel> Measure<M> for WeightNorms {
+    fn measure(&self, model: &M, _: &[Member], _: &Device) -> Vec<BTreeMap<String, f64>> {
+        weight_norms(model)
+    }
+}
+
+/// Nanda et al.'s Fourier progress measures ([`crate::fourier`]).
+struct Fourier;
+
+impl<M: LanguageModel> Measure<M> for Fourier {
+    fn measure(
+        &self,
+        model: &M,
+        members: &[Member],
+        device: &Device,
+    ) -> Vec<BTreeMap<String, f64>> {
         let sign = |member: &Member| match &member.spec.task {
             TaskSpec::Modular(t) if t.op == ModOp::Add => Some((t.p as usize, 1)),
             TaskSpec::Modular(t) if t.op == ModOp::Sub => Some((t.p as usize, -1)),
             _ => None,
         };
-        let mut out = vec![BTreeMap::new(); self.members.len()];
-        if self.members.iter().all(|m| sign(m).is_none()) {
+        let mut out = vec![BTreeMap::new(); members.len()];
+        if members.iter().all(|m| sign(m).is_none()) {
             return out;
         }
         let Some(embedding) = model.token_embedding() else {
             return out;
         };
-        let data = &self.members[0].data;
-        let equations: Vec<Vec<&[u32]>> = self
-            .members
+        let data = &members[0].data;
+        let equations: Vec<Vec<&[u32]>> = members
             .iter()
             .map(|m| {
                 m.data
@@ -42,7 +84,7 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
                     .collect()
             })
             .collect();
-        let logits = answer_logits(model, &equations, data, &self.chosen.device);
+        let logits = answer_logits(model, &equations, data, device);
         let d = embedding.dims()[2];
         let embeddings = embedding
             .into_data()
@@ -50,7 +92,7 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
             .try_to_vec::<f32>()
             .unwrap();
         let vocab = data.vocab_size;
-        for (k, member) in self.members.iter().enumerate() {
+        for (k, member) in members.iter().enumerate() {
             let Some((p, sign)) = sign(member) else {
                 continue;
             };
