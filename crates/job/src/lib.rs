@@ -28,8 +28,8 @@ pub use heartbeat::{HEARTBEAT_STALE_SECS, Heartbeat, unix_now};
 pub use progress::Progress;
 pub use records::{EvalRow, RunDir, RunStatus, Split, Summary, read_evals};
 pub use spec::{
-    Activation, Arch, DecayOn, EvalSpec, Init, JobSpec, ModelSpec, Schedule, TrainSpec, eval_steps,
-    is_job_id,
+    Activation, Arch, DecayOn, EvalSpec, Init, JobSpec, ModelSpec, Schedule, Snapshots, TrainSpec,
+    eval_steps, is_job_id,
 };
 pub use sweepdir::{
     Attempt, JobState, Plan, PlannedJob, SweepDir, attempts_path, read_attempts, record_attempt,

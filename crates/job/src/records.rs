@@ -147,6 +147,33 @@ impl RunDir {
     pub fn summary(&self) -> PathBuf {
         self.0.join("summary.json")
     }
+    /// The weights kept along training (`train.snapshots`): never touched by checkpoint
+    /// rotation.
+    pub fn snapshots(&self) -> PathBuf {
+        self.0.join("snapshots")
+    }
+    pub fn snapshot(&self, step: u64) -> PathBuf {
+        self.snapshots().join(format!("step-{step:09}.safetensors"))
+    }
+    /// The steps of the snapshots on disk, in order (none when there is no snapshot folder).
+    pub fn snapshot_steps(&self) -> io::Result<Vec<u64>> {
+        let entries = match std::fs::read_dir(self.snapshots()) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
+        let mut steps = Vec::new();
+        for entry in entries {
+            let name = entry?.file_name();
+            let step = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("step-")?.strip_suffix(".safetensors"))
+                .and_then(|n| n.parse::<u64>().ok());
+            steps.extend(step);
+        }
+        steps.sort_unstable();
+        Ok(steps)
+    }
     pub fn heartbeat(&self) -> PathBuf {
         self.0.join("heartbeat.json")
     }

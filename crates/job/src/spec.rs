@@ -225,6 +225,57 @@ pub struct TrainSpec {
     /// when false.
     #[serde(skip_serializing_if = "is_false")]
     pub stable_loss: bool,
+    /// The weights kept along training, in safetensors (see [`Snapshots`]). Left out of the job
+    /// id at `none`.
+    #[serde(skip_serializing_if = "Snapshots::is_none")]
+    pub snapshots: Snapshots,
+}
+
+/// When a run keeps its weights along training (`[train] snapshots`), beside its checkpoints
+/// and never rotated away: the weights a researcher reads after the fact (Fourier components
+/// of an embedding, attention patterns), as Pythia keeps 154 checkpoints per model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Snapshots {
+    /// None (the default): only the rotating checkpoints that resume uses.
+    #[default]
+    None,
+    /// At every evaluation step: 0, the powers of two, every `eval.every` and the last step
+    /// (log-spaced early, as Pythia's, and aligned with the records).
+    Log,
+    /// At step 0, every K steps and the last step.
+    Every(u64),
+}
+
+impl Snapshots {
+    pub fn is_none(&self) -> bool {
+        *self == Snapshots::None
+    }
+}
+
+impl TryFrom<String> for Snapshots {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let every = text.strip_prefix("every:").map(|k| k.trim().parse::<u64>());
+        match (text.as_str(), every) {
+            ("none", _) => Ok(Snapshots::None),
+            ("log", _) => Ok(Snapshots::Log),
+            (_, Some(Ok(k))) if k >= 1 => Ok(Snapshots::Every(k)),
+            _ => Err(format!(
+                "snapshots must be \"none\", \"log\" or \"every:K\" with K a whole number >= 1, got {text:?}"
+            )),
+        }
+    }
+}
+
+impl From<Snapshots> for String {
+    fn from(s: Snapshots) -> String {
+        match s {
+            Snapshots::None => "none".into(),
+            Snapshots::Log => "log".into(),
+            Snapshots::Every(k) => format!("every:{k}"),
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {
@@ -247,6 +298,7 @@ impl Default for TrainSpec {
             min_lr_ratio: 0.1,
             grad_clip: 0.0,
             stable_loss: false,
+            snapshots: Snapshots::None,
         }
     }
 }
@@ -296,6 +348,10 @@ impl Default for EvalSpec {
 pub fn is_job_id(text: &str) -> bool {
     text.len() == 12 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
+
+/// A generous bound on a snapshot's header (its tensors' names, shapes and offsets as JSON, and
+/// the manifest).
+const SNAPSHOT_HEADER_BYTES: u64 = 8192;
 
 /// Steps at which a run of `steps` updates is evaluated: 0, powers of two, every `every`, last.
 pub fn eval_steps(steps: u64, every: u64) -> Vec<u64> {
@@ -417,9 +473,14 @@ impl JobSpec {
 
     /// The job id: a hash of the canonical resolved spec (12 hex digits, see [`is_job_id`]).
     pub fn id(&self) -> String {
+        self.sha256()[..12].to_string()
+    }
+
+    /// The SHA-256 of the canonical resolved spec, in hex: the job id is its first 12 digits.
+    pub fn sha256(&self) -> String {
         let canonical = serde_json::to_string(self).expect("a job spec always serializes");
         let digest = Sha256::digest(canonical.as_bytes());
-        digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+        digest.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// Jobs with equal keys can train as one pack (`elab-model`'s model axis): the same model
@@ -454,6 +515,30 @@ impl JobSpec {
             b => b.min(n_train),
         };
         per_token * (self.train.steps * (batch * self.n_ctx()) as u64) as f64
+    }
+
+    /// The steps whose weights the run keeps (`train.snapshots`), in order.
+    pub fn snapshot_steps(&self) -> Vec<u64> {
+        let steps = self.train.steps;
+        match self.train.snapshots {
+            Snapshots::None => Vec::new(),
+            Snapshots::Log => eval_steps(steps, self.eval.every),
+            Snapshots::Every(k) => {
+                let mut out: Vec<u64> = (0..=steps).step_by(k as usize).collect();
+                if out.last() != Some(&steps) {
+                    out.push(steps);
+                }
+                out
+            }
+        }
+    }
+
+    /// About the disk the run's snapshots take: 4 bytes a parameter, and a header of names and
+    /// shapes, per snapshot.
+    pub fn snapshot_bytes(&self) -> u64 {
+        let (vocab, _, _) = self.task.shape();
+        let params = crate::param_counts(&self.model, vocab, self.n_ctx()).total;
+        self.snapshot_steps().len() as u64 * (4 * params + SNAPSHOT_HEADER_BYTES)
     }
 
     /// The model's context length: every token but the last is read.

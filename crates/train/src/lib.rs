@@ -8,6 +8,7 @@ pub mod fourier;
 pub mod metrics;
 mod optim;
 mod signals;
+pub mod snapshot;
 pub mod task_metrics;
 mod trainer;
 

@@ -14,6 +14,7 @@ use crate::optim::Moments;
 
 use super::batches::{BatchOrder, batch_size};
 use super::{Member, Trainer, claim};
+use crate::snapshot;
 
 /// Saved beside the weights and optimizer state in each checkpoint.
 #[derive(Serialize, Deserialize)]
@@ -180,6 +181,7 @@ impl<'a, M: LanguageModel> Loaded<'a, M> {
             resumes,
             resumed,
             checkpointed: resumed.then_some(step),
+            snapshot_steps: spec.snapshot_steps(),
             val_exact_match: None,
             loss: None,
         };
@@ -231,6 +233,37 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
         fsio::sync_dir(&dir)?;
         run.publish_checkpoint(self.step)?;
         self.members[k].checkpointed = Some(self.step);
+        Ok(())
+    }
+}
+
+impl<M: LanguageModel> Trainer<'_, M> {
+    /// Writes this step's snapshot (`train.snapshots`) of each member `k` with `write[k]` that
+    /// keeps one: its slice of the pack, as if it trained alone. A run that resumes from before
+    /// a snapshot writes it again, with the same weights.
+    pub(super) fn snapshot(&self, model: &M, write: &[bool]) -> anyhow::Result<()> {
+        let keep: Vec<usize> = (0..self.members.len())
+            .filter(|&k| {
+                write[k]
+                    && self.members[k]
+                        .snapshot_steps
+                        .binary_search(&self.step)
+                        .is_ok()
+            })
+            .collect();
+        if keep.is_empty() {
+            return Ok(());
+        }
+        let valid = model.valid();
+        for k in keep {
+            let member = &self.members[k];
+            let manifest = snapshot::Manifest::new(member.spec, self.step);
+            snapshot::write(
+                &pack::select(&valid, &[k]),
+                &member.run.snapshot(self.step),
+                &manifest,
+            )?;
+        }
         Ok(())
     }
 }

@@ -196,6 +196,8 @@ struct Member<'a> {
     /// skip rewriting. A directory of the same step on disk proves nothing (it may be the
     /// corrupt one a resume fell back past).
     checkpointed: Option<u64>,
+    /// The steps whose weights it keeps (`train.snapshots`), in order.
+    snapshot_steps: Vec<u64>,
     /// Validation exact match at the last evaluation, for the progress line.
     val_exact_match: Option<f64>,
     /// Mean training loss at the last read-back.

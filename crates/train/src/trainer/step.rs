@@ -57,6 +57,7 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
         let mut pending: Vec<Tensor<1>> = Vec::new();
         let fresh: Vec<bool> = self.members.iter().map(|m| !m.resumed).collect();
         if fresh.contains(&true) {
+            self.snapshot(&model, &fresh)?;
             let diverged = self.evaluate_and_checkpoint(&model, started, &fresh)?;
             model = self.retire(model, diverged, started)?;
         }
@@ -89,8 +90,9 @@ impl<'a, M: LanguageModel> Trainer<'a, M> {
                 let diverged = read_back(&mut pending, step, &mut self.members);
                 model = self.retire(model, diverged, started)?;
             }
+            let all = vec![true; self.members.len()];
+            self.snapshot(&model, &all)?;
             if is_eval && !self.members.is_empty() {
-                let all = vec![true; self.members.len()];
                 let diverged = self.evaluate_and_checkpoint(&model, started, &all)?;
                 model = self.retire(model, diverged, started)?;
             }
