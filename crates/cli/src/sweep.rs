@@ -19,7 +19,16 @@ pub(crate) fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = SweepConfig::load(config)?;
     let slots = config.sweep.slots.unwrap_or_else(cores);
     let (pack, backend) = (config.sweep.pack, &config.sweep.backend);
-    print!("{}", print_plan(&config.plan()?, pack, slots, backend));
+    let plan = config.plan()?;
+    print!("{}", print_plan(&plan, pack, slots, backend));
+    if let Err(e) = config.check_snapshot_budget(&plan) {
+        println!("`elab sweep` will refuse this plan: {e}");
+    } else if elab_sweep::snapshot_bytes(&plan) > 0 {
+        println!(
+            "snapshots within [sweep] snapshot_budget_gb = {}",
+            config.sweep.snapshot_budget_gb
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -30,6 +39,8 @@ pub(crate) fn sweep(
     allow_changed: bool,
 ) -> anyhow::Result<ExitCode> {
     let slurm = slurm_options(&config, &args.cluster)?;
+    // Refused before anything is written (prepare checks again with refined sizes added).
+    config.check_snapshot_budget(&config.plan()?)?;
     std::fs::create_dir_all(&dir.root)?;
     let Some(_lock) = elab_job::lease::lock_with_lease(&dir.lock(), &dir.lease())? else {
         anyhow::bail!(

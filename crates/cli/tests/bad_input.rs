@@ -165,6 +165,22 @@ fn cases() -> Vec<(&'static str, Edit, &'static str)> {
             "`model.d_mlp`: is set both in [model] and in [[sizes]] (size \"s\")",
         ),
         (
+            "snapshots neither none, log nor every:K",
+            replace(
+                "warmup_steps = 10\n",
+                "warmup_steps = 10\nsnapshots = \"every:0\"\n",
+            ),
+            "snapshots must be \"none\", \"log\" or \"every:K\" with K a whole number >= 1, got \"every:0\"",
+        ),
+        (
+            "negative snapshot budget",
+            replace(
+                "backend = \"cpu\"\n",
+                "backend = \"cpu\"\nsnapshot_budget_gb = -1\n",
+            ),
+            "`sweep.snapshot_budget_gb`: must be a finite number of GB >= 0, got -1",
+        ),
+        (
             "unknown network",
             replace("[model]\n", "[model]\narch = \"cnn\"\n"),
             "unknown variant `cnn`, expected `gpt` or `mlp`",
@@ -209,6 +225,52 @@ fn malformed_sweep_configs_exit_2_with_their_message_and_write_nothing() {
             sweeps.display()
         );
     }
+}
+
+#[test]
+fn snapshots_over_the_budget_are_shown_by_plan_and_refused_by_sweep() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(
+        tmp.path(),
+        "smoke.toml",
+        Box::new(|t: String| {
+            assert!(t.contains("warmup_steps = 10\n") && t.contains("backend = \"cpu\"\n"));
+            t.replacen(
+                "warmup_steps = 10\n",
+                "warmup_steps = 10\nsnapshots = \"log\"\n",
+                1,
+            )
+            .replacen(
+                "backend = \"cpu\"\n",
+                "backend = \"cpu\"\nsnapshot_budget_gb = 0.0001\n",
+                1,
+            )
+        }),
+    );
+    let mut plan = elab();
+    plan.arg("plan").arg(&config);
+    let out = run(&mut plan);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("snapshots"), "{stdout}");
+    assert!(stdout.contains("MB in all"), "{stdout}");
+    assert!(
+        stdout.contains("`elab sweep` will refuse this plan"),
+        "{stdout}"
+    );
+
+    let sweeps = tmp.path().join("sweeps");
+    let out = run(&mut sweep_cmd(&config, &sweeps));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("smoke.toml"), "{stderr}");
+    assert!(stderr.contains("`train.snapshots`"), "{stderr}");
+    assert!(stderr.contains("snapshot_budget_gb = 0.0001"), "{stderr}");
+    assert!(
+        !sweeps.exists(),
+        "a refused sweep wrote {}",
+        sweeps.display()
+    );
 }
 
 #[test]

@@ -40,10 +40,17 @@ pub struct SweepSection {
     /// every job in its own worker). See `packs`.
     #[serde(default)]
     pub pack: PackSize,
+    /// The most disk (in GB, 1e9 bytes) the jobs' snapshots (`train.snapshots`) may take in
+    /// all: a sweep that would take more is refused before it starts.
+    #[serde(default = "default_snapshot_budget_gb")]
+    pub snapshot_budget_gb: f64,
 }
 
 fn default_retries() -> u32 {
     2
+}
+fn default_snapshot_budget_gb() -> f64 {
+    10.0
 }
 fn default_backend() -> String {
     "auto".into()
@@ -311,6 +318,14 @@ impl SweepConfig {
                 line_of("slots"),
             ));
         }
+        let budget = file.sweep.snapshot_budget_gb;
+        if !(budget.is_finite() && budget >= 0.0) {
+            let e = SpecError::new(
+                "sweep.snapshot_budget_gb",
+                format!("must be a finite number of GB >= 0, got {budget}"),
+            );
+            return Err(with_line(e.in_file(path), line_of("snapshot_budget_gb")));
+        }
         if !["auto", "wgpu", "cpu"].contains(&file.sweep.backend.as_str()) {
             let e = SpecError::new(
                 "sweep.backend",
@@ -431,6 +446,29 @@ impl SweepConfig {
 
     /// Expands the sweep into its jobs, in the order they run: breadth-first over seeds, then
     /// sizes, then the other axes, so that every curve gets points early.
+    /// Refuses a plan whose snapshots would take more disk than `[sweep] snapshot_budget_gb`.
+    pub fn check_snapshot_budget(&self, plan: &Plan) -> Result<(), SpecError> {
+        let bytes = crate::snapshot_bytes(plan);
+        let budget = self.sweep.snapshot_budget_gb;
+        if bytes as f64 <= budget * 1e9 {
+            return Ok(());
+        }
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.trim_start().starts_with("snapshots"))
+            .map(|i| i + 1);
+        let e = SpecError::new(
+            "train.snapshots",
+            format!(
+                "the jobs' snapshots would take {:.2} GB, over [sweep] snapshot_budget_gb = {budget}: \
+                 keep fewer (\"every:K\" with a larger K), or raise the budget",
+                bytes as f64 / 1e9
+            ),
+        );
+        Err(with_line(e.in_file(&self.path), line))
+    }
+
     pub fn plan(&self) -> Result<Plan, SpecError> {
         self.plan_with(&[])
     }

@@ -30,7 +30,7 @@ pub use slurm::{
     cancel as cancel_slurm, job_tasks as slurm_job_tasks,
     refuse_if_queued as refuse_if_queued_in_slurm, submissions as slurm_submissions,
 };
-pub use status::{PlanRow, plan_rows, print_plan, status_table};
+pub use status::{PlanRow, plan_rows, print_plan, snapshot_bytes, status_table};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -59,6 +59,7 @@ pub fn prepare(
 ) -> Result<(Plan, Resumption), PrepareError> {
     let refinements = read_refinements(dir).map_err(PrepareError::Io)?;
     let plan = config.plan_with(&refinements.sizes())?;
+    config.check_snapshot_budget(&plan)?;
     let frozen = if dir.exists() {
         let text = std::fs::read_to_string(dir.config()).map_err(PrepareError::Io)?;
         Some(SweepConfig::parse(&dir.config(), &text)?)

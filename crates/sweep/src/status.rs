@@ -21,6 +21,26 @@ pub struct PlanRow {
     pub params_non_embedding: u64,
     /// Estimated training FLOPs: flops per token x steps x batch x context.
     pub train_flops: f64,
+    /// About the disk its snapshots (`train.snapshots`) take.
+    pub snapshot_bytes: u64,
+}
+
+/// About the disk the plan's snapshots take in all.
+pub fn snapshot_bytes(plan: &Plan) -> u64 {
+    plan.jobs
+        .iter()
+        .filter_map(|job| job.spec.as_ref())
+        .map(JobSpec::snapshot_bytes)
+        .sum()
+}
+
+/// `bytes` in MB or GB (1e6, 1e9).
+fn disk(bytes: u64) -> String {
+    if bytes >= 1_000_000_000 {
+        format!("{:.2} GB", bytes as f64 / 1e9)
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
 }
 
 pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
@@ -42,6 +62,7 @@ pub fn plan_rows(plan: &Plan) -> Vec<PlanRow> {
                 params_total: counts.total,
                 params_non_embedding: counts.non_embedding,
                 train_flops: spec.train_flops(),
+                snapshot_bytes: spec.snapshot_bytes(),
             })
         })
         .collect()
@@ -60,23 +81,32 @@ pub fn print_plan(plan: &Plan, pack: PackSize, slots: usize, backend: &str) -> S
         .flat_map(|(i, p)| p.iter().map(move |j| (j.id.as_str(), i + 1)))
         .collect();
     let mut out = String::new();
-    let _ = writeln!(
+    // The snapshots' disk, only for a plan that keeps some.
+    let snapshots = rows.iter().any(|r| r.snapshot_bytes > 0);
+    let _ = write!(
         out,
-        "{:<12} {:<10} {:>12} {:>12} {:>10} {:>5}  axes",
+        "{:<12} {:<10} {:>12} {:>12} {:>10} {:>5}",
         "job", "size", "params", "non-emb", "FLOPs", "pack"
     );
+    if snapshots {
+        let _ = write!(out, " {:>10}", "snapshots");
+    }
+    let _ = writeln!(out, "  axes");
     for r in &rows {
-        let _ = writeln!(
+        let _ = write!(
             out,
-            "{:<12} {:<10} {:>12} {:>12} {:>10.2e} {:>5}  {}",
+            "{:<12} {:<10} {:>12} {:>12} {:>10.2e} {:>5}",
             r.id,
             r.size,
             r.params_total,
             r.params_non_embedding,
             r.train_flops,
             pack_of.get(r.id.as_str()).copied().unwrap_or_default(),
-            r.axes
         );
+        if snapshots {
+            let _ = write!(out, " {:>10}", disk(r.snapshot_bytes));
+        }
+        let _ = writeln!(out, "  {}", r.axes);
     }
     let total: f64 = rows.iter().map(|r| r.train_flops).sum();
     let _ = writeln!(
@@ -86,6 +116,10 @@ pub fn print_plan(plan: &Plan, pack: PackSize, slots: usize, backend: &str) -> S
         packs.len(),
         total
     );
+    if snapshots {
+        let bytes: u64 = rows.iter().map(|r| r.snapshot_bytes).sum();
+        let _ = writeln!(out, "snapshots: about {} in all", disk(bytes));
+    }
     out
 }
 

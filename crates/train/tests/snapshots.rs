@@ -103,7 +103,10 @@ fn snapshots_are_safetensors_that_load_back_exactly_and_outlive_checkpoints() {
     for (name, view) in file.tensors() {
         let other = again.tensor(&name).unwrap();
         assert_eq!(other.shape(), view.shape(), "{name}");
-        assert!(other.data() == view.data(), "{name} changed on the round trip");
+        assert!(
+            other.data() == view.data(),
+            "{name} changed on the round trip"
+        );
     }
 
     // A job's snapshots in a pack are those it writes alone: the initial weights bit for bit,
