@@ -71,6 +71,9 @@ pub(crate) enum Command {
         /// CSV only, no plots.
         #[arg(long)]
         no_plots: bool,
+        /// Also the runs' snapshots (`[train] snapshots`), under weights/ with weights/index.csv.
+        #[arg(long)]
+        weights: bool,
     },
     /// Recompute the numbers of README.md and docs/reproductions.md from the committed result
     /// folders (results/<name>/) and rewrite their generated blocks; `--check` changes nothing

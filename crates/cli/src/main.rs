@@ -77,7 +77,8 @@ fn main() -> ExitCode {
             sweep_dir,
             out,
             no_plots,
-        } => export(&sweep_dir, out, no_plots),
+            weights,
+        } => export(&sweep_dir, out, no_plots, weights),
         Command::Claims {
             docs,
             results,

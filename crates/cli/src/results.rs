@@ -45,13 +45,14 @@ pub(crate) fn export(
     sweep_dir: &std::path::Path,
     out: Option<PathBuf>,
     no_plots: bool,
+    weights: bool,
 ) -> anyhow::Result<ExitCode> {
     let out = results_dir(sweep_dir, out);
-    let summary = elab_report::export(
-        sweep_dir,
-        &out,
-        &elab_report::ExportOptions { plots: !no_plots },
-    )?;
+    let options = elab_report::ExportOptions {
+        plots: !no_plots,
+        weights,
+    };
+    let summary = elab_report::export(sweep_dir, &out, &options)?;
     print!("{summary}");
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,7 @@ pub mod publish;
 pub mod schema;
 mod subtasks;
 mod tables;
+mod weights;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -33,11 +34,26 @@ pub use publish::OutDirError;
 pub struct ExportOptions {
     /// Render figures (SVG + PNG) and inline them in the report.
     pub plots: bool,
+    /// Put the runs' snapshots (`train.snapshots`) under `weights/`, with `weights/index.csv`.
+    pub weights: bool,
+}
+
+impl ExportOptions {
+    /// The CSV files and the report, no figures.
+    pub fn csv_only() -> Self {
+        Self {
+            plots: false,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for ExportOptions {
     fn default() -> Self {
-        Self { plots: true }
+        Self {
+            plots: true,
+            weights: false,
+        }
     }
 }
 
@@ -71,6 +87,9 @@ pub struct ExportSummary {
     pub unresolved: Vec<String>,
     /// Orphaned jobs left out because their spec no longer parses, with the reason.
     pub skipped: Vec<String>,
+    /// Snapshots under `weights/` (`--weights`), and the jobs they come from.
+    pub weights: usize,
+    pub weight_jobs: usize,
 }
 
 impl fmt::Display for ExportSummary {
@@ -111,6 +130,13 @@ impl fmt::Display for ExportSummary {
         if self.figures > 0 {
             writeln!(f, "  plots/          {} figures (SVG + PNG)", self.figures)?;
         }
+        if self.weights > 0 {
+            writeln!(
+                f,
+                "  weights/        {} snapshots of {} jobs, index.csv",
+                self.weights, self.weight_jobs
+            )?;
+        }
         writeln!(f, "  report.html")?;
         for line in &self.emergent {
             writeln!(f, "  emergent: {line}")?;
@@ -133,6 +159,7 @@ impl fmt::Display for ExportSummary {
 struct Outputs {
     csv: bool,
     plots: bool,
+    weights: bool,
 }
 
 /// Writes CSV files, `SCHEMA.md`, figures (if `opts.plots`) and `report.html` to `out_dir`.
@@ -147,6 +174,7 @@ pub fn export(
         Outputs {
             csv: true,
             plots: opts.plots,
+            weights: opts.weights,
         },
     )
 }
@@ -159,6 +187,7 @@ pub fn plot(sweep_dir: &Path, out_dir: &Path) -> anyhow::Result<ExportSummary> {
         Outputs {
             csv: false,
             plots: true,
+            weights: false,
         },
     )
 }
@@ -172,6 +201,10 @@ fn run(sweep_dir: &Path, out_dir: &Path, outputs: Outputs) -> anyhow::Result<Exp
     };
     // On an error the target is dropped unpublished: its folder goes, the old export stays.
     let mut summary = write_all(&data, &staging, outputs)?;
+    if outputs.weights {
+        let w = weights::write_weights(sweep_dir, &data, &staging, &mut summary.files)?;
+        (summary.weights, summary.weight_jobs) = (w.snapshots, w.jobs);
+    }
     staging.write(
         publish::MARKER,
         publish::MARKER_TEXT.as_bytes(),

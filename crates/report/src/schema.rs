@@ -591,6 +591,7 @@ pub fn markdown() -> String {
          | `grokking.csv` | one row per (comparison group, size, split, level): Kaplan-Meier time to cross over seeds |\n\
          | `phase.csv` | one row per cell of every phase diagram (pairs of swept axes; only when at least two axes vary) |\n\
          | `SCHEMA.md` | this file |\n\
+         | `weights/index.csv`, `weights/<job>/step-<N>.safetensors` | only with `elab export --weights`: each run's snapshots (`[train] snapshots`; docs/weights.md), one row per file: `job`, `step`, `path` (relative to the export folder) |\n\
          | `plots/<group>_scale.{svg,png}` | final validation score vs params_total, one panel per metric (exact_match, token_accuracy, answer_logprob, edit score): seeds as points, mean per size as a line, threshold (red line) and its bootstrap interval (band) where the verdict is emergent |\n\
          | `plots/<group>_curves.{svg,png}` | train and validation exact_match / token_accuracy vs step (log axis, step 0 omitted), one line per job, coloured by size |\n\
          | `plots/<group>_map.{svg,png}` | emergence map: size (y) x eval step (x), colour = validation exact_match averaged over seeds |\n\

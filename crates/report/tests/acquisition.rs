@@ -101,7 +101,7 @@ fn a_lottery_gets_its_verdict_listed_and_an_acquisition_figure() {
     hand_made.write_plan();
     let (sweep, out) = (&hand_made.sweep, &hand_made.out);
 
-    let summary = export(sweep, out, &ExportOptions { plots: true }).unwrap();
+    let summary = export(sweep, out, &ExportOptions::default()).unwrap();
     let (_, thresholds) = common::read_csv(&out.join("thresholds.csv"));
     let em = thresholds
         .iter()

@@ -430,7 +430,7 @@ fn mirage_case(p: impl Fn(f64) -> f64) -> (BTreeMap<String, String>, String) {
             (p, p.powi(18))
         },
     );
-    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap();
     let (_, thresholds) = read_csv(&s.out.join("thresholds.csv"));
     let params_rows: Vec<_> = thresholds
         .iter()
@@ -509,8 +509,8 @@ fn orphans_and_unfinished_jobs_are_reported_but_not_fitted() {
         std::fs::write(stale.join("spec.toml"), "[task]\nkind = \"retired\"\n").unwrap();
     });
     // Exporting twice over the same directory replaces the files.
-    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
-    let summary = export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap();
+    let summary = export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap();
     assert_eq!(summary.jobs, 12);
     assert_eq!(summary.skipped.len(), 1, "{summary}");
     assert!(
@@ -589,7 +589,7 @@ fn a_swept_data_axis_gets_threshold_rows_over_it() {
             job.size = "s0".to_string();
         }
     });
-    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap();
     let (header, thresholds) = read_csv(&s.out.join("thresholds.csv"));
     assert!(header.contains(&"axis_task.train_size".to_string()));
     let over: Vec<_> = thresholds
@@ -662,7 +662,7 @@ fn a_re_export_replaces_the_whole_folder() {
     assert!(s.out.join("plots").is_dir());
     // A file an earlier export (or version) made and the next one does not.
     std::fs::write(s.out.join("stale.csv"), "old\n").unwrap();
-    let summary = export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    let summary = export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap();
     assert!(!s.out.join("stale.csv").exists(), "a stale file stays");
     assert!(
         !s.out.join("plots").exists(),
@@ -679,7 +679,7 @@ fn a_re_export_replaces_the_whole_folder() {
 #[test]
 fn an_unreadable_summary_fails_naming_it_and_keeps_the_last_export() {
     let s = synthetic(|_, _| {});
-    export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap();
+    export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap();
     let before = tree(&s.out);
     let summary = s
         .sweep
@@ -687,7 +687,7 @@ fn an_unreadable_summary_fails_naming_it_and_keeps_the_last_export() {
         .join(s.specs[3].id())
         .join("summary.json");
     std::fs::write(&summary, "{\"status\": \"do").unwrap();
-    let err = export(&s.sweep, &s.out, &ExportOptions { plots: false }).unwrap_err();
+    let err = export(&s.sweep, &s.out, &ExportOptions::csv_only()).unwrap_err();
     let msg = format!("{err:#}");
     assert!(msg.contains(&summary.display().to_string()), "{msg}");
     assert!(msg.contains("not a run summary"), "{msg}");
@@ -695,7 +695,7 @@ fn an_unreadable_summary_fails_naming_it_and_keeps_the_last_export() {
     assert_eq!(beside(&s.out), [".synthetic.export.lock", "synthetic"]);
     // Into a new folder: nothing at all.
     let fresh = s.out.with_file_name("fresh");
-    assert!(export(&s.sweep, &fresh, &ExportOptions { plots: false }).is_err());
+    assert!(export(&s.sweep, &fresh, &ExportOptions::csv_only()).is_err());
     assert!(!fresh.exists());
     assert!(!beside(&s.out).iter().any(|n| n.contains("fresh")));
 }
@@ -709,7 +709,7 @@ fn a_second_export_to_one_folder_waits_for_the_first() {
         .unwrap()
         .unwrap();
     let (sweep, out) = (s.sweep.clone(), s.out.clone());
-    let second = std::thread::spawn(move || export(&sweep, &out, &ExportOptions { plots: false }));
+    let second = std::thread::spawn(move || export(&sweep, &out, &ExportOptions::csv_only()));
     // Without the lock this export is done in well under this (its records are 10 small jobs).
     std::thread::sleep(std::time::Duration::from_secs(3));
     assert!(!second.is_finished(), "the second export did not wait");

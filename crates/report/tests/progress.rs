@@ -95,7 +95,7 @@ fn recorded_progress_measures_get_a_figure_with_the_fourier_panels_where_modular
     hand_made.write_plan();
     let (sweep, out) = (&hand_made.sweep, &hand_made.out);
 
-    let summary = export(sweep, out, &ExportOptions { plots: true }).unwrap();
+    let summary = export(sweep, out, &ExportOptions::default()).unwrap();
     let progress: Vec<String> = summary
         .files
         .iter()

@@ -73,7 +73,7 @@ fn each_subtask_gets_its_threshold_and_the_mean_loss_its_power_law() {
     hand_made.write_plan();
     let (sweep, out) = (&hand_made.sweep, &hand_made.out);
 
-    let summary = export(sweep, out, &ExportOptions { plots: true }).unwrap();
+    let summary = export(sweep, out, &ExportOptions::default()).unwrap();
     assert!(summary.files.iter().any(|f| f.ends_with("subtasks.csv")));
     let (header, rows) = common::read_csv(&out.join("subtasks.csv"));
     assert_eq!(rows.len(), 4);
