@@ -249,6 +249,22 @@ impl CausalSelfAttention {
         let y = att.matmul(v).swap_dims(1, 2).reshape([m, batch * tq, d]);
         self.c_proj.forward(y)
     }
+
+    /// The attention pattern `[models * batch, heads, time, time]` (query, key) of every
+    /// position of `x` `[models, batch * time, d]`: what [`Self::forward`] weighs the values by.
+    pub fn pattern(&self, x: Tensor<3>, batch: usize, future: Tensor<2, Bool>) -> Tensor<4> {
+        let [m, n, d] = x.dims();
+        let (b, t) = (m * batch, n / batch);
+        let (h, hd) = (self.n_head, d / self.n_head);
+        let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2);
+        let mut qkv = self.c_attn.forward(x).chunk(3, 2);
+        qkv.pop();
+        let k = heads(qkv.pop().unwrap());
+        let q = heads(qkv.pop().unwrap());
+        let att = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
+        let future = future.unsqueeze::<4>().expand([b, h, t, t]);
+        softmax(att.mask_fill(future, -1e9), 3)
+    }
 }
 
 #[derive(Module, Debug)]
@@ -321,6 +337,28 @@ pub trait LanguageModel: Module + ModuleDisplay {
 
     /// The token embeddings `[models, vocab, d]`, if the network has them.
     fn token_embedding(&self) -> Option<Tensor<3>>;
+
+    /// Each attention layer's pattern `[models, batch, heads, time, time]` (query, key) on the
+    /// token ids `[models, batch, time]`; none for a network without attention.
+    fn attention_patterns(&self, _idx: Tensor<3, Int>) -> Vec<Tensor<5>> {
+        Vec::new()
+    }
+}
+
+impl Gpt {
+    /// Token plus position embeddings of `idx` `[models, batch, time]`: `[models, batch * time, d]`.
+    fn embed(&self, idx: Tensor<3, Int>) -> Tensor<3> {
+        let [m, b, t] = idx.dims();
+        let device = idx.device();
+        let [_, vocab, d] = self.wte.dims();
+        // Each model looks up its own table: one gather in the stacked `[models * vocab, d]`.
+        let offsets =
+            Tensor::<1, Int>::arange(0..m as i64, &device).reshape([m, 1, 1]) * vocab as i64;
+        let rows = (idx + offsets).reshape([m * b * t]);
+        let tok = self.wte.val().reshape([m * vocab, d]).select(0, rows);
+        let pos = self.wpe.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
+        (tok.reshape([m, b, t, d]) + pos).reshape([m, b * t, d])
+    }
 }
 
 impl LanguageModel for Gpt {
@@ -332,14 +370,8 @@ impl LanguageModel for Gpt {
     fn forward(&self, idx: Tensor<3, Int>, first: usize) -> Tensor<4> {
         let [m, b, t] = idx.dims();
         let device = idx.device();
-        let [_, vocab, d] = self.wte.dims();
-        // Each model looks up its own table: one gather in the stacked `[models * vocab, d]`.
-        let offsets =
-            Tensor::<1, Int>::arange(0..m as i64, &device).reshape([m, 1, 1]) * vocab as i64;
-        let rows = (idx + offsets).reshape([m * b * t]);
-        let tok = self.wte.val().reshape([m * vocab, d]).select(0, rows);
-        let pos = self.wpe.val().narrow(1, 0, t).unsqueeze_dim::<4>(1);
-        let mut x = (tok.reshape([m, b, t, d]) + pos).reshape([m, b * t, d]);
+        let vocab = self.wte.dims()[1];
+        let mut x = self.embed(idx);
         let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
         let last = self.blocks.len() - 1; // n_layer >= 1 (validated in the spec)
         for (i, block) in self.blocks.iter().enumerate() {
@@ -359,6 +391,22 @@ impl LanguageModel for Gpt {
 
     fn token_embedding(&self) -> Option<Tensor<3>> {
         Some(self.wte.val())
+    }
+
+    fn attention_patterns(&self, idx: Tensor<3, Int>) -> Vec<Tensor<5>> {
+        let [m, b, t] = idx.dims();
+        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &idx.device());
+        let mut x = self.embed(idx);
+        let mut patterns = Vec::new();
+        for block in &self.blocks {
+            let pattern = block
+                .attn
+                .pattern(norm(&block.ln_1, x.clone()), b, future.clone());
+            let h = pattern.dims()[1];
+            patterns.push(pattern.reshape([m, b, h, t, t]));
+            x = block.forward(x, b, 0, future.clone());
+        }
+        patterns
     }
 }
 
@@ -463,6 +511,28 @@ mod tests {
         let first = |l: Tensor<4>| values(l.narrow(2, 0, 3));
         assert_eq!(first(la.clone()), first(lb.clone()));
         assert_ne!(values(la), values(lb));
+    }
+
+    #[test]
+    fn attention_patterns_are_causal_distributions_per_layer_and_head() {
+        let device = Device::flex();
+        device.seed(3);
+        let model = GptConfig::from_spec(&spec(2, 32, 4, 64, true, false), 10, 6).init(&device);
+        let idx = Tensor::<3, Int>::from_data([[[1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1]]], &device);
+        let patterns = model.attention_patterns(idx);
+        assert_eq!(patterns.len(), 2);
+        for p in patterns {
+            assert_eq!(p.dims(), [1, 2, 4, 6, 6]);
+            let v = values(p.reshape([2 * 4 * 6 * 6]));
+            for row in v.chunks(6).enumerate() {
+                let (i, row) = (row.0 % 6, row.1);
+                assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-5, "{row:?}");
+                assert!(
+                    row[i + 1..].iter().all(|&a| a == 0.0),
+                    "row {i} sees the future: {row:?}"
+                );
+            }
+        }
     }
 
     #[test]

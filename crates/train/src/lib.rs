@@ -5,6 +5,7 @@
 mod backend;
 pub mod bench;
 pub mod fourier;
+pub mod heads;
 pub mod metrics;
 mod optim;
 mod signals;

@@ -72,11 +72,20 @@ fn stored_shape(dims: &[usize]) -> Vec<usize> {
     dims[1..].iter().copied().filter(|&d| d != 1).collect()
 }
 
-/// Writes `model` (a pack of one) as `path`, atomically and durably.
-pub fn write<M: Module>(model: &M, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+/// A parameter read back to the host.
+pub(crate) struct Parameter {
+    /// The model's name for it (`blocks.0.attn.c_attn.weight`).
+    pub name: String,
+    /// Its shape, pack axis first.
+    pub dims: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+/// Every parameter of `model`, by name, in visiting order.
+pub(crate) fn parameters<M: Module>(model: &M) -> Vec<Parameter> {
     struct Collect {
         path: ParamPath,
-        tensors: Vec<(String, Vec<usize>, Vec<u8>)>,
+        params: Vec<Parameter>,
     }
     impl ModuleVisitor for Collect {
         fn enter_module(&mut self, name: &str, _container: &str) {
@@ -87,21 +96,34 @@ pub fn write<M: Module>(model: &M, path: &Path, manifest: &Manifest) -> anyhow::
         }
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
             let t = param.val();
-            let dims = t.dims();
-            assert_eq!(dims[0], 1, "a snapshot holds one model");
+            let dims = t.dims().to_vec();
             let values = t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap();
-            let bytes = values.iter().flat_map(|v| v.to_le_bytes()).collect();
-            self.tensors
-                .push((self.path.name(), stored_shape(&dims), bytes));
+            self.params.push(Parameter {
+                name: self.path.name(),
+                dims,
+                values,
+            });
         }
     }
     let mut collect = Collect {
         path: ParamPath::default(),
-        tensors: Vec::new(),
+        params: Vec::new(),
     };
     model.visit(&mut collect);
-    let views = collect
-        .tensors
+    collect.params
+}
+
+/// Writes `model` (a pack of one) as `path`, atomically and durably.
+pub fn write<M: Module>(model: &M, path: &Path, manifest: &Manifest) -> anyhow::Result<()> {
+    let tensors: Vec<(String, Vec<usize>, Vec<u8>)> = parameters(model)
+        .into_iter()
+        .map(|p| {
+            assert_eq!(p.dims[0], 1, "a snapshot holds one model");
+            let bytes = p.values.iter().flat_map(|v| v.to_le_bytes()).collect();
+            (p.name, stored_shape(&p.dims), bytes)
+        })
+        .collect();
+    let views = tensors
         .iter()
         .map(|(name, shape, bytes)| {
             Ok((

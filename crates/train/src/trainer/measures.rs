@@ -10,6 +10,8 @@ use elab_model::{LanguageModel, pack};
 use elab_tasks::{ModOp, TaskSpec};
 
 use crate::fourier::{Pair, fourier_measures};
+use crate::heads::{self, Layer, Mat};
+use crate::snapshot;
 
 use super::Member;
 use super::evaluation::answer_logits;
@@ -27,7 +29,7 @@ pub(super) fn measure_all<M: LanguageModel>(
     members: &[Member],
     device: &Device,
 ) -> Vec<BTreeMap<String, f64>> {
-    let measures: [&dyn Measure<M>; 2] = [&WeightNorms, &Fourier];
+    let measures: [&dyn Measure<M>; 3] = [&WeightNorms, &Fourier, &HeadScores];
     let mut out = vec![BTreeMap::new(); members.len()];
     for measure in measures {
         for (k, values) in measure
@@ -47,6 +49,95 @@ struct WeightNorms;
 impl<M: LanguageModel> Measure<M> for WeightNorms {
     fn measure(&self, model: &M, _: &[Member], _: &Device) -> Vec<BTreeMap<String, f64>> {
         weight_norms(model)
+    }
+}
+
+/// Olsson et al.'s prefix-matching and copying scores of every head ([`crate::heads`]), for the
+/// members that train the induction task: `heads.prefix_matching.<layer>.<head>`,
+/// `heads.copying.<layer>.<head>` and `heads.induction`, the highest prefix-matching score
+/// of a head whose copying score is positive (0 when none copies).
+struct HeadScores;
+
+impl<M: LanguageModel> Measure<M> for HeadScores {
+    fn measure(
+        &self,
+        model: &M,
+        members: &[Member],
+        device: &Device,
+    ) -> Vec<BTreeMap<String, f64>> {
+        let mut out = vec![BTreeMap::new(); members.len()];
+        let task = |m: &Member| match &m.spec.task {
+            TaskSpec::Induction(t) => Some(t.clone()),
+            _ => None,
+        };
+        let Some(first) = members.iter().find_map(task) else {
+            return out;
+        };
+        let n_ctx = members[0].spec.n_ctx();
+        let sequences: Vec<Vec<u32>> = members
+            .iter()
+            .flat_map(|m| {
+                let vocab = task(m).map_or(first.vocab, |t| t.vocab);
+                heads::repeated_tokens(vocab, vocab as u32, n_ctx, heads::SEQUENCES, m.spec.seed)
+            })
+            .collect();
+        let t = sequences[0].len();
+        let ids: Vec<i64> = sequences.iter().flatten().map(|&x| x as i64).collect();
+        let idx = Tensor::<3, Int>::from_data(
+            TensorData::new(ids, [members.len(), heads::SEQUENCES, t]),
+            device,
+        );
+        let patterns: Vec<Vec<f32>> = model
+            .attention_patterns(idx)
+            .into_iter()
+            .map(|p| p.into_data().convert::<f32>().try_to_vec::<f32>().unwrap())
+            .collect();
+        if patterns.is_empty() {
+            return out;
+        }
+        let params = snapshot::parameters(model);
+        let slice = |name: &str, k: usize, rows: usize, cols: usize| -> Option<Mat> {
+            let p = params.iter().find(|p| p.name == name)?;
+            let v = p.values[k * rows * cols..][..rows * cols]
+                .iter()
+                .map(|&x| x as f64);
+            Some(Mat::new(rows, cols, v.collect()))
+        };
+        for (k, member) in members.iter().enumerate() {
+            if task(member).is_none() {
+                continue;
+            }
+            let n_head = member.spec.model.n_head;
+            let (vocab, d) = (member.data.vocab_size, member.spec.model.d_model);
+            let Some(embed) = slice("wte", k, vocab, d) else {
+                continue;
+            };
+            let unembed = slice("lm_head.weight", k, d, vocab).unwrap_or_else(|| embed.transpose());
+            let layers: Vec<Layer> = (0..patterns.len())
+                .map(|l| Layer {
+                    qkv: slice(&format!("blocks.{l}.attn.c_attn.weight"), k, d, 3 * d)
+                        .expect("a GPT layer has c_attn"),
+                    proj: slice(&format!("blocks.{l}.attn.c_proj.weight"), k, d, d)
+                        .expect("a GPT layer has c_proj"),
+                })
+                .collect();
+            let copying = heads::copying_scores(&embed, &unembed, &layers, n_head);
+            let mut induction = 0.0f64;
+            for (l, pattern) in patterns.iter().enumerate() {
+                let own = &pattern[k * heads::SEQUENCES * n_head * t * t..]
+                    [..heads::SEQUENCES * n_head * t * t];
+                let prefix = heads::prefix_matching(own, heads::SEQUENCES, n_head, t);
+                for h in 0..n_head {
+                    out[k].insert(format!("heads.prefix_matching.{l}.{h}"), prefix[h]);
+                    out[k].insert(format!("heads.copying.{l}.{h}"), copying[l][h]);
+                    if copying[l][h] > 0.0 {
+                        induction = induction.max(prefix[h]);
+                    }
+                }
+            }
+            out[k].insert("heads.induction".into(), induction);
+        }
+        out
     }
 }
 
