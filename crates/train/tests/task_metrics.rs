@@ -64,6 +64,10 @@ fn eval_rows_carry_subtask_and_induction_metrics() {
             m["exact_match"]
         );
         assert!(!m.contains_key("icl_score"));
+        assert!(
+            !m.contains_key("heads.induction"),
+            "head scores are the induction task's"
+        );
     }
 
     let induction = job(
@@ -78,5 +82,19 @@ fn eval_rows_carry_subtask_and_induction_metrics() {
         }
         assert!((0.0..=1.0).contains(&m["repeat_accuracy"]));
         assert!(!m.contains_key("subtask_accuracy.0"));
+        // Olsson et al.'s head scores, per layer and head, beside the weight norms.
+        if row.split == Split::Train {
+            for h in 0..2 {
+                let prefix = m[&format!("heads.prefix_matching.0.{h}")];
+                let copying = m[&format!("heads.copying.0.{h}")];
+                assert!((0.0..=1.0).contains(&prefix), "{prefix}");
+                assert!((-1.0..=1.0).contains(&copying), "{copying}");
+            }
+            assert!(
+                !m.contains_key("heads.prefix_matching.1.0"),
+                "one layer only"
+            );
+            assert!((0.0..=1.0).contains(&m["heads.induction"]));
+        }
     }
 }
