@@ -56,7 +56,7 @@ pub const METRICS: [(&str, &str, &str); 6] = [
 
 /// Progress measures recorded beside the metrics (train rows only: they do not depend on the
 /// split); in curves.csv, not in runs.csv's final columns.
-pub const PROGRESS_MEASURES: [(&str, &str, &str); 6] = [
+pub const PROGRESS_MEASURES: [(&str, &str, &str); 9] = [
     (
         "weight_norm",
         "L2 norm",
@@ -86,6 +86,21 @@ pub const PROGRESS_MEASURES: [(&str, &str, &str); 6] = [
         "fourier.excluded_loss",
         "nats",
         "modular addition and subtraction only: cross-entropy on the training equations with those directions removed from the logits; rises as memorization gives way to the algorithm",
+    ),
+    (
+        "heads.prefix_matching.<layer>.<head>",
+        "fraction",
+        "induction task only (Olsson et al. 2022): on 64 sequences of random tokens repeated once, the head's mean attention from each repeated token to the token after its first occurrence (an induction head's target); about 1/position at random",
+    ),
+    (
+        "heads.copying.<layer>.<head>",
+        "ratio",
+        "induction task only: sum(lambda) / sum(|lambda|) over the eigenvalues of the head's OV circuit W_E W_V W_O W_U (LayerNorm left out; Elhage et al. 2021), in [-1, 1], near 1 for a head whose output raises the logit of the token it attends to",
+    ),
+    (
+        "heads.induction",
+        "fraction",
+        "induction task only: the highest prefix-matching score of a head whose copying score is positive (0 when none copies): high for a model with an induction head",
     ),
 ];
 
@@ -596,7 +611,7 @@ pub fn markdown() -> String {
          | `plots/<group>_curves.{svg,png}` | train and validation exact_match / token_accuracy vs step (log axis, step 0 omitted), one line per job, coloured by size |\n\
          | `plots/<group>_map.{svg,png}` | emergence map: size (y) x eval step (x), colour = validation exact_match averaged over seeds |\n\
          | `plots/<group>_acquisition.{svg,png}` | run-level acquisition of validation exact_match over params_total (docs/analysis.md, \"Emergence over scale\"): each run's final score, coloured by whether it acquired (at or above `acquire_level`, dashed), with the forecast from the sizes below the threshold and its 95% band where thresholds.csv has one; the share of runs that acquired per size with Wilson 95% intervals, the fitted P(acquire) (midpoint `acq_x0`, 10%-90% width `acq_width_decades`) and the midpoint's interval (band), titled with the width, its interval and the verdict (and reason); threshold(t) over eval steps (log axes) from threshold_steps.csv with its interval where placed by acquisition, marked budget-limited where `budget_limited` |\n\
-         | `plots/<group>_progress.{svg,png}` | progress measures over linear steps, a line per job, only where the runs recorded them: validation exact_match and `weight_norm`; for modular addition and subtraction also `fourier.key_share`, validation loss, `fourier.restricted_loss` and `fourier.excluded_loss` (losses on a log10 axis) |\n\
+         | `plots/<group>_progress.{svg,png}` | progress measures over linear steps, a line per job, only where the runs recorded them: validation exact_match and `weight_norm`; for modular addition and subtraction also `fourier.key_share`, validation loss, `fourier.restricted_loss` and `fourier.excluded_loss` (losses on a log10 axis); for the induction task instead validation `repeat_accuracy`, `heads.induction` and, per layer, every head's `heads.prefix_matching.<layer>.<head>` and `heads.copying.<layer>.<head>` (a line per head, a colour per job) |\n\
          | `plots/<group>_subtasks.{svg,png}` | sparse parity only (Michaud et al. 2023's quantization model): each subtask's final validation accuracy over params_total (a line per subtask, darkest the most frequent); each placed threshold (emergent, or a jump between two adjacent sizes) with its bootstrap interval against the subtask's frequency; the mean validation loss over params_total in log-log with the power law of subtasks.csv |\n\
          | `plots/phaseNN_<x>_x_<y>[_at_<group>].{svg,png}` | phase diagram: final validation exact_match (left) and log10 time to grok (right) over two swept axes, mean / Kaplan-Meier median over seeds; censored cells hatched and marked > budget; at most 12 |\n\
          | `report.html` | self-contained page: job counts by status, thresholds table, every figure inlined as SVG |\n\n\

@@ -10,52 +10,104 @@ use super::{FAMILY, Plot, draw_legend, last_step, no_data};
 use elab_job::Split;
 use elab_results::load::{Group, JobRecord};
 
-/// One panel: a metric of one split, on a linear or a log10 y axis.
+/// One panel: metrics of one split (a line per job and metric, a job's lines in one colour),
+/// on a linear or a log10 y axis.
 struct Panel {
-    title: &'static str,
+    title: String,
     split: Split,
-    metric: &'static str,
+    metrics: Vec<String>,
     log_y: bool,
 }
 
-const fn panel(title: &'static str, split: Split, metric: &'static str, log_y: bool) -> Panel {
+fn panel(title: &str, split: Split, metric: &str, log_y: bool) -> Panel {
     Panel {
-        title,
+        title: title.to_string(),
         split,
-        metric,
+        metrics: vec![metric.to_string()],
         log_y,
     }
 }
 
-/// Every task: the grokking curve and what weight decay acts on.
-const COMMON: [Panel; 2] = [
-    panel("validation exact match", Split::Val, "exact_match", false),
-    panel("total weight norm", Split::Train, "weight_norm", false),
-];
+/// Every task but induction: the grokking curve and what weight decay acts on.
+fn common() -> Vec<Panel> {
+    vec![
+        panel("validation exact match", Split::Val, "exact_match", false),
+        panel("total weight norm", Split::Train, "weight_norm", false),
+    ]
+}
 
 /// Modular addition and subtraction (`crate::fourier` in elab-train): restricted loss falls
 /// before the test loss, excluded loss rises as memorization is cleaned up.
-const FOURIER: [Panel; 4] = [
-    panel(
-        "embedding norm share of the 5 key frequencies",
-        Split::Train,
-        "fourier.key_share",
-        false,
-    ),
-    panel("test loss (log10)", Split::Val, "loss", true),
-    panel(
-        "restricted loss, all pairs (log10)",
-        Split::Train,
-        "fourier.restricted_loss",
-        true,
-    ),
-    panel(
-        "excluded loss, training pairs (log10)",
-        Split::Train,
-        "fourier.excluded_loss",
-        true,
-    ),
-];
+fn fourier() -> Vec<Panel> {
+    vec![
+        panel(
+            "embedding norm share of the 5 key frequencies",
+            Split::Train,
+            "fourier.key_share",
+            false,
+        ),
+        panel("test loss (log10)", Split::Val, "loss", true),
+        panel(
+            "restricted loss, all pairs (log10)",
+            Split::Train,
+            "fourier.restricted_loss",
+            true,
+        ),
+        panel(
+            "excluded loss, training pairs (log10)",
+            Split::Train,
+            "fourier.excluded_loss",
+            true,
+        ),
+    ]
+}
+
+/// Induction (`crate::heads` in elab-train): the repeated-segment accuracy, the best
+/// prefix-matching score of a copying head, and each layer's heads (a line per head).
+fn heads(group: &Group<'_>) -> Vec<Panel> {
+    let layers = group
+        .jobs
+        .iter()
+        .map(|j| j.spec.model.n_layer)
+        .max()
+        .unwrap_or(0);
+    let n_head = group
+        .jobs
+        .iter()
+        .map(|j| j.spec.model.n_head)
+        .max()
+        .unwrap_or(0);
+    let mut panels = vec![
+        panel(
+            "validation repeated-segment accuracy",
+            Split::Val,
+            "repeat_accuracy",
+            false,
+        ),
+        panel(
+            "induction score: best prefix matching of a copying head",
+            Split::Train,
+            "heads.induction",
+            false,
+        ),
+    ];
+    for (score, what) in [
+        ("prefix_matching", "prefix matching"),
+        ("copying", "copying"),
+    ] {
+        for l in 0..layers {
+            panels.push(Panel {
+                title: format!("{what}, layer {l} (a line per head)"),
+                split: Split::Train,
+                metrics: (0..n_head)
+                    .map(|h| format!("heads.{score}.{l}.{h}"))
+                    .collect(),
+                log_y: false,
+            });
+        }
+    }
+    panels
+}
 
 fn has(group: &Group<'_>, metric: &str) -> bool {
     group
@@ -66,7 +118,7 @@ fn has(group: &Group<'_>, metric: &str) -> bool {
 
 pub struct ProgressPlot<'a> {
     group: &'a Group<'a>,
-    panels: Vec<&'static Panel>,
+    panels: Vec<Panel>,
 }
 
 impl<'a> ProgressPlot<'a> {
@@ -76,15 +128,14 @@ impl<'a> ProgressPlot<'a> {
         if !has(group, "weight_norm") {
             return None;
         }
-        let fourier: &[Panel] = if has(group, "fourier.key_share") {
-            &FOURIER
+        let panels = if has(group, "heads.induction") {
+            heads(group)
+        } else if has(group, "fourier.key_share") {
+            common().into_iter().chain(fourier()).collect()
         } else {
-            &[]
+            common()
         };
-        Some(Self {
-            group,
-            panels: COMMON.iter().chain(fourier).collect(),
-        })
+        Some(Self { group, panels })
     }
 }
 
@@ -106,10 +157,10 @@ impl Plot for ProgressPlot<'_> {
             &format!("{}: progress measures", self.group.label),
             (FAMILY, 20),
         )?;
-        let grid = if self.panels.len() > 2 {
-            (2, 3)
-        } else {
-            (1, 2)
+        let grid = match self.panels.len() {
+            0..=2 => (1, 2),
+            3..=6 => (2, 3),
+            n => (n.div_ceil(4), 4),
         };
         let max_step = last_step(&self.group.jobs).max(1) as f64;
         for (i, (area, panel)) in root.split_evenly(grid).iter().zip(&self.panels).enumerate() {
@@ -134,30 +185,38 @@ fn draw_panel<DB: DrawingBackend>(
 where
     DB::ErrorType: 'static,
 {
-    // Log panels plot log10 of the value on a linear axis (zeros and negatives left out).
-    let curves: Vec<Vec<(f64, f64)>> = jobs
+    // Log panels plot log10 of the value on a linear axis (zeros and negatives left out). Each
+    // job's curves, one per metric.
+    let curves: Vec<Vec<Vec<(f64, f64)>>> = jobs
         .iter()
         .map(|job| {
-            job.curve(panel.split, panel.metric)
-                .into_iter()
-                .filter(|(_, v)| v.is_finite() && (!panel.log_y || *v > 0.0))
-                .map(|(s, v)| (s as f64, if panel.log_y { v.log10() } else { v }))
+            panel
+                .metrics
+                .iter()
+                .map(|metric| {
+                    job.curve(panel.split, metric)
+                        .into_iter()
+                        .filter(|(_, v)| v.is_finite() && (!panel.log_y || *v > 0.0))
+                        .map(|(s, v)| (s as f64, if panel.log_y { v.log10() } else { v }))
+                        .collect()
+                })
                 .collect()
         })
         .collect();
-    let values = || curves.iter().flatten().map(|p| p.1);
+    let values = || curves.iter().flatten().flatten().map(|p| p.1);
     let Some(lo) = values().reduce(f64::min) else {
-        no_data(area, panel.title)?;
+        no_data(area, &panel.title)?;
         return Ok(());
     };
     let hi = values().fold(lo, f64::max);
-    let (ylo, yhi) = match (panel.log_y, panel.metric) {
+    let (ylo, yhi) = match (panel.log_y, panel.metrics[0].as_str()) {
         (true, _) => (lo.floor() - 0.1, hi.ceil() + 0.1),
         (false, "weight_norm") => (0.0, hi * 1.05),
+        (false, m) if m.starts_with("heads.copying") => (-1.02, 1.02),
         (false, _) => (-0.02, 1.02),
     };
     let mut chart = ChartBuilder::on(area)
-        .caption(panel.title, (FAMILY, 16))
+        .caption(&panel.title, (FAMILY, 16))
         .margin(8)
         .x_label_area_size(40)
         .y_label_area_size(55)
@@ -178,13 +237,16 @@ where
         mesh.y_label_formatter(&power_of_ten);
     }
     mesh.draw()?;
-    for (i, (job, curve)) in jobs.iter().zip(curves).enumerate() {
+    let width = if panel.metrics.len() > 1 { 1 } else { 2 };
+    for (i, (job, job_curves)) in jobs.iter().zip(curves).enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let series = chart.draw_series(LineSeries::new(curve, color.stroke_width(2)))?;
-        if legend {
-            series.label(job_label(job)).legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-            });
+        for (m, curve) in job_curves.into_iter().enumerate() {
+            let series = chart.draw_series(LineSeries::new(curve, color.stroke_width(width)))?;
+            if legend && m == 0 {
+                series.label(job_label(job)).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            }
         }
     }
     if legend {
