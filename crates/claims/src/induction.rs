@@ -72,5 +72,89 @@ pub fn render(dir: &Path) -> Result<String> {
             "- {layers}-layer models: {k} of {n} runs end with repeat accuracy >= {COPYING}."
         )?;
     }
+    heads(&runs, &curves, &mut s)?;
     Ok(s)
+}
+
+/// Olsson et al.'s head scores at the last evaluation (train rows of curves.csv.gz, where the
+/// runs recorded them): per layer the head with the highest prefix-matching score and its
+/// copying score, and `heads.induction` at the end and at its peak.
+fn heads(runs: &Table, curves: &Table, s: &mut String) -> Result<()> {
+    // Per job, metric -> (step, value) in step order.
+    let mut series: BTreeMap<&str, BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    for r in curves.filter("split", "train") {
+        let metric = r.get("metric")?;
+        if metric.starts_with("heads.") {
+            series
+                .entry(r.get("job_id")?)
+                .or_default()
+                .entry(metric)
+                .or_default()
+                .push((r.req("step")?, r.req("value")?));
+        }
+    }
+    if series.is_empty() {
+        return Ok(());
+    }
+    writeln!(
+        s,
+        "\nHead scores at the last evaluation: per layer, the head with the highest prefix-matching score (layer.head) and its copying score; `heads.induction` at the end and at its highest.\n"
+    )?;
+    s.push_str(
+        "| layers | width | seed | layer 0: prefix matching (head), copying | layer 1: prefix matching (head), copying | final heads.induction | highest heads.induction (step) |\n|---|---|---|---|---|---|---|\n",
+    );
+    let mut rows: Vec<_> = runs.rows().collect();
+    rows.sort_by(|a, b| {
+        let k = |r: &crate::table::Row| {
+            (
+                r.req("n_layer").unwrap_or(0.0),
+                r.req("d_model").unwrap_or(0.0),
+                r.req("seed").unwrap_or(0.0),
+            )
+        };
+        k(a).partial_cmp(&k(b)).unwrap()
+    });
+    for r in rows {
+        let Some(job) = series.get(r.get("job_id")?) else {
+            continue;
+        };
+        let last = |m: &str| job.get(m).and_then(|v| v.last()).map(|p| p.1);
+        let layers = r.req("n_layer")? as usize;
+        let mut cells = Vec::new();
+        for l in 0..2 {
+            if l >= layers {
+                cells.push("-".to_string());
+                continue;
+            }
+            let best = (0..)
+                .map_while(|h| last(&format!("heads.prefix_matching.{l}.{h}")).map(|v| (h, v)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            cells.push(match best {
+                Some((h, v)) => format!(
+                    "{} ({l}.{h}), {}",
+                    opt(Some(v), 2),
+                    opt(last(&format!("heads.copying.{l}.{h}")), 2)
+                ),
+                None => "-".to_string(),
+            });
+        }
+        let peak = job
+            .get("heads.induction")
+            .and_then(|v| v.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1)));
+        writeln!(
+            s,
+            "| {layers} | {} | {} | {} | {} | {} | {} |",
+            r.get("d_model")?,
+            r.get("seed")?,
+            cells[0],
+            cells[1],
+            opt(last("heads.induction"), 2),
+            peak.map_or("-".into(), |(step, v)| format!(
+                "{} ({})",
+                opt(Some(v), 2),
+                steps(step)
+            )),
+        )?;
+    }
+    Ok(())
 }
