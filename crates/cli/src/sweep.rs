@@ -48,6 +48,8 @@ pub(crate) fn sweep(
             dir.root.display()
         );
     };
+    // Held: no other scheduler writes here, so a temporary file is a killed write's.
+    elab_job::fsio::remove_temps(&dir.root)?;
     let (plan, r) = elab_sweep::prepare(&dir, &config, allow_changed)?;
     log_to(&dir.log(), false)?;
     print_resumption(&config, &plan, &r);

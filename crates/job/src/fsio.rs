@@ -19,6 +19,29 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     sync_dir(dir)
 }
 
+/// Removes the temporary files [`write_atomic`] leaves in `dir` when a process dies between
+/// creating one and renaming it (`.<name>.<random>.tmp`); returns how many. Only for a
+/// directory whose writers are known to be gone (the caller holds its lock): a live writer's
+/// temporary file would be taken from under it.
+pub fn remove_temps(dir: &Path) -> io::Result<usize> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && name.ends_with(".tmp") && entry.file_type()?.is_file() {
+            std::fs::remove_file(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
 /// The directory holding `path`: `.` for a bare file name (whose `parent()` is `""`).
 fn parent_dir(path: &Path) -> &Path {
     match path.parent() {
@@ -98,6 +121,29 @@ pub fn lock(path: &Path) -> io::Result<File> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_temporaries_of_killed_writes_are_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("summary.json");
+        write_atomic(&path, b"{}").unwrap();
+        // What a write killed before its rename leaves, beside files that only look alike.
+        let orphan = tempfile::Builder::new()
+            .prefix(".summary.json.")
+            .suffix(".tmp")
+            .tempfile_in(dir.path())
+            .unwrap()
+            .keep()
+            .unwrap()
+            .1;
+        std::fs::write(dir.path().join("notes.tmp"), b"mine").unwrap();
+        std::fs::create_dir(dir.path().join(".cache.tmp")).unwrap();
+        assert_eq!(remove_temps(dir.path()).unwrap(), 1);
+        assert!(!orphan.exists());
+        assert!(path.exists() && dir.path().join("notes.tmp").exists());
+        assert!(dir.path().join(".cache.tmp").is_dir());
+        assert_eq!(remove_temps(&dir.path().join("absent")).unwrap(), 0);
+    }
     use std::fs;
 
     thread_local! {

@@ -49,7 +49,19 @@ fn snapshots_are_safetensors_that_load_back_exactly_and_outlive_checkpoints() {
         RunDir::new(tmp.path().join("packed")),
         RunDir::new(tmp.path().join("packed-other")),
     );
+    // What writes killed before their rename leave behind: removed when a worker takes the run.
+    std::fs::create_dir_all(alone.snapshots()).unwrap();
+    let stale = [
+        alone.path().join(".summary.json.x1Yz.tmp"),
+        alone.snapshots().join(".step-000000008.safetensors.AbC.tmp"),
+    ];
+    for file in &stale {
+        std::fs::write(file, b"torn").unwrap();
+    }
     train_cpu(&spec, &alone, None).unwrap();
+    for file in &stale {
+        assert!(!file.exists(), "{} was left", file.display());
+    }
     train_pack_cpu(&[(&spec, &packed), (&other, &packed_other)], None).unwrap();
 
     // Log-spaced and aligned with the evaluations (every 10 of 40 steps).

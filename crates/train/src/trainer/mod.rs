@@ -96,6 +96,7 @@ pub fn train_pack(
     for (spec, run) in jobs {
         std::fs::create_dir_all(run.path())?;
         locks.push(claim(run)?);
+        remove_temps(run)?;
         claim_run_dir(spec, run)?;
     }
     let key = jobs[0].0.pack_key();
@@ -152,6 +153,24 @@ fn train_groups<M: LanguageModel>(
         let (mut trainer, model) = Trainer::new(group, chosen.clone(), step);
         for (job, outcome) in trainer.run(model, &opts.stop, opts.on_progress)? {
             outcomes[job] = Some(outcome);
+        }
+    }
+    Ok(())
+}
+
+/// Removes what writes killed mid-way left in `run` (held: no writer is left):
+/// [`fsio::write_atomic`]'s temporary files in the run, its snapshots and its checkpoints.
+fn remove_temps(run: &RunDir) -> anyhow::Result<()> {
+    let mut dirs = vec![run.path().to_path_buf(), run.snapshots()];
+    dirs.extend(
+        run.checkpoint_dirs()?
+            .into_iter()
+            .map(|s| run.checkpoint_dir(s)),
+    );
+    for dir in dirs {
+        let n = fsio::remove_temps(&dir).with_context(|| format!("cleaning {}", dir.display()))?;
+        if n > 0 {
+            tracing::info!(dir = %dir.display(), files = n, "removed temporary files of interrupted writes");
         }
     }
     Ok(())
