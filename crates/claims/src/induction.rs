@@ -76,12 +76,15 @@ pub fn render(dir: &Path) -> Result<String> {
     Ok(s)
 }
 
+/// One job's curves: metric -> (step, value) in step order.
+type Series<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
+
 /// Olsson et al.'s head scores at the last evaluation (train rows of curves.csv.gz, where the
 /// runs recorded them): per layer the head with the highest prefix-matching score and its
 /// copying score, and `heads.induction` at the end and at its peak.
 fn heads(runs: &Table, curves: &Table, s: &mut String) -> Result<()> {
     // Per job, metric -> (step, value) in step order.
-    let mut series: BTreeMap<&str, BTreeMap<&str, Vec<(f64, f64)>>> = BTreeMap::new();
+    let mut series: BTreeMap<&str, Series> = BTreeMap::new();
     for r in curves.filter("split", "train") {
         let metric = r.get("metric")?;
         if metric.starts_with("heads.") {
