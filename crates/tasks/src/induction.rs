@@ -7,8 +7,10 @@
 //! unpredictable (its best loss is ln(vocab)); inside the repeat, all but the first token can be
 //! predicted by finding the previous occurrence of the current token and copying the token after
 //! it, the induction-head algorithm, which needs two layers of attention (a previous-token head
-//! composed with a matching head). Because the first occurrence moves from example to example, a
-//! fixed positional offset cannot do the copying.
+//! composed with a matching head). The first occurrence moves from example to example, so no
+//! single fixed offset does the copying; but its distance to the repeat stays within
+//! `segment_len..=seq_len - segment_len`, and the 2-layer models trained on it copy without an
+//! induction head by Olsson et al.'s scores (docs/reproductions.md).
 
 use std::collections::HashSet;
 
