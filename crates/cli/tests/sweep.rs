@@ -19,9 +19,49 @@ fn config_with_steps(tmp: &Path, steps: u64) -> std::path::PathBuf {
     })
 }
 
+/// The smoke sweep with `steps` steps per job and a snapshot every 500 steps.
+fn config_with_snapshots(tmp: &Path, steps: u64) -> std::path::PathBuf {
+    smoke_config(tmp, "smoke.toml", |t| {
+        assert!(t.contains("steps = 120\n"));
+        t.replace(
+            "steps = 120\n",
+            &format!("steps = {steps}\nsnapshots = \"every:500\"\n"),
+        )
+    })
+}
+
+/// Each job's snapshots: step -> every tensor's (name, shape, bytes), sorted by name.
+type Snapshots = std::collections::BTreeMap<u64, Vec<(String, Vec<usize>, Vec<u8>)>>;
+
+fn snapshots(sweep: &Path) -> std::collections::BTreeMap<String, Snapshots> {
+    records(sweep)
+        .keys()
+        .map(|id| {
+            let run = elab_job::RunDir::new(sweep.join("jobs").join(id));
+            let files = run
+                .snapshot_steps()
+                .unwrap()
+                .into_iter()
+                .map(|step| {
+                    let bytes = std::fs::read(run.snapshot(step)).unwrap();
+                    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+                    let mut tensors: Vec<_> = file
+                        .tensors()
+                        .into_iter()
+                        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+                        .collect();
+                    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+                    (step, tensors)
+                })
+                .collect();
+            (id.clone(), files)
+        })
+        .collect()
+}
+
 /// A reference run of the smoke sweep, uninterrupted; returns its wall time.
 fn reference(tmp: &Path, steps: u64) -> (std::path::PathBuf, Duration) {
-    let config = config_with_steps(tmp, steps);
+    let config = config_with_snapshots(tmp, steps);
     let sweeps = tmp.join("ref");
     let start = Instant::now();
     let out = run(&mut sweep_cmd(&config, &sweeps));
@@ -72,7 +112,7 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
     );
     assert_eq!(max_overlap, 2, "the two slots were used");
 
-    let config = config_with_steps(tmp.path(), KILL_TEST_STEPS);
+    let config = config_with_snapshots(tmp.path(), KILL_TEST_STEPS);
     let sweeps = tmp.path().join("killed");
     let mut rng = 0x2545_F491_4F6C_DD1Du64;
     let mut kills = 0;
@@ -103,6 +143,24 @@ fn a_sweep_killed_at_random_moments_ends_exactly_like_an_uninterrupted_one() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_equal_records(&reference, &sweeps.join("smoke"), KILL_TEST_STEPS, 40, 4);
+    // The weights kept along training too: every snapshot, bit for bit, whatever the kills
+    // interrupted (a snapshot being written included), and no temporary file left.
+    let (want, got) = (snapshots(&reference), snapshots(&sweeps.join("smoke")));
+    assert_eq!(want.len(), 4);
+    for (id, files) in &want {
+        let steps: Vec<u64> = files.keys().copied().collect();
+        assert_eq!(steps, vec![0, 500, 1000, 1500, 2000, 2500, 3000], "{id}");
+        assert!(
+            got[id] == *files,
+            "job {id}: the snapshots differ from the uninterrupted run's"
+        );
+        let left: Vec<_> = std::fs::read_dir(sweeps.join("smoke/jobs").join(id).join("snapshots"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|n| n.to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(left.is_empty(), "{id}: {left:?}");
+    }
 }
 
 #[test]

@@ -8,7 +8,7 @@ mod common;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::prelude::*;
 use common::{tiny_job, train_cpu, train_pack_cpu};
-use elab_job::{JobSpec, RunDir, Snapshots};
+use elab_job::{JobSpec, RunDir, Snapshots, read_evals};
 use elab_model::{Gpt, LanguageModel};
 use elab_train::snapshot;
 
@@ -53,7 +53,9 @@ fn snapshots_are_safetensors_that_load_back_exactly_and_outlive_checkpoints() {
     std::fs::create_dir_all(alone.snapshots()).unwrap();
     let stale = [
         alone.path().join(".summary.json.x1Yz.tmp"),
-        alone.snapshots().join(".step-000000008.safetensors.AbC.tmp"),
+        alone
+            .snapshots()
+            .join(".step-000000008.safetensors.AbC.tmp"),
     ];
     for file in &stale {
         std::fs::write(file, b"torn").unwrap();
@@ -63,6 +65,28 @@ fn snapshots_are_safetensors_that_load_back_exactly_and_outlive_checkpoints() {
         assert!(!file.exists(), "{} was left", file.display());
     }
     train_pack_cpu(&[(&spec, &packed), (&other, &packed_other)], None).unwrap();
+
+    // Keeping snapshots changes nothing the run records: the same rows, bit for bit, as the
+    // same job without them.
+    let plain = RunDir::new(tmp.path().join("plain"));
+    train_cpu(&tiny_job(5, 3e-3), &plain, None).unwrap();
+    let (with, without) = (
+        read_evals(&alone.evals()).unwrap(),
+        read_evals(&plain.evals()).unwrap(),
+    );
+    assert_eq!(with.len(), without.len());
+    for (a, b) in with.iter().zip(&without) {
+        assert_eq!((a.step, a.split), (b.step, b.split));
+        for (name, x) in &a.metrics {
+            assert_eq!(
+                x.to_bits(),
+                b.metrics[name].to_bits(),
+                "step {} {name}",
+                a.step
+            );
+        }
+    }
+    assert!(plain.snapshot_steps().unwrap().is_empty());
 
     // Log-spaced and aligned with the evaluations (every 10 of 40 steps).
     let want = vec![0, 1, 2, 4, 8, 10, 16, 20, 30, 32, 40];
