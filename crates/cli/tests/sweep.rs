@@ -12,13 +12,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use elab_job::eval_steps;
 
-/// The smoke sweep with `steps` steps per job.
-fn config_with_steps(tmp: &Path, steps: u64) -> std::path::PathBuf {
-    smoke_config(tmp, "smoke.toml", |t| {
-        t.replace("steps = 120", &format!("steps = {steps}"))
-    })
-}
-
 /// The smoke sweep with `steps` steps per job and a snapshot every 500 steps.
 fn config_with_snapshots(tmp: &Path, steps: u64) -> std::path::PathBuf {
     smoke_config(tmp, "smoke.toml", |t| {
