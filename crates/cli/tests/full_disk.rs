@@ -1,0 +1,177 @@
+//! A run whose disk fills up (a small tmpfs): `elab train` fails naming the file it could not
+//! write, keeps every record it reported saved, and, copied to a disk with room, resumes to the
+//! records and snapshots of a run that never ran out of space. Needs root (to mount the tmpfs):
+//! skipped with a message elsewhere, a failure when ELAB_NO_SKIP is set (CI runs as root).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use elab_job::{RunDir, read_evals};
+
+const JOB: &str = r#"
+seed = 3
+[task]
+kind = "digits"
+op = "add"
+digits = 2
+reversed = true
+train_size = 300
+val_size = 100
+[model]
+n_layer = 1
+d_model = 32
+n_head = 2
+[train]
+steps = 400
+batch_size = 32
+lr = 3e-3
+warmup_steps = 0
+snapshots = "every:50"
+[eval]
+every = 40
+"#;
+
+/// A tmpfs of `kib` KiB at `dir`, unmounted when dropped.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, kib: usize) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={kib}k"), "tmpfs"])
+            .arg(dir)
+            .output();
+        let mounted = out.as_ref().is_ok_and(|o| o.status.success());
+        let why = match &out {
+            Ok(o) => String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            Err(e) => e.to_string(),
+        };
+        if !mounted {
+            assert!(
+                std::env::var_os("ELAB_NO_SKIP").is_none(),
+                "cannot mount a tmpfs ({why}), and ELAB_NO_SKIP is set"
+            );
+            eprintln!("SKIPPED: cannot mount a tmpfs (needs root): {why}");
+            return None;
+        }
+        Some(Tmpfs(dir.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn train(job: &Path, out: &Path) -> std::process::Output {
+    run(elab()
+        .arg("train")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .arg("--backend")
+        .arg("cpu"))
+}
+
+#[test]
+fn a_full_disk_names_the_file_keeps_the_records_and_resumes_elsewhere_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let job = tmp.path().join("job.toml");
+    std::fs::write(&job, JOB).unwrap();
+    let reference = tmp.path().join("reference");
+    let out = train(&job, &reference);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Room for the checkpoints and the first snapshots: the disk fills mid-run (at step 256
+    // of 400 when written), on a checkpoint.
+    let Some(disk) = Tmpfs::mount(&tmp.path().join("small"), 900) else {
+        return;
+    };
+    let full = disk.0.join("run");
+    let out = train(&job, &full);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "the run fitted in the tmpfs: make it smaller"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains(&full.display().to_string()),
+        "the failing file is not named: {stderr}"
+    );
+    let saved = read_evals(&RunDir::new(&full).evals()).unwrap();
+    assert!(
+        !saved.is_empty(),
+        "nothing was saved before the disk filled"
+    );
+
+    // Moved to a disk with room (as a user would: cp -a), it resumes and finishes.
+    let moved = tmp.path().join("moved");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(&full)
+        .arg(&moved)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    drop(disk);
+    let out = train(&job, &moved);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (want, got) = (
+        read_evals(&RunDir::new(&reference).evals()).unwrap(),
+        read_evals(&RunDir::new(&moved).evals()).unwrap(),
+    );
+    // Every row saved before the disk filled is still there, and the run ends as the reference.
+    for row in &saved {
+        assert!(
+            got.iter()
+                .any(|r| r.step == row.step && r.split == row.split)
+        );
+    }
+    assert_eq!(want.len(), got.len());
+    for (a, b) in want.iter().zip(&got) {
+        assert_eq!((a.step, a.split), (b.step, b.split));
+        for (name, x) in &a.metrics {
+            assert_eq!(
+                x.to_bits(),
+                b.metrics[name].to_bits(),
+                "step {} {name}",
+                a.step
+            );
+        }
+    }
+    let (want, got) = (RunDir::new(&reference), RunDir::new(&moved));
+    assert_eq!(
+        want.snapshot_steps().unwrap(),
+        got.snapshot_steps().unwrap()
+    );
+    for step in want.snapshot_steps().unwrap() {
+        let (a, b) = (
+            std::fs::read(want.snapshot(step)).unwrap(),
+            std::fs::read(got.snapshot(step)).unwrap(),
+        );
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&a).unwrap(),
+            safetensors::SafeTensors::deserialize(&b).unwrap(),
+        );
+        for (name, view) in a.tensors() {
+            assert!(
+                b.tensor(&name).unwrap().data() == view.data(),
+                "step {step} {name} differs"
+            );
+        }
+    }
+}
