@@ -1,6 +1,7 @@
 //! A run whose disk fills up (a small tmpfs): `elab train` fails naming the file it could not
 //! write, keeps every record it reported saved, and, copied to a disk with room, resumes to the
-//! records and snapshots of a run that never ran out of space. Needs root (to mount the tmpfs):
+//! records and snapshots of a run that never ran out of space; an export that fills it fails
+//! naming the file and leaves the previous export whole. Needs root (to mount the tmpfs):
 //! skipped with a message elsewhere, a failure when ELAB_NO_SKIP is set (CI runs as root).
 
 mod common;
@@ -174,4 +175,71 @@ fn a_full_disk_names_the_file_keeps_the_records_and_resumes_elsewhere_exactly() 
             );
         }
     }
+}
+
+/// Every file under `dir` (relative path -> bytes).
+fn files(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path.strip_prefix(dir).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn an_export_that_fills_the_disk_names_the_file_and_leaves_the_previous_export_whole() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = smoke_config(tmp.path(), "smoke.toml", |t| t);
+    let sweeps = tmp.path().join("sweeps");
+    let out = run(&mut sweep_cmd(&config, &sweeps));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sweep = sweeps.join("smoke");
+
+    // Room for one export (about 0.8 MB), not for a second one beside it.
+    let Some(disk) = Tmpfs::mount(&tmp.path().join("small"), 1200) else {
+        return;
+    };
+    let results = disk.0.join("results");
+    let export = || run(elab().arg("export").arg(&sweep).arg("--out").arg(&results));
+    let first = export();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let before = files(&results);
+    assert!(before.contains_key(Path::new("report.html")));
+
+    let second = export();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success(),
+        "the second export fitted: make the tmpfs smaller"
+    );
+    assert!(stderr.contains("No space left on device"), "{stderr}");
+    assert!(
+        stderr.contains(&disk.0.display().to_string()),
+        "the failing file is not named: {stderr}"
+    );
+    // The previous export, whole and unchanged; nothing half-written left beside it.
+    assert!(files(&results) == before, "the previous export changed");
+    let beside: Vec<String> = std::fs::read_dir(&disk.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "results" && !n.ends_with(".lock"))
+        .collect();
+    assert!(beside.is_empty(), "left beside the export: {beside:?}");
 }
