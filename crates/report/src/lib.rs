@@ -294,9 +294,12 @@ fn write_all(
         let (bytes, n) = tables::runs_csv(data)?;
         staging.write("runs.csv", &bytes, &mut summary.files)?;
         summary.runs_rows = n;
-        let (bytes, n) = tables::curves_csv(data)?;
-        staging.write("curves.csv", &bytes, &mut summary.files)?;
-        summary.curve_rows = n;
+        // The largest table (a row per job, eval, split and metric): streamed to its file.
+        let path = staging.dir.join("curves.csv");
+        let file = File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+        summary.curve_rows = tables::curves_csv(data, std::io::BufWriter::new(file))
+            .with_context(|| format!("writing {}", path.display()))?;
+        staging.adopt("curves.csv", &mut summary.files)?;
         let (bytes, n) = tables::thresholds_csv(data, &groups, &rows)?;
         staging.write("thresholds.csv", &bytes, &mut summary.files)?;
         summary.threshold_rows = n;

@@ -38,8 +38,20 @@ pub(crate) fn write_csv(
     header: Vec<String>,
     rows: impl IntoIterator<Item = Vec<String>>,
 ) -> anyhow::Result<(Vec<u8>, usize)> {
+    let mut bytes = Vec::new();
+    let n = stream_csv(&mut bytes, header, rows)?;
+    Ok((bytes, n))
+}
+
+/// Writes the header and `rows` to `out` as they come (the table is never held whole); returns
+/// the row count.
+pub(crate) fn stream_csv(
+    out: impl std::io::Write,
+    header: Vec<String>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) -> anyhow::Result<usize> {
     let width = header.len();
-    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut w = csv::Writer::from_writer(out);
     w.write_record(&header)?;
     let mut n = 0;
     for row in rows {
@@ -53,7 +65,10 @@ pub(crate) fn write_csv(
         w.write_record(&row)?;
         n += 1;
     }
-    Ok((w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?, n))
+    // Flushed here, not on drop, where a write error (a full disk) would be lost.
+    let mut out = w.into_inner().map_err(|e| anyhow::anyhow!("{}", e.error()))?;
+    out.flush()?;
+    Ok(n)
 }
 
 /// Task parameters by name, read from the spec's serialized form so that every task variant
@@ -164,7 +179,7 @@ pub fn grokking_csv(
 }
 
 /// `curves.csv` and its row count.
-pub fn curves_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
+pub fn curves_csv(data: &SweepData, out: impl std::io::Write) -> anyhow::Result<usize> {
     let header = schema::names(&schema::curves_columns());
     let rows = data.jobs.iter().flat_map(|job| {
         job.evals.iter().flat_map(move |r| {
@@ -184,7 +199,7 @@ pub fn curves_csv(data: &SweepData) -> anyhow::Result<(Vec<u8>, usize)> {
             })
         })
     });
-    write_csv(header, rows)
+    stream_csv(out, header, rows)
 }
 
 /// A Kaplan-Meier summary's columns, as grokking.csv and acquisition.csv both write them:
