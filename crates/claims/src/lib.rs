@@ -35,6 +35,7 @@ const RENDERERS: &[(&str, Renderer)] = &[
     ("omnigrok", grokking::omnigrok),
     ("nanda", nanda::render),
     ("induction", induction::render),
+    ("induction-long", induction::render),
     ("sparse-parity", sparse_parity::render),
 ];
 
