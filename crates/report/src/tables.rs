@@ -66,7 +66,9 @@ pub(crate) fn stream_csv(
         n += 1;
     }
     // Flushed here, not on drop, where a write error (a full disk) would be lost.
-    let mut out = w.into_inner().map_err(|e| anyhow::anyhow!("{}", e.error()))?;
+    let mut out = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("{}", e.error()))?;
     out.flush()?;
     Ok(n)
 }
