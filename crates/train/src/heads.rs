@@ -19,90 +19,33 @@ use nalgebra::DMatrix;
 /// Sequences per prefix-matching measurement.
 pub const SEQUENCES: usize = 64;
 
-/// Σ λ / Σ |λ| over the eigenvalues of the square matrix `m` (`n x n`, row-major); 0 when
-/// every eigenvalue is 0.
-pub fn copying_score(m: &[f64], n: usize) -> f64 {
-    let eig = DMatrix::from_row_slice(n, n, m).complex_eigenvalues();
+/// Σ λ / Σ |λ| over the eigenvalues of the square matrix `m`; 0 when every eigenvalue is 0.
+pub fn copying_score(m: DMatrix<f64>) -> f64 {
+    let eig = m.complex_eigenvalues();
     let total: f64 = eig.iter().map(|l| l.re).sum();
     let size: f64 = eig.iter().map(|l| l.norm()).sum();
     if size > 0.0 { total / size } else { 0.0 }
 }
 
-/// A row-major host matrix.
-#[derive(Debug, Clone)]
-pub struct Mat {
-    pub rows: usize,
-    pub cols: usize,
-    pub v: Vec<f64>,
-}
-
-impl Mat {
-    pub fn new(rows: usize, cols: usize, v: Vec<f64>) -> Self {
-        assert_eq!(v.len(), rows * cols);
-        Self { rows, cols, v }
-    }
-
-    pub fn transpose(&self) -> Mat {
-        let mut v = vec![0.0; self.v.len()];
-        for i in 0..self.rows {
-            for j in 0..self.cols {
-                v[j * self.rows + i] = self.v[i * self.cols + j];
-            }
-        }
-        Mat::new(self.cols, self.rows, v)
-    }
-
-    /// Columns `from..from + n`.
-    pub fn columns(&self, from: usize, n: usize) -> Mat {
-        let v = (0..self.rows)
-            .flat_map(|i| self.v[i * self.cols + from..][..n].iter().copied())
-            .collect();
-        Mat::new(self.rows, n, v)
-    }
-
-    /// Rows `from..from + n`.
-    pub fn rows(&self, from: usize, n: usize) -> Mat {
-        Mat::new(
-            n,
-            self.cols,
-            self.v[from * self.cols..][..n * self.cols].to_vec(),
-        )
-    }
-
-    pub fn matmul(&self, other: &Mat) -> Mat {
-        assert_eq!(self.cols, other.rows);
-        let mut v = vec![0.0; self.rows * other.cols];
-        for i in 0..self.rows {
-            for k in 0..self.cols {
-                let a = self.v[i * self.cols + k];
-                for j in 0..other.cols {
-                    v[i * other.cols + j] += a * other.v[k * other.cols + j];
-                }
-            }
-        }
-        Mat::new(self.rows, other.cols, v)
-    }
-}
-
 /// One layer's attention weights, in the lab's `x @ W` convention: `qkv` `[d, 3d]` (queries,
 /// keys, values for all heads, head-major inside each), `proj` `[d, d]`.
 pub struct Layer {
-    pub qkv: Mat,
-    pub proj: Mat,
+    pub qkv: DMatrix<f64>,
+    pub proj: DMatrix<f64>,
 }
 
 /// The copying score of each head of each layer: `embed` `[vocab, d]` (W_E), `unembed`
 /// `[d, vocab]` (W_U).
 pub fn copying_scores(
-    embed: &Mat,
-    unembed: &Mat,
+    embed: &DMatrix<f64>,
+    unembed: &DMatrix<f64>,
     layers: &[Layer],
     n_head: usize,
 ) -> Vec<Vec<f64>> {
-    let d = embed.cols;
+    let d = embed.ncols();
     let hd = d / n_head;
     // W_U W_E: `[d, d]`, shared by every head.
-    let ue = unembed.matmul(embed);
+    let ue = unembed * embed;
     layers
         .iter()
         .map(|layer| {
@@ -110,8 +53,7 @@ pub fn copying_scores(
                 .map(|h| {
                     let value = layer.qkv.columns(2 * d + h * hd, hd);
                     let out = layer.proj.rows(h * hd, hd);
-                    let circuit = out.matmul(&ue).matmul(&value);
-                    copying_score(&circuit.v, hd)
+                    copying_score(out * &ue * value)
                 })
                 .collect()
         })
@@ -174,40 +116,27 @@ mod tests {
 
     #[test]
     fn a_copying_circuit_scores_one_and_an_anti_copying_one_minus_one() {
+        let m = |v: [f64; 4]| DMatrix::from_row_slice(2, 2, &v);
         // Identity: every eigenvalue 1. Its negative: every eigenvalue -1.
-        let eye = [1.0, 0.0, 0.0, 1.0];
-        assert!((copying_score(&eye, 2) - 1.0).abs() < 1e-12);
-        let neg: Vec<f64> = eye.iter().map(|x| -x).collect();
-        assert!((copying_score(&neg, 2) + 1.0).abs() < 1e-12);
+        assert!((copying_score(m([1.0, 0.0, 0.0, 1.0])) - 1.0).abs() < 1e-12);
+        assert!((copying_score(m([-1.0, 0.0, 0.0, -1.0])) + 1.0).abs() < 1e-12);
         // A rotation by 90 degrees: eigenvalues +-i, no copying.
-        assert!(copying_score(&[0.0, -1.0, 1.0, 0.0], 2).abs() < 1e-12);
-        assert_eq!(copying_score(&[0.0; 4], 2), 0.0);
+        assert!(copying_score(m([0.0, -1.0, 1.0, 0.0])).abs() < 1e-12);
+        assert_eq!(copying_score(m([0.0; 4])), 0.0);
     }
 
     #[test]
     fn copying_scores_read_each_heads_value_and_output_slices() {
         // d = 4, two heads of 2, vocab = d with W_E = W_U = I: head 0's circuit is
         // W_O^0 W_V^0; make it the identity (copying) and head 1's its negative.
-        let eye = |n: usize| {
-            Mat::new(
-                n,
-                n,
-                (0..n * n)
-                    .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
-                    .collect(),
-            )
-        };
-        let mut qkv = vec![0.0; 4 * 12];
-        let mut proj = vec![0.0; 16];
+        let eye = DMatrix::<f64>::identity(4, 4);
+        let mut qkv = DMatrix::zeros(4, 12);
+        let mut proj = DMatrix::zeros(4, 4);
         for i in 0..4 {
-            qkv[i * 12 + 8 + i] = 1.0; // W_V = I
-            proj[i * 4 + i] = if i < 2 { 1.0 } else { -1.0 };
+            qkv[(i, 8 + i)] = 1.0; // W_V = I
+            proj[(i, i)] = if i < 2 { 1.0 } else { -1.0 };
         }
-        let layer = Layer {
-            qkv: Mat::new(4, 12, qkv),
-            proj: Mat::new(4, 4, proj),
-        };
-        let scores = copying_scores(&eye(4), &eye(4), &[layer], 2);
+        let scores = copying_scores(&eye, &eye, &[Layer { qkv, proj }], 2);
         assert!((scores[0][0] - 1.0).abs() < 1e-12, "{scores:?}");
         assert!((scores[0][1] + 1.0).abs() < 1e-12, "{scores:?}");
     }

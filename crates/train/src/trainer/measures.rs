@@ -8,9 +8,10 @@ use burn::module::{ModuleVisitor, Param};
 use burn::prelude::*;
 use elab_model::{LanguageModel, pack};
 use elab_tasks::{ModOp, TaskSpec};
+use nalgebra::DMatrix;
 
 use crate::fourier::{Pair, fourier_measures};
-use crate::heads::{self, Layer, Mat};
+use crate::heads::{self, Layer};
 use crate::snapshot;
 
 use super::Member;
@@ -96,12 +97,13 @@ impl<M: LanguageModel> Measure<M> for HeadScores {
             return out;
         }
         let params = snapshot::parameters(model);
-        let slice = |name: &str, k: usize, rows: usize, cols: usize| -> Option<Mat> {
+        // Model `k`'s `[rows, cols]` slice of a parameter, by name.
+        let slice = |name: &str, k: usize, rows: usize, cols: usize| -> Option<DMatrix<f64>> {
             let p = params.iter().find(|p| p.name == name)?;
             let v = p.values[k * rows * cols..][..rows * cols]
                 .iter()
                 .map(|&x| x as f64);
-            Some(Mat::new(rows, cols, v.collect()))
+            Some(DMatrix::from_row_iterator(rows, cols, v))
         };
         for (k, member) in members.iter().enumerate() {
             if task(member).is_none() {
