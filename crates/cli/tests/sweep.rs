@@ -23,31 +23,13 @@ fn config_with_snapshots(tmp: &Path, steps: u64) -> std::path::PathBuf {
     })
 }
 
-/// Each job's snapshots: step -> every tensor's (name, shape, bytes), sorted by name.
-type Snapshots = std::collections::BTreeMap<u64, Vec<(String, Vec<usize>, Vec<u8>)>>;
-
+/// Each job's snapshots.
 fn snapshots(sweep: &Path) -> std::collections::BTreeMap<String, Snapshots> {
     records(sweep)
         .keys()
         .map(|id| {
             let run = elab_job::RunDir::new(sweep.join("jobs").join(id));
-            let files = run
-                .snapshot_steps()
-                .unwrap()
-                .into_iter()
-                .map(|step| {
-                    let bytes = std::fs::read(run.snapshot(step)).unwrap();
-                    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-                    let mut tensors: Vec<_> = file
-                        .tensors()
-                        .into_iter()
-                        .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
-                        .collect();
-                    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-                    (step, tensors)
-                })
-                .collect();
-            (id.clone(), files)
+            (id.clone(), snapshot_tensors(&run))
         })
         .collect()
 }

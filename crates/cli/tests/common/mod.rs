@@ -170,7 +170,7 @@ pub fn lavapipe_available() -> bool {
     )
 }
 
-fn skip_unless(present: bool, why: &str) -> bool {
+pub fn skip_unless(present: bool, why: &str) -> bool {
     if !present {
         assert!(
             std::env::var_os("ELAB_NO_SKIP").is_none(),
@@ -187,5 +187,27 @@ pub fn attempts(dir: &Path) -> Vec<serde_json::Value> {
         .unwrap_or_default()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A run's snapshots: step -> every tensor's (name, shape, bytes), sorted by name (the header's
+/// manifest order varies from write to write; the tensors do not).
+pub type Snapshots = BTreeMap<u64, Vec<(String, Vec<usize>, Vec<u8>)>>;
+
+pub fn snapshot_tensors(run: &RunDir) -> Snapshots {
+    run.snapshot_steps()
+        .unwrap()
+        .into_iter()
+        .map(|step| {
+            let bytes = std::fs::read(run.snapshot(step)).unwrap();
+            let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+            let mut tensors: Vec<_> = file
+                .tensors()
+                .into_iter()
+                .map(|(n, v)| (n, v.shape().to_vec(), v.data().to_vec()))
+                .collect();
+            tensors.sort_by(|a, b| a.0.cmp(&b.0));
+            (step, tensors)
+        })
         .collect()
 }
