@@ -1,7 +1,7 @@
 //! Olsson et al. 2022: the repeated segment's accuracy over training, per depth (curves.csv.gz).
 
 use crate::fmt::{opt, params, steps};
-use crate::table::Table;
+use crate::table::{Row, Table};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,17 +29,7 @@ pub fn render(dir: &Path) -> Result<String> {
     let mut s = String::from(
         "| layers | width | params | seed | steps | first eval with repeat accuracy >= 0.5 | final repeat accuracy | final icl_score (nats) |\n|---|---|---|---|---|---|---|---|\n",
     );
-    let mut rows: Vec<_> = runs.rows().collect();
-    rows.sort_by(|a, b| {
-        let k = |r: &crate::table::Row| {
-            (
-                r.req("n_layer").unwrap_or(0.0),
-                r.req("d_model").unwrap_or(0.0),
-                r.req("seed").unwrap_or(0.0),
-            )
-        };
-        k(a).partial_cmp(&k(b)).unwrap()
-    });
+    let rows = by_shape(&runs);
     let mut copying: BTreeMap<String, (usize, usize)> = BTreeMap::new();
     for r in rows {
         let id = r.get("job_id")?;
@@ -76,6 +66,20 @@ pub fn render(dir: &Path) -> Result<String> {
     Ok(s)
 }
 
+/// The runs ordered by layers, width, seed.
+fn by_shape(runs: &Table) -> Vec<Row<'_>> {
+    let mut rows: Vec<_> = runs.rows().collect();
+    let key = |r: &Row| {
+        (
+            r.req("n_layer").unwrap_or(0.0),
+            r.req("d_model").unwrap_or(0.0),
+            r.req("seed").unwrap_or(0.0),
+        )
+    };
+    rows.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap());
+    rows
+}
+
 /// One job's curves: metric -> (step, value) in step order.
 type Series<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
 
@@ -106,17 +110,7 @@ fn heads(runs: &Table, curves: &Table, s: &mut String) -> Result<()> {
     s.push_str(
         "| layers | width | seed | layer 0: prefix matching (head), copying | layer 1: prefix matching (head), copying | final heads.induction | highest heads.induction (step) |\n|---|---|---|---|---|---|---|\n",
     );
-    let mut rows: Vec<_> = runs.rows().collect();
-    rows.sort_by(|a, b| {
-        let k = |r: &crate::table::Row| {
-            (
-                r.req("n_layer").unwrap_or(0.0),
-                r.req("d_model").unwrap_or(0.0),
-                r.req("seed").unwrap_or(0.0),
-            )
-        };
-        k(a).partial_cmp(&k(b)).unwrap()
-    });
+    let rows = by_shape(runs);
     for r in rows {
         let Some(job) = series.get(r.get("job_id")?) else {
             continue;
