@@ -52,6 +52,15 @@ pub struct SweepReport {
     pub interrupted: bool,
 }
 
+/// The rayon threads each worker gets: the cores shared out between the slots, so that `slots`
+/// workers side by side do not each start a pool as large as the machine. Oversubscribed, rayon's
+/// idle threads spin (`sched_yield`) against the other workers' compute: two 1M-rung jobs on 2
+/// cores stepped in 277 ms with a pool of 2 each and 250 ms with 1 each (docs/performance.md).
+/// `None` when the user set `RAYON_NUM_THREADS` (theirs is inherited).
+fn worker_threads(user_set: bool, cores: usize, slots: usize) -> Option<usize> {
+    (!user_set).then(|| (cores / slots.max(1)).max(1))
+}
+
 /// What the workers are asked to do, sent to every worker's supervising task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Stop {
@@ -461,6 +470,13 @@ impl<'a> Scheduler<'a> {
             .iter()
             .map(|job| (job.id.clone(), self.bars.job_bar(job)))
             .collect();
+        if let Some(threads) = worker_threads(
+            std::env::var_os("RAYON_NUM_THREADS").is_some(),
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            self.settings.slots,
+        ) {
+            cmd.env("RAYON_NUM_THREADS", threads.to_string());
+        }
         cmd.arg("--backend")
             .arg(&self.settings.backend)
             .arg("--progress-json")
@@ -935,6 +951,34 @@ while :; do sleep 0.02; done
             (Some(75), None),
             "{attempts:?}"
         );
+    }
+
+    #[test]
+    fn workers_share_the_cores_between_the_slots() {
+        assert_eq!(worker_threads(false, 2, 2), Some(1));
+        assert_eq!(worker_threads(false, 16, 3), Some(5));
+        assert_eq!(worker_threads(false, 2, 8), Some(1));
+        assert_eq!(worker_threads(false, 8, 1), Some(8));
+        assert_eq!(worker_threads(true, 8, 2), None);
+
+        // And a worker is started with its share in its environment.
+        let tmp = tempfile::tempdir().unwrap();
+        let elab = tmp.path().join("elab");
+        let fake = "#!/bin/sh\necho \"$RAYON_NUM_THREADS\" > \"$4/threads\"\nexit 0\n";
+        std::fs::write(&elab, fake).unwrap();
+        std::fs::set_permissions(&elab, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dir = SweepDir::new(tmp.path().join("sweep"));
+        let id = "0000000000dd";
+        std::fs::create_dir_all(dir.job(id).path()).unwrap();
+        let report = run_local(&dir, &plan(&[id]), &settings(&elab, 2)).unwrap();
+        assert_eq!(report.done, 1, "{report:?}");
+        let got = std::fs::read_to_string(dir.job(id).path().join("threads")).unwrap();
+        let cores = std::thread::available_parallelism().unwrap().get();
+        let want = match std::env::var("RAYON_NUM_THREADS") {
+            Ok(user) => user,
+            Err(_) => (cores / 2).max(1).to_string(),
+        };
+        assert_eq!(got.trim(), want);
     }
 
     /// A worker starts with its stop signals blocked; `elab train` unblocks them once its
