@@ -493,6 +493,26 @@ mod tests {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// Attention splits the heads out of a chunk of the fused QKV projection: a view whose rows
+    /// are contiguous at a larger stride, which the vendored Flex copies a row at a time
+    /// (vendor/README.md). Small and large (Flex's parallel threshold is 1M elements).
+    #[test]
+    fn a_chunk_of_the_last_axis_reshaped_holds_its_values() {
+        let device = Device::flex();
+        for (rows, d) in [(5, 12), (3000, 384)] {
+            let all: Vec<f32> = (0..rows * d).map(|i| i as f32).collect();
+            let x = Tensor::<3>::from_data(TensorData::new(all, [1, rows, d]), &device);
+            let third = d / 3;
+            for (c, chunk) in x.clone().chunk(3, 2).into_iter().enumerate() {
+                let got = values(chunk.reshape([rows, 2, third / 2]));
+                let want: Vec<f32> = (0..rows)
+                    .flat_map(|r| (0..third).map(move |j| (r * d + c * third + j) as f32))
+                    .collect();
+                assert_eq!(got, want, "rows {rows}, chunk {c}");
+            }
+        }
+    }
+
     #[test]
     fn forward_shape_and_causality() {
         let device = Device::flex();

@@ -376,6 +376,13 @@ impl FlexTensor {
                     }
                 }
             }
+        } else if shape.len() == 2 && all_positive && strides[1] == 1 {
+            // emergence-lab patch (vendor/README.md): rows of contiguous elements at a larger
+            // row stride (a `narrow`/`chunk` of the last axis, reshaped) are copied a row at a
+            // time with `copy_from_slice`, not through the tiled transpose below, which moves
+            // them one bounds-checked element at a time.
+            unsafe { dst.set_len(n) };
+            copy_inner_contiguous_run(&mut dst, src, offset, shape, strides);
         } else if shape.len() == 2 && all_positive {
             // 2D positive-stride (transpose-like): tile both dims so
             // reads stay in cache. The loop-nesting chooser inside
