@@ -255,6 +255,47 @@ impl FlexTensor {
         }
     }
 
+    /// emergence-lab patch (vendor/README.md): a contiguous tensor of `shape` whose elements
+    /// `write` stores, so that they are not zeroed first (a matmul output, which gemm
+    /// overwrites without reading). Falls back to a zeroed [`Self::empty`] when the byte length
+    /// is not a whole number of the 16-byte words that keep the allocation aligned.
+    ///
+    /// # Safety
+    /// `write` must store every element of the slice it is given.
+    pub(crate) unsafe fn overwritten<E: Element + bytemuck::Pod>(
+        shape: Shape,
+        dtype: DType,
+        write: impl FnOnce(&mut [core::mem::MaybeUninit<E>]),
+    ) -> Self {
+        use core::mem::{ManuallyDrop, MaybeUninit};
+        let n = shape.num_elements();
+        let n_bytes = n * dtype_size(dtype);
+        if n_bytes == 0 || n_bytes % 16 != 0 {
+            let mut tensor = Self::empty(shape, dtype);
+            let elems: &mut [E] = tensor.storage_mut();
+            // SAFETY: an initialized `E` is a valid `MaybeUninit<E>`; same length and layout.
+            write(unsafe { core::slice::from_raw_parts_mut(elems.as_mut_ptr().cast(), n) });
+            return tensor;
+        }
+        let mut words = Vec::<MaybeUninit<u128>>::with_capacity(n_bytes / 16);
+        // SAFETY: `MaybeUninit` needs no initialization.
+        unsafe { words.set_len(n_bytes / 16) };
+        // SAFETY: the words hold exactly `n` elements of `E` (its size divides 16 and its
+        // alignment is at most a u128's).
+        write(unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), n) });
+        let mut words = ManuallyDrop::new(words);
+        // SAFETY: `write` stored every element, so every byte is initialized (the caller's
+        // contract); the allocation, length and capacity are those of `words`.
+        let words = unsafe {
+            Vec::from_raw_parts(
+                words.as_mut_ptr().cast::<u128>(),
+                words.len(),
+                words.capacity(),
+            )
+        };
+        Self::new(Bytes::from_elems(words), Layout::contiguous(shape), dtype)
+    }
+
     /// Create a tensor filled with zeros.
     pub fn zeros(shape: Shape, dtype: DType) -> Self {
         Self::empty(shape, dtype)
