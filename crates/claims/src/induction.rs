@@ -1,7 +1,7 @@
 //! Olsson et al. 2022: the repeated segment's accuracy over training, per depth (curves.csv.gz).
 
 use crate::fmt::{opt, params, steps};
-use crate::table::{Row, Table};
+use crate::table::{Row, Series, Table};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -79,9 +79,6 @@ fn by_shape(runs: &Table) -> Vec<Row<'_>> {
     rows.sort_by(|a, b| key(a).partial_cmp(&key(b)).unwrap());
     rows
 }
-
-/// One job's curves: metric -> (step, value) in step order.
-type Series<'a> = BTreeMap<&'a str, Vec<(f64, f64)>>;
 
 /// Olsson et al.'s head scores at the last evaluation (train rows of curves.csv.gz, where the
 /// runs recorded them): per layer the head with the highest prefix-matching score and its

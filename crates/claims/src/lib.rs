@@ -34,6 +34,7 @@ const RENDERERS: &[(&str, Renderer)] = &[
     ("power", grokking::power),
     ("omnigrok", grokking::omnigrok),
     ("nanda", nanda::render),
+    ("nanda-progress", nanda::progress),
     ("induction", induction::render),
     ("induction-long", induction::render),
     ("sparse-parity", sparse_parity::render),
@@ -41,7 +42,10 @@ const RENDERERS: &[(&str, Renderer)] = &[
 
 /// The result folder a block reads: its name up to a `-` suffix that names a variant.
 fn folder(name: &str) -> &str {
-    name.strip_suffix("-headline").unwrap_or(name)
+    ["-headline", "-progress"]
+        .iter()
+        .find_map(|suffix| name.strip_suffix(suffix))
+        .unwrap_or(name)
 }
 
 /// Whether a block named `name` has a renderer.
@@ -52,7 +56,8 @@ pub fn known(name: &str) -> bool {
 /// One block's text, from `results/<name>/`.
 pub fn render(results: &Path, name: &str) -> Result<String> {
     match RENDERERS.iter().find(|(n, _)| *n == name) {
-        // A block reads the folder its name starts with: `arith-headline` reads results/arith.
+        // A block reads the folder its name starts with: `arith-headline` reads results/arith,
+        // `nanda-progress` results/nanda.
         Some((_, f)) => f(&results.join(folder(name))),
         None => bail!(
             "no claims named `{name}`; known: {}",

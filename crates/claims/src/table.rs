@@ -5,6 +5,9 @@
 use anyhow::{Context, Result, anyhow, bail};
 use std::path::{Path, PathBuf};
 
+/// One job's curves: metric -> (step, value) in step order.
+pub type Series<'a> = std::collections::BTreeMap<&'a str, Vec<(f64, f64)>>;
+
 pub struct Table {
     path: PathBuf,
     headers: Vec<String>,
