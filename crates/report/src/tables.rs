@@ -184,21 +184,19 @@ pub fn grokking_csv(
 pub fn curves_csv(data: &SweepData, out: impl std::io::Write) -> anyhow::Result<usize> {
     let header = schema::names(&schema::curves_columns());
     let rows = data.jobs.iter().flat_map(|job| {
-        job.evals.iter().flat_map(move |r| {
-            r.metrics.iter().map(move |(metric, value)| {
-                vec![
-                    job.id.clone(),
-                    job.size.clone(),
-                    job.counts.total.to_string(),
-                    job.spec.seed.to_string(),
-                    r.step.to_string(),
-                    r.tokens.to_string(),
-                    num(r.tokens as f64 * job.flops_per_token),
-                    r.split.as_str().to_string(),
-                    metric.clone(),
-                    num(*value),
-                ]
-            })
+        job.evals.iter().map(move |(r, metric, value)| {
+            vec![
+                job.id.clone(),
+                job.size.clone(),
+                job.counts.total.to_string(),
+                job.spec.seed.to_string(),
+                r.step.to_string(),
+                r.tokens.to_string(),
+                num(r.tokens as f64 * job.flops_per_token),
+                r.split.as_str().to_string(),
+                metric.to_string(),
+                num(value),
+            ]
         })
     });
     stream_csv(out, header, rows)

@@ -1,5 +1,5 @@
-//! What a sweep's records say, computed once for every consumer: the records loaded and
-//! grouped for comparison ([`load`]), thresholds and verdicts per (group, score, scale)
+//! What a sweep's records say, computed once for every consumer: the records loaded (each job's
+//! evaluations by column, [`evals`]) and grouped for comparison ([`load`]), thresholds and verdicts per (group, score, scale)
 //! ([`thresholds`]), grokking times ([`grokking`]), acquisition times ([`acquisition`]), per-subtask fits for sparse parity
 //! ([`subtasks`]) and phase diagrams over pairs of swept axes ([`phase`]).
 //!
@@ -8,6 +8,7 @@
 //! see the same numbers. The statistics themselves are `elab-analysis`'s.
 
 pub mod acquisition;
+pub mod evals;
 pub mod grokking;
 pub mod load;
 pub mod phase;

@@ -9,9 +9,11 @@ use std::path::Path;
 
 use anyhow::Context;
 use elab_job::{
-    EvalRow, JobSpec, JobState, ModelSpec, ParamCounts, Split, Summary, SweepDir, param_counts,
-    read_evals, train_flops_per_token,
+    JobSpec, JobState, ModelSpec, ParamCounts, Split, Summary, SweepDir, param_counts, read_evals,
+    train_flops_per_token,
 };
+
+use crate::evals::Evals;
 
 /// Everything the exporters need about one job.
 #[derive(Debug, Clone)]
@@ -28,15 +30,15 @@ pub struct JobRecord {
     pub flops_per_token: f64,
     /// Answer tokens per example (L in p^L).
     pub answer_len: usize,
-    /// One row per (step, split), sorted by step then split.
-    pub evals: Vec<EvalRow>,
+    /// One evaluation per (step, split), sorted by step then split.
+    pub evals: Evals,
     pub summary: Option<Summary>,
 }
 
 impl JobRecord {
     /// Training tokens read by the last evaluation (0 with no records).
     pub fn tokens_seen(&self) -> u64 {
-        self.evals.iter().map(|r| r.tokens).max().unwrap_or(0)
+        self.evals.tokens_seen()
     }
 
     /// Estimated training compute so far: FLOPs per token x tokens seen.
@@ -46,20 +48,12 @@ impl JobRecord {
 
     /// `(step, value)` of one metric on one split, sorted by step.
     pub fn curve(&self, split: Split, metric: &str) -> Vec<(u64, f64)> {
-        self.evals
-            .iter()
-            .filter(|r| r.split == split)
-            .filter_map(|r| r.metrics.get(metric).map(|v| (r.step, *v)))
-            .collect()
+        self.evals.curve(split, metric)
     }
 
     /// The metric's value at the last evaluation of `split`.
     pub fn final_value(&self, split: Split, metric: &str) -> Option<f64> {
-        self.evals
-            .iter()
-            .rev()
-            .find(|r| r.split == split)
-            .and_then(|r| r.metrics.get(metric).copied())
+        self.evals.final_value(split, metric)
     }
 
     /// The swept values that define a comparison group: every axis except `seed` (seeds are
@@ -130,8 +124,10 @@ impl SweepData {
             let (vocab, _, answer_len) = spec.task.shape();
             let n_ctx = spec.n_ctx();
             let counts = param_counts(&spec.model, vocab, n_ctx);
-            let evals = read_evals(&run.evals())
-                .with_context(|| format!("reading {}", run.evals().display()))?;
+            let evals = Evals::from_rows(
+                read_evals(&run.evals())
+                    .with_context(|| format!("reading {}", run.evals().display()))?,
+            );
             // Fail closed: an unreadable summary would make a finished run read as unfinished,
             // left out of every fit.
             let summary = run.summary_checked()?;

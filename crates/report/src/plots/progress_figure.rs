@@ -110,10 +110,7 @@ fn heads(group: &Group<'_>) -> Vec<Panel> {
 }
 
 fn has(group: &Group<'_>, metric: &str) -> bool {
-    group
-        .jobs
-        .iter()
-        .any(|j| j.evals.iter().any(|r| r.metrics.contains_key(metric)))
+    group.jobs.iter().any(|j| j.evals.has(metric))
 }
 
 pub struct ProgressPlot<'a> {
