@@ -59,8 +59,8 @@ pub fn render(dir: &Path) -> Result<String> {
     Ok(s)
 }
 
-/// The progress measures of each run (training split, every evaluation): when the restricted
-/// loss falls below [`RESTRICTED`] and the excluded loss rises above [`EXCLUDED`], beside the
+/// The progress measures of each run (training split, every evaluation): when the excluded
+/// loss rises above [`EXCLUDED`] and the restricted loss falls below [`RESTRICTED`], beside the
 /// grokking step, and the weight norm from memorization to the end.
 pub fn progress(dir: &Path) -> Result<String> {
     let runs = Table::read(dir, "runs.csv")?;
@@ -85,7 +85,7 @@ pub fn progress(dir: &Path) -> Result<String> {
         }
     }
     let mut s = format!(
-        "| weight decay | seed | train EM >= 0.99 from | restricted loss < {RESTRICTED} from | excluded loss > {EXCLUDED} from (after memorizing) | val EM >= 0.95 from | weight norm at memorizing, final | final key-frequency share |\n|---|---|---|---|---|---|---|---|\n"
+        "| weight decay | seed | train EM >= 0.99 from | excluded loss > {EXCLUDED} from (after memorizing) | restricted loss < {RESTRICTED} from | val EM >= 0.95 from | weight norm at memorizing, final | final key-frequency share |\n|---|---|---|---|---|---|---|---|\n"
     );
     let (mut grokked, mut in_order) = (0, 0);
     let mut undecayed_restricted: Vec<f64> = Vec::new();
@@ -128,8 +128,8 @@ pub fn progress(dir: &Path) -> Result<String> {
             "| {wd:.1} | {} | {} | {} | {} | {} | {}, {} | {} |",
             r.get("seed")?,
             when(memorized),
-            when(restricted),
             when(excluded),
+            when(restricted),
             when(grok),
             opt(memorized.and_then(norm_at), 1),
             opt(last("weight_norm"), 1),
@@ -139,7 +139,7 @@ pub fn progress(dir: &Path) -> Result<String> {
     writeln!(s)?;
     write!(
         s,
-        "Of the {grokked} runs that reach validation exact match >= 0.95, {in_order} have restricted loss below {RESTRICTED} and excluded loss above {EXCLUDED} no later than that step."
+        "Of the {grokked} runs that reach validation exact match >= 0.95, {in_order} have excluded loss above {EXCLUDED} and restricted loss below {RESTRICTED} no later than that step."
     )?;
     let range = |v: &[f64]| -> Option<(f64, f64)> {
         let lo = v.iter().copied().reduce(f64::min)?;
@@ -150,7 +150,7 @@ pub fn progress(dir: &Path) -> Result<String> {
     {
         write!(
             s,
-            " Without weight decay, the final restricted loss is {rlo:.2}-{rhi:.2} nats and the final excluded loss at most {ehi:.3}."
+            " Without weight decay, the final restricted loss is {rlo:.2}-{rhi:.2} nats and the final excluded loss at most {ehi:.1e}."
         )?;
     }
     Ok(s)
