@@ -1,7 +1,7 @@
 //! Olsson et al. 2022: the repeated segment's accuracy over training, per depth (curves.csv.gz).
 
 use crate::fmt::{opt, params, steps};
-use crate::table::{Row, Series, Table};
+use crate::table::{Row, Table};
 use anyhow::Result;
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -84,19 +84,7 @@ fn by_shape(runs: &Table) -> Vec<Row<'_>> {
 /// runs recorded them): per layer the head with the highest prefix-matching score and its
 /// copying score, and `heads.induction` at the end and at its peak.
 fn heads(runs: &Table, curves: &Table, s: &mut String) -> Result<()> {
-    // Per job, metric -> (step, value) in step order.
-    let mut series: BTreeMap<&str, Series> = BTreeMap::new();
-    for r in curves.filter("split", "train") {
-        let metric = r.get("metric")?;
-        if metric.starts_with("heads.") {
-            series
-                .entry(r.get("job_id")?)
-                .or_default()
-                .entry(metric)
-                .or_default()
-                .push((r.req("step")?, r.req("value")?));
-        }
-    }
+    let series = curves.series("train", |m| m.starts_with("heads."))?;
     if series.is_empty() {
         return Ok(());
     }

@@ -2,9 +2,8 @@
 //! measures along training (curves.csv.gz).
 
 use crate::fmt::{opt, steps};
-use crate::table::{Row, Series, Table};
+use crate::table::{Row, Table};
 use anyhow::Result;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::path::Path;
 
@@ -24,8 +23,8 @@ pub fn render(dir: &Path) -> Result<String> {
         "| weight decay | seed | steps | train EM >= 0.99 from | val EM >= 0.95 from | val EM >= 0.99 from | final val EM |"
     )?;
     writeln!(s, "|---|---|---|---|---|---|---|")?;
-    let mut grokked = 0;
-    let mut decayed = 0;
+    // (runs, of them reaching val EM >= 0.95) with weight decay and without
+    let (mut decayed, mut undecayed) = ((0, 0), (0, 0));
     for r in &rows {
         let wd = r.req("axis_train.weight_decay")?;
         let cross = |c: &str| -> Result<String> { Ok(r.num(c)?.map_or("never".into(), steps)) };
@@ -39,22 +38,19 @@ pub fn render(dir: &Path) -> Result<String> {
             cross("t_val99")?,
             opt(r.num("final_val_exact_match")?, 3),
         )?;
-        if wd > 0.0 {
-            decayed += 1;
-            grokked += usize::from(r.num("t_val95")?.is_some());
-        }
+        let count = if wd > 0.0 {
+            &mut decayed
+        } else {
+            &mut undecayed
+        };
+        count.0 += 1;
+        count.1 += usize::from(r.num("t_val95")?.is_some());
     }
     writeln!(s)?;
     write!(
         s,
-        "With weight decay, {grokked} of {decayed} runs hold validation exact match >= 0.95 within the budget; without it, {} of {}.",
-        rows.iter()
-            .filter(
-                |r| r.num("axis_train.weight_decay").ok().flatten() == Some(0.0)
-                    && r.num("t_val95").ok().flatten().is_some()
-            )
-            .count(),
-        rows.len() - decayed,
+        "With weight decay, {} of {} runs hold validation exact match >= 0.95 within the budget; without it, {} of {}.",
+        decayed.1, decayed.0, undecayed.1, undecayed.0,
     )?;
     Ok(s)
 }
@@ -71,19 +67,7 @@ pub fn progress(dir: &Path) -> Result<String> {
         "fourier.key_share",
         "weight_norm",
     ];
-    // Per job, metric -> (step, value) in step order.
-    let mut series: BTreeMap<&str, Series> = BTreeMap::new();
-    for r in curves.filter("split", "train") {
-        let metric = r.get("metric")?;
-        if wanted.contains(&metric) {
-            series
-                .entry(r.get("job_id")?)
-                .or_default()
-                .entry(metric)
-                .or_default()
-                .push((r.req("step")?, r.req("value")?));
-        }
-    }
+    let series = curves.series("train", |m| wanted.contains(&m))?;
     let mut s = format!(
         "| weight decay | seed | train EM >= 0.99 from | excluded loss > {EXCLUDED} from (after memorizing) | restricted loss < {RESTRICTED} from | val EM >= 0.95 from | weight norm at memorizing, final | final key-frequency share |\n|---|---|---|---|---|---|---|---|\n"
     );

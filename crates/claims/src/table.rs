@@ -49,6 +49,28 @@ impl Table {
         self.rows.iter().map(|cells| Row { table: self, cells })
     }
 
+    /// curves.csv's rows of one split, per job: each kept metric's `(step, value)` in the order
+    /// written (by step).
+    pub fn series<'a>(
+        &'a self,
+        split: &'a str,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<std::collections::BTreeMap<&'a str, Series<'a>>> {
+        let mut series: std::collections::BTreeMap<&str, Series> = Default::default();
+        for r in self.filter("split", split) {
+            let metric = r.get("metric")?;
+            if keep(metric) {
+                series
+                    .entry(r.get("job_id")?)
+                    .or_default()
+                    .entry(metric)
+                    .or_default()
+                    .push((r.req("step")?, r.req("value")?));
+            }
+        }
+        Ok(series)
+    }
+
     /// The rows where `column` equals `value`.
     pub fn filter<'a>(&'a self, column: &'a str, value: &'a str) -> impl Iterator<Item = Row<'a>> {
         self.rows()

@@ -42,7 +42,7 @@ pub(crate) fn bench(
                 .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cores = elab_sweep::cores();
     let section = format!(
         "\n### `elab bench --backend {backend}`: {cpu}, {cores} cores\n\n{}\nLadder: 3-digit reversed addition, batch {} x 11 tokens; nanda: x + y (mod 113), full batch. {steps} timed steps after 3 warmup steps. Peak RSS includes memory kept from earlier rungs of the same process (`just bench-compare` runs each rung alone).\n",
         elab_train::bench::markdown(&rows),

@@ -4,16 +4,13 @@
 use std::process::ExitCode;
 
 use elab_job::{SpecError, SweepDir, exit};
-use elab_sweep::{LocalSettings, RefineRound, RefineSection, Resumption, SweepConfig, print_plan};
+use elab_sweep::{
+    LocalSettings, RefineRound, RefineSection, Resumption, SweepConfig, cores, print_plan,
+};
 
 use crate::flags::{RefineArgs, SweepRunArgs};
 use crate::slurm::{slurm_options, slurm_sweep};
 use crate::train::log_to;
-
-/// The default number of slots: one worker per CPU core.
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
-}
 
 pub(crate) fn plan(config: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = SweepConfig::load(config)?;

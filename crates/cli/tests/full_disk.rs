@@ -140,18 +140,7 @@ fn a_full_disk_names_the_file_keeps_the_records_and_resumes_elsewhere_exactly() 
                 .any(|r| r.step == row.step && r.split == row.split)
         );
     }
-    assert_eq!(want.len(), got.len());
-    for (a, b) in want.iter().zip(&got) {
-        assert_eq!((a.step, a.split), (b.step, b.split));
-        for (name, x) in &a.metrics {
-            assert_eq!(
-                x.to_bits(),
-                b.metrics[name].to_bits(),
-                "step {} {name}",
-                a.step
-            );
-        }
-    }
+    assert_bitwise_rows(&want, &got, "resumed run");
     let (want, got) = (
         snapshot_tensors(&RunDir::new(&reference)),
         snapshot_tensors(&RunDir::new(&moved)),

@@ -18,7 +18,7 @@ mod slurm;
 mod status;
 
 pub use config::{RefineSection, Size, SlurmOptions, SweepConfig, SweepSection};
-pub use local::{LocalSettings, SweepReport, run_local};
+pub use local::{LocalSettings, SweepReport, cores, run_local};
 pub use packs::{
     AUTO_MAX_JOBS, AUTO_MAX_PARAMS, AUTO_MAX_STEP_FLOPS_CPU, Device, PackSize, form_packs,
 };

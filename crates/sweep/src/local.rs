@@ -52,6 +52,12 @@ pub struct SweepReport {
     pub interrupted: bool,
 }
 
+/// The CPU cores this process may use (its affinity and cgroup quota): the default number of
+/// slots, shared out between them as worker threads.
+pub fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
 /// The rayon threads each worker gets: the cores shared out between the slots, so that `slots`
 /// workers side by side do not each start a pool as large as the machine. Oversubscribed, rayon's
 /// idle threads spin (`sched_yield`) against the other workers' compute: two 1M-rung jobs on 2
@@ -472,7 +478,7 @@ impl<'a> Scheduler<'a> {
             .collect();
         if let Some(threads) = worker_threads(
             std::env::var_os("RAYON_NUM_THREADS").is_some(),
-            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            cores(),
             self.settings.slots,
         ) {
             cmd.env("RAYON_NUM_THREADS", threads.to_string());

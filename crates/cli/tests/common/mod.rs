@@ -101,18 +101,24 @@ pub fn assert_equal_records(reference: &Path, other: &Path, steps: u64, every: u
         );
         let got: Vec<u64> = rows_b.iter().map(|r| r.step).step_by(2).collect();
         assert_eq!(got, expected, "{id}");
-        for (x, y) in rows_a.iter().zip(rows_b) {
-            assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
-            for (name, v) in &x.metrics {
-                assert_eq!(
-                    v.to_bits(),
-                    y.metrics[name].to_bits(),
-                    "{id} step {} {name}",
-                    x.step
-                );
-            }
-        }
+        assert_bitwise_rows(rows_a, rows_b, id);
         assert!(other.join("jobs").join(id).join("summary.json").exists());
+    }
+}
+
+/// The same evaluation rows, every metric bit for bit (`what` names them in a failure).
+pub fn assert_bitwise_rows(want: &[EvalRow], got: &[EvalRow], what: &str) {
+    assert_eq!(want.len(), got.len(), "{what}: rows");
+    for (x, y) in want.iter().zip(got) {
+        assert_eq!((x.step, x.split, x.tokens), (y.step, y.split, y.tokens));
+        for (name, v) in &x.metrics {
+            assert_eq!(
+                v.to_bits(),
+                y.metrics[name].to_bits(),
+                "{what} step {} {name}",
+                x.step
+            );
+        }
     }
 }
 
