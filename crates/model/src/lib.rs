@@ -513,6 +513,69 @@ mod tests {
         }
     }
 
+    /// The vendored Flex cuts element-wise loops of 64k elements and more into one piece per
+    /// thread (vendor/README.md): every path (in place, swapped into the right operand,
+    /// allocating, broadcast rows, a transposed operand, scalar, unary) must give each element
+    /// exactly what the one-thread loop gives. Run on a pool of 3 threads so the pieces are
+    /// uneven; 700 x 300 is above the threshold, 5 x 12 below.
+    #[test]
+    fn element_wise_ops_split_across_threads_compute_each_element_once() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let device = Device::flex();
+            for (rows, cols) in [(5, 12), (700, 300)] {
+                let n = rows * cols;
+                let a: Vec<f32> = (0..n).map(|i| (i % 997) as f32 * 0.25 - 7.0).collect();
+                let b: Vec<f32> = (0..n).map(|i| (i % 113) as f32 * 0.5 + 1.0).collect();
+                let bias: Vec<f32> = (0..cols).map(|j| j as f32 * 0.125 - 3.0).collect();
+                let t = |v: &Vec<f32>| {
+                    Tensor::<2>::from_data(TensorData::new(v.clone(), [rows, cols]), &device)
+                };
+                let row = Tensor::<1>::from_data(TensorData::new(bias.clone(), [cols]), &device)
+                    .reshape([1, cols]);
+                let each = |f: &dyn Fn(usize) -> f32| (0..n).map(f).collect::<Vec<f32>>();
+                let (r, c) = (|i: usize| i / cols, |i: usize| i % cols);
+
+                // a unique: written in place; a shared: swapped into b, or a fresh output.
+                assert_eq!(values(t(&a) + t(&b)), each(&|i| a[i] + b[i]));
+                let shared = t(&a);
+                assert_eq!(values(shared.clone() - t(&b)), each(&|i| a[i] - b[i]));
+                assert_eq!(
+                    values(shared.clone() * shared.clone()),
+                    each(&|i| a[i] * a[i])
+                );
+                assert_eq!(values(shared.clone() / t(&b)), each(&|i| a[i] / b[i]));
+                // Broadcast rows, both orders.
+                assert_eq!(values(t(&a) * row.clone()), each(&|i| a[i] * bias[c(i)]));
+                assert_eq!(values(row.clone() - t(&a)), each(&|i| bias[c(i)] - a[i]));
+                // A transposed operand: the general strided inner loop.
+                let bt = Tensor::<2>::from_data(TensorData::new(b.clone(), [cols, rows]), &device);
+                assert_eq!(
+                    values(shared.clone() + bt.transpose()),
+                    each(&|i| a[i] + b[c(i) * rows + r(i)])
+                );
+                // Scalar and unary, in place and allocating.
+                assert_eq!(values(t(&a) * 3.0), each(&|i| a[i] * 3.0));
+                assert_eq!(
+                    values(shared.clone().mul_scalar(0.5)),
+                    each(&|i| a[i] * 0.5)
+                );
+                let exp_one_thread: Vec<f32> = (0..rows)
+                    .flat_map(|i| values(shared.clone().slice([i..i + 1, 0..cols]).exp()))
+                    .collect();
+                assert_eq!(values(shared.clone().exp()), exp_one_thread);
+                assert_eq!(values(t(&a).exp()), exp_one_thread);
+                assert_eq!(
+                    values(Tensor::<2>::zeros([rows, cols], &device)),
+                    vec![0.0; n]
+                );
+            }
+        });
+    }
+
     #[test]
     fn forward_shape_and_causality() {
         let device = Device::flex();

@@ -35,6 +35,7 @@ mod qtensor;
 mod strided_index;
 mod tensor;
 mod zip;
+mod par;
 
 #[doc(hidden)]
 pub mod ops;

@@ -241,9 +241,8 @@ impl FlexTensor {
         // It is zeroed by writing, not by `alloc_zeroed`: for a large block jemalloc zeroes
         // by handing the pages back to the kernel (madvise), and every one faults again.
         let bytes = if n_bytes % 16 == 0 {
-            let mut words = Vec::<u128>::with_capacity(n_bytes / 16);
-            words.resize(n_bytes / 16, 0);
-            Bytes::from_elems(words)
+            // Zeroed one piece per thread (`crate::par`).
+            Bytes::from_elems(crate::par::filled(n_bytes / 16, 0u128))
         } else {
             Bytes::from_bytes_vec(alloc::vec![0u8; n_bytes])
         };

@@ -23,6 +23,7 @@
 
 use crate::layout::Layout;
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 /// Max rank we're willing to handle without falling back to the
 /// strided iterator. Burn tensors are capped at 8 dims in practice.
@@ -76,6 +77,27 @@ impl ZipNest {
 
     pub fn lhs_is_dense_from_zero(&self) -> bool {
         self.lhs_offset == 0 && self.lhs_is_dense()
+    }
+
+    /// Elements in one index of the outermost dim (the product of the other dims' sizes).
+    pub fn row_len(&self) -> usize {
+        self.shape[1..self.ndim].iter().product()
+    }
+
+    /// How many indices of the outermost dim each thread's piece takes (`crate::par`).
+    pub fn rows_per_piece(&self) -> usize {
+        let numel = self.shape[0] * self.row_len();
+        self.shape[0].div_ceil(crate::par::pieces(numel))
+    }
+
+    /// The nest restricted to indices `first..first + count` of the outermost dim.
+    pub fn rows(&self, first: usize, count: usize) -> ZipNest {
+        debug_assert!(first + count <= self.shape[0]);
+        let mut part = *self;
+        part.shape[0] = count;
+        part.lhs_offset = (self.lhs_offset as isize + first as isize * self.lhs_strides[0]) as usize;
+        part.rhs_offset = (self.rhs_offset as isize + first as isize * self.rhs_strides[0]) as usize;
+        part
     }
 
     /// Call `f(lhs_base, rhs_base)` once per innermost run, in
@@ -200,9 +222,10 @@ pub(crate) fn zip_map<L, R, Out, F>(
     op: F,
 ) -> Option<Vec<Out>>
 where
-    L: Copy,
-    R: Copy,
-    F: Fn(L, R) -> Out,
+    L: Copy + Sync,
+    R: Copy + Sync,
+    Out: Send,
+    F: Fn(L, R) -> Out + Sync,
 {
     let numel = lhs_layout.num_elements();
     if numel == 0 {
@@ -210,39 +233,60 @@ where
     }
     let nest = collapse_for_zip(lhs_layout, rhs_layout)?;
 
-    let mut out: Vec<Out> = Vec::with_capacity(numel);
     if nest.ndim == 0 {
         // All dims were size 1: a single element.
-        out.push(op(lhs[nest.lhs_offset], rhs[nest.rhs_offset]));
-        return Some(out);
+        return Some(alloc::vec![op(lhs[nest.lhs_offset], rhs[nest.rhs_offset])]);
     }
 
+    // emergence-lab patch (vendor/README.md): the output is written in pieces of whole rows of
+    // the outermost dim, one per thread (`crate::par`).
+    let rows = nest.rows_per_piece();
+    let fill = |first: usize, out: &mut [MaybeUninit<Out>]| {
+        let part = nest.rows(first / nest.row_len(), out.len() / nest.row_len());
+        map_runs(&part, lhs, rhs, &op, out);
+    };
+    // SAFETY: a chunk is `rows` whole rows (the last one fewer), and `map_runs` writes each
+    // element of the rows it is given.
+    Some(unsafe { crate::par::collect_chunks(numel, rows * nest.row_len(), fill) })
+}
+
+/// Writes `op` over the runs of `nest` into `out`, one run after the other (`out` holds exactly
+/// the nest's elements).
+fn map_runs<L, R, Out, F>(nest: &ZipNest, lhs: &[L], rhs: &[R], op: &F, out: &mut [MaybeUninit<Out>])
+where
+    L: Copy,
+    R: Copy,
+    F: Fn(L, R) -> Out,
+{
     let (len, l_st, r_st) = nest.inner();
+    debug_assert_eq!(out.len() % len, 0);
+    let mut runs = out.chunks_exact_mut(len);
+    let mut next = || runs.next().expect("map_runs: out holds every run");
     match (l_st, r_st) {
         (1, 1) => nest.for_each_run(|lb, rb| {
-            out.extend(
-                lhs[lb..lb + len]
-                    .iter()
-                    .zip(&rhs[rb..rb + len])
-                    .map(|(&a, &b)| op(a, b)),
-            );
+            let pairs = lhs[lb..lb + len].iter().zip(&rhs[rb..rb + len]);
+            for (o, (&a, &b)) in next().iter_mut().zip(pairs) {
+                o.write(op(a, b));
+            }
         }),
         (1, 0) => nest.for_each_run(|lb, rb| {
             let b = rhs[rb];
-            out.extend(lhs[lb..lb + len].iter().map(|&a| op(a, b)));
+            for (o, &a) in next().iter_mut().zip(&lhs[lb..lb + len]) {
+                o.write(op(a, b));
+            }
         }),
         (0, 1) => nest.for_each_run(|lb, rb| {
             let a = lhs[lb];
-            out.extend(rhs[rb..rb + len].iter().map(|&b| op(a, b)));
+            for (o, &b) in next().iter_mut().zip(&rhs[rb..rb + len]) {
+                o.write(op(a, b));
+            }
         }),
         _ => nest.for_each_run(|lb, rb| {
-            out.extend(
-                (0..len).map(|i| op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize])),
-            );
+            for (i, o) in next().iter_mut().enumerate() {
+                o.write(op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize]));
+            }
         }),
     }
-    debug_assert_eq!(out.len(), numel);
-    Some(out)
 }
 
 /// Apply `op` over a collapsed nest *in place*, writing the result back
@@ -262,9 +306,9 @@ where
 /// strided — and monomorphized per call site so LLVM autovectorizes it.
 pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
 where
-    D: Copy,
-    S: Copy,
-    F: Fn(D, S) -> D,
+    D: Copy + Send,
+    S: Copy + Sync,
+    F: Fn(D, S) -> D + Sync,
 {
     debug_assert!(
         nest.lhs_is_dense(),
@@ -280,6 +324,24 @@ where
         return;
     }
 
+    // emergence-lab patch (vendor/README.md): the destination is dense, so whole rows of the
+    // outermost dim are consecutive chunks of it, written one chunk per thread (`crate::par`).
+    let numel = nest.shape[0] * nest.row_len();
+    let dst = &mut dst[nest.lhs_offset..nest.lhs_offset + numel];
+    crate::par::for_chunks_mut(dst, nest.rows_per_piece() * nest.row_len(), |first, chunk| {
+        let mut part = nest.rows(first / nest.row_len(), chunk.len() / nest.row_len());
+        part.lhs_offset = 0; // `chunk` starts at the piece's first element
+        apply_runs(&part, chunk, src, &op);
+    });
+}
+
+/// `zip_apply_inplace` over one piece: `dst` holds exactly the nest's elements, from index 0.
+fn apply_runs<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: &F)
+where
+    D: Copy,
+    S: Copy,
+    F: Fn(D, S) -> D,
+{
     let (len, l_st, r_st) = nest.inner();
     debug_assert_eq!(l_st, 1, "dense destination implies a contiguous inner run");
     match r_st {

@@ -59,8 +59,14 @@ const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
 
 /// Threshold for batch-level parallelism (total ops across all batches).
 /// Use batch parallelism when individual matrices are small but total work is large.
+///
+/// emergence-lab patch (vendor/README.md): upstream's 128^3 (~2M) counted only the
+/// multiply-adds, but a batch of tiny matrices costs gemm's per-call setup (~150 ns) per matrix:
+/// attention's scores at one query position (Nanda's step: 15324 products of 1x32 by 32x4,
+/// 2M multiply-adds) took 2.4 ms on one thread while the other idled. 64K multiply-adds in
+/// batches of at least 4 matrices are worth a rayon hand-off.
 #[cfg(feature = "rayon")]
-const BATCH_PARALLEL_THRESHOLD: usize = 128 * 128 * 128; // ~2M ops total
+const BATCH_PARALLEL_THRESHOLD: usize = 64 * 1024;
 
 /// Get parallelism setting based on matrix size.
 fn get_parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {

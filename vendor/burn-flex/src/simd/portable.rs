@@ -9,9 +9,13 @@ use macerator::{Scalar, Simd, VBitAnd, VBitOr, VBitXor, vload_unaligned, vstore_
 use rayon::prelude::*;
 
 /// Threshold for parallel execution (elements).
-/// For memory-bound operations, parallelism helps when data exceeds L3 cache.
+///
+/// emergence-lab patch (vendor/README.md): upstream's 4M elements left every in-place add and
+/// mul of a small model's training step (100k-2M elements) on the calling thread while the other
+/// cores idled; the threshold is now the one the crate's other element-wise loops use
+/// (`crate::par`).
 #[cfg(feature = "rayon")]
-const PARALLEL_THRESHOLD: usize = 4 * 1024 * 1024;
+const PARALLEL_THRESHOLD: usize = 2 * crate::par::MIN_PIECE;
 
 #[cfg(feature = "rayon")]
 const CHUNK_SIZE: usize = 4096;
