@@ -11,11 +11,13 @@ mod optim;
 mod signals;
 pub mod snapshot;
 pub mod task_metrics;
+mod threads;
 mod trainer;
 
 pub use backend::{Backend, ChosenDevice, choose_device};
 pub use elab_job::Progress;
 pub use signals::stop_on_signals;
+pub use threads::on_compute_threads;
 pub use trainer::{
     Outcome, Repaired, RunOptions, repair_checkpoints, time_steps, train, train_pack,
 };

@@ -63,7 +63,7 @@ pub struct RunOptions<'a> {
     /// Set (by a signal handler) to checkpoint at the next step boundary and return.
     pub stop: Arc<AtomicBool>,
     /// Called after each step with the job's index in the pack and its progress.
-    pub on_progress: &'a mut dyn FnMut(usize, &Progress),
+    pub on_progress: &'a mut (dyn FnMut(usize, &Progress) + Send),
 }
 
 /// The run's lock and lease, held until dropped: refused if a process on this node holds the
@@ -118,10 +118,10 @@ pub fn train_pack(
 
     let chosen = choose_device(opts.backend)?;
     tracing::info!(backend = chosen.backend, device = %chosen.name, reason = %chosen.reason, jobs = jobs.len(), "device chosen");
-    match jobs[0].0.model.arch {
-        Arch::Gpt => train_groups::<Gpt>(jobs, &mut outcomes, &chosen, &mut opts)?,
-        Arch::Mlp => train_groups::<MlpNet>(jobs, &mut outcomes, &chosen, &mut opts)?,
-    }
+    crate::on_compute_threads(|| match jobs[0].0.model.arch {
+        Arch::Gpt => train_groups::<Gpt>(jobs, &mut outcomes, &chosen, &mut opts),
+        Arch::Mlp => train_groups::<MlpNet>(jobs, &mut outcomes, &chosen, &mut opts),
+    })?;
     for (_, run) in jobs {
         let _ = std::fs::remove_file(run.heartbeat());
     }

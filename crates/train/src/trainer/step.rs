@@ -255,6 +255,15 @@ fn time_steps_of<M: LanguageModel>(
     warmup: u64,
     steps: u64,
 ) -> anyhow::Result<f64> {
+    crate::on_compute_threads(|| time_steps_on::<M>(spec, chosen, warmup, steps))
+}
+
+fn time_steps_on<M: LanguageModel>(
+    spec: &JobSpec,
+    chosen: ChosenDevice,
+    warmup: u64,
+    steps: u64,
+) -> anyhow::Result<f64> {
     let scratch =
         RunDir::new(std::env::temp_dir().join(format!("elab-bench-{}", std::process::id())));
     let loaded = Loaded::<M>::new(0, spec, &scratch, &chosen)?;
