@@ -69,8 +69,13 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x, first=0):
         """The attention output at positions `first..` (every position still serves as a key)."""
         b, t, d = x.shape
-        q, k, v = self.c_attn(x).split(d, dim=2)
-        q = q[:, first:]
+        if first == 0:
+            q, k, v = self.c_attn(x).split(d, dim=2)
+        else:
+            # Queries only at the positions whose outputs are read, as elab computes them.
+            w, bias = self.c_attn.weight, self.c_attn.bias
+            q = F.linear(x[:, first:], w[:d], bias[:d])
+            k, v = F.linear(x, w[d:], bias[d:]).split(d, dim=2)
         tq = t - first
         q = q.reshape(b, tq, self.n_head, d // self.n_head).transpose(1, 2)
         k, v = (z.view(b, t, self.n_head, d // self.n_head).transpose(1, 2) for z in (k, v))

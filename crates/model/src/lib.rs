@@ -180,6 +180,15 @@ impl Linear {
             None => y,
         }
     }
+
+    /// Outputs `start..start + len` only, from those columns of the weight.
+    pub fn forward_outputs(&self, x: Tensor<3>, start: usize, len: usize) -> Tensor<3> {
+        let y = x.matmul(self.weight.val().narrow(2, start, len));
+        match &self.bias {
+            Some(bias) => y + bias.val().narrow(2, start, len),
+            None => y,
+        }
+    }
 }
 
 /// LayerNorm over the last axis (eps 1e-5, as PyTorch), with per-model gain and shift.
@@ -236,10 +245,21 @@ impl CausalSelfAttention {
         let (b, t) = (m * batch, n / batch);
         let (h, hd, tq) = (self.n_head, d / self.n_head, t - first);
         let heads = |x: Tensor<3>, t| x.reshape([b, t, h, hd]).swap_dims(1, 2);
-        let mut qkv = self.c_attn.forward(x).chunk(3, 2);
-        let v = heads(qkv.pop().unwrap(), t);
-        let k = heads(qkv.pop().unwrap(), t);
-        let q = heads(positions_from(qkv.pop().unwrap(), batch, first), tq);
+        let (q, k, v) = if first == 0 {
+            let mut qkv = self.c_attn.forward(x).chunk(3, 2);
+            let (v, k) = (qkv.pop().unwrap(), qkv.pop().unwrap());
+            (qkv.pop().unwrap(), k, v)
+        } else {
+            // Queries only at the positions whose outputs are read, keys and values at all: with
+            // the loss on one of four positions (Nanda's), 14% of the step's matmul work saved.
+            let q = self
+                .c_attn
+                .forward_outputs(positions_from(x.clone(), batch, first), 0, d);
+            let mut kv = self.c_attn.forward_outputs(x, d, 2 * d).chunk(2, 2);
+            let (v, k) = (kv.pop().unwrap(), kv.pop().unwrap());
+            (q, k, v)
+        };
+        let (q, k, v) = (heads(q, tq), heads(k, t), heads(v, t));
         let att = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
         let future = future
             .narrow(0, first, tq)
