@@ -80,36 +80,17 @@ fn cpu(reason: String) -> ChosenDevice {
     }
 }
 
-/// Turns on flush-to-zero and denormals-are-zero on the threads that train on the CPU: this one
-/// and rayon's, on which burn's Flex backend and its matmuls run. A model that memorizes without
-/// weight decay (Nanda's recipe at weight decay 0) drives its wrong-class probabilities below
-/// float32's normal range, and an x86 core takes a slow microcode assist on every subnormal
-/// operand: those runs trained at half the speed of their weight-decay twins. Flushing changes
-/// only values below 1.2e-38, which no loss or gradient here can tell from 0; PyTorch offers the
-/// same switch (`torch.set_flush_denormal`).
+/// Turns on flush-to-zero and denormals-are-zero on this thread and on rayon's global pool, for
+/// CPU work outside the compute pool (whose threads always flush: `threads.rs` says why).
 fn flush_subnormals() {
-    #[cfg(target_arch = "x86_64")]
-    {
-        fn set_on_this_thread() {
-            // MXCSR bit 15 is FTZ, bit 6 DAZ. The intrinsics are deprecated because the
-            // compiler assumes the default floating-point environment: with these two flags
-            // that assumption differs only on subnormals, which is the point.
-            #[allow(deprecated)]
-            // SAFETY: reads and writes this thread's SSE control register, nothing else.
-            unsafe {
-                use std::arch::x86_64::{_mm_getcsr, _mm_setcsr};
-                _mm_setcsr(_mm_getcsr() | 0x8040);
-            }
+    crate::threads::flush_subnormals_on_this_thread();
+    static RAYON: std::sync::Once = std::sync::Once::new();
+    RAYON.call_once(|| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .start_handler(|_| crate::threads::flush_subnormals_on_this_thread())
+            .build_global();
+        if let Err(e) = pool {
+            tracing::warn!("rayon's threads keep subnormal floats (slower): {e}");
         }
-        set_on_this_thread();
-        static RAYON: std::sync::Once = std::sync::Once::new();
-        RAYON.call_once(|| {
-            let pool = rayon::ThreadPoolBuilder::new()
-                .start_handler(|_| set_on_this_thread())
-                .build_global();
-            if let Err(e) = pool {
-                tracing::warn!("rayon's threads keep subnormal floats (slower): {e}");
-            }
-        });
-    }
+    });
 }
