@@ -116,7 +116,8 @@ pub fn bench(
             names.join(", ")
         );
     }
-    let peak = matmul_peak(&chosen, peak_size(&chosen));
+    // On the pool the steps run on (`time_steps`), so the yardstick sees the same threads.
+    let peak = crate::on_compute_threads(|| matmul_peak(&chosen, peak_size(&chosen)));
     eprintln!("{} matmul peak: {peak:.1} GFLOP/s", chosen.backend);
     let mut rows = Vec::new();
     for (name, spec) in rungs {

@@ -84,10 +84,14 @@ impl ZipNest {
         self.shape[1..self.ndim].iter().product()
     }
 
+    /// Elements the nest visits.
+    pub fn numel(&self) -> usize {
+        self.shape[0] * self.row_len()
+    }
+
     /// How many indices of the outermost dim each thread's piece takes (`crate::par`).
     pub fn rows_per_piece(&self) -> usize {
-        let numel = self.shape[0] * self.row_len();
-        self.shape[0].div_ceil(crate::par::pieces(numel))
+        self.shape[0].div_ceil(crate::par::pieces(self.numel()))
     }
 
     /// The nest restricted to indices `first..first + count` of the outermost dim.
@@ -326,8 +330,7 @@ where
 
     // emergence-lab patch (vendor/README.md): the destination is dense, so whole rows of the
     // outermost dim are consecutive chunks of it, written one chunk per thread (`crate::par`).
-    let numel = nest.shape[0] * nest.row_len();
-    let dst = &mut dst[nest.lhs_offset..nest.lhs_offset + numel];
+    let dst = &mut dst[nest.lhs_offset..nest.lhs_offset + nest.numel()];
     crate::par::for_chunks_mut(dst, nest.rows_per_piece() * nest.row_len(), |first, chunk| {
         let mut part = nest.rows(first / nest.row_len(), chunk.len() / nest.row_len());
         part.lhs_offset = 0; // `chunk` starts at the piece's first element
