@@ -51,8 +51,10 @@ bench-packs:
 
 # elab vs the PyTorch twin (benches/torch_twin.py) on the same machine, rung by rung and back to
 # back, each rung in a fresh process (so that its peak RSS is its own); the table is appended to
-# docs/performance.md. Needs PyTorch (PYTHON=/path/to/python with torch installed).
-bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda":
+# docs/performance.md. Needs PyTorch (PYTHON=/path/to/python with torch installed). On a machine
+# whose speed drifts (shared cloud cores), `repeats=3` alternates the two sides three times per
+# rung and keeps each side's fastest run.
+bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda" repeats="1":
     #!/usr/bin/env bash
     set -euo pipefail
     out="${CARGO_TARGET_DIR:-target}/bench-compare"
@@ -60,8 +62,10 @@ bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda":
     : > "$out/elab.jsonl"; : > "$out/torch.jsonl"
     cargo build -q -p elab
     for rung in {{rungs}}; do
-        cargo run -q -p elab -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
-        {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} --modes eager,answer,compile >> "$out/torch.jsonl"
+        for _ in $(seq {{repeats}}); do
+            cargo run -q -p elab -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
+            {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} --modes eager,answer,compile >> "$out/torch.jsonl"
+        done
     done
     {{python}} benches/compare.py "$out/elab.jsonl" "$out/torch.jsonl" --append-to docs/performance.md
 
