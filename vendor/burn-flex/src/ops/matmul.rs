@@ -54,8 +54,12 @@ fn checked_size(a: usize, b: usize) -> usize {
 }
 
 /// Threshold for enabling parallelism (M*N*K operations).
-/// 192^3 = ~7M ops - balance between 128x128 (no parallel) and 256x256 (parallel)
-const PARALLEL_THRESHOLD: usize = 192 * 192 * 192;
+///
+/// emergence-lab patch (vendor/README.md): gemm's own threshold (48 * 48 * 256, ~590K, which it
+/// applies again per block), not upstream's 192^3 (~7M): a small model's linear layers
+/// (2816 x 24 by 24 x 72, 4.9M multiply-adds, the 10k rung) ran on one thread while the other
+/// idled, 18% of that step.
+const PARALLEL_THRESHOLD: usize = 48 * 48 * 256;
 
 /// Threshold for batch-level parallelism (total ops across all batches).
 /// Use batch parallelism when individual matrices are small but total work is large.
