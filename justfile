@@ -53,17 +53,25 @@ bench-packs:
 # back, each rung in a fresh process (so that its peak RSS is its own); the table is appended to
 # docs/performance.md. Needs PyTorch (PYTHON=/path/to/python with torch installed). On a machine
 # whose speed drifts (shared cloud cores), `repeats=3` alternates the two sides three times per
-# rung and keeps each side's fastest run.
-bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda" repeats="1":
+# rung and keeps each side's fastest run. `isa=avx2` holds both sides to AVX2 on an AVX-512
+# machine (PyTorch through ATEN_CPU_CAPABILITY and MKL_ENABLE_INSTRUCTIONS, elab's matmuls by a
+# build without its `avx512` feature: the first such build recompiles burn, about 10 minutes).
+bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda" repeats="1" isa="native":
     #!/usr/bin/env bash
     set -euo pipefail
+    case "{{isa}}" in
+        native) features=() ;;
+        avx2) features=(--no-default-features)
+              export ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 ;;
+        *) echo "bench-compare: isa must be native or avx2, not {{isa}}" >&2; exit 2 ;;
+    esac
     out="${CARGO_TARGET_DIR:-target}/bench-compare"
     mkdir -p "$out"
     : > "$out/elab.jsonl"; : > "$out/torch.jsonl"
-    cargo build -q -p elab
+    cargo build -q -p elab "${features[@]}"
     for rung in {{rungs}}; do
         for _ in $(seq {{repeats}}); do
-            cargo run -q -p elab -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
+            cargo run -q -p elab "${features[@]}" -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
             {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} --modes eager,answer,compile >> "$out/torch.jsonl"
         done
     done

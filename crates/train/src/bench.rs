@@ -140,7 +140,7 @@ pub fn bench(
         let row = BenchRow {
             rung: name.to_string(),
             backend: chosen.backend.to_string(),
-            device: chosen.name.clone(),
+            device: device_label(&chosen),
             n_layer: spec.model.n_layer,
             d_model: spec.model.d_model,
             params: counts.total,
@@ -160,6 +160,19 @@ pub fn bench(
         rows.push(row);
     }
     Ok(rows)
+}
+
+/// The device's name, and on x86 whether gemm may use its AVX-512 kernels (the `avx512` feature):
+/// what `just bench-compare isa=avx2` holds the CPU to shows in the table.
+fn device_label(chosen: &ChosenDevice) -> String {
+    if chosen.backend == "cpu" && cfg!(all(target_arch = "x86_64", not(feature = "avx512"))) {
+        format!(
+            "{}, matmuls held to AVX2 (built without the avx512 feature)",
+            chosen.name
+        )
+    } else {
+        chosen.name.clone()
+    }
 }
 
 /// The side of the yardstick's square matmul: large enough that the product runs at the
