@@ -77,12 +77,15 @@ def ratio(num, den):
 
 def fastest(rows, key):
     """One row per key: the one with the lowest ms_per_step; and how many runs each key had."""
+    def ms(r):
+        value = r.get("ms_per_step")
+        return float("inf") if value is None else value
+
     best, runs = {}, {}
     for r in rows:
         k = key(r)
         runs[k] = runs.get(k, 0) + 1
-        ms = r.get("ms_per_step")
-        if k not in best or (ms is not None and ms < best[k].get("ms_per_step", float("inf"))):
+        if k not in best or ms(r) < ms(best[k]):
             best[k] = r
     return best, runs
 
