@@ -409,7 +409,6 @@ fn axis_columns(keys: Option<&[String]>, placeholder: &str, meaning: &str) -> Ve
     }
 }
 
-/// `thresholds.csv`. `group_axis_keys` as in [`runs_columns`].
 /// `acquisition.csv`: one row per (group, size): Kaplan-Meier time to acquire.
 pub fn acquisition_columns() -> Vec<Column> {
     vec![
@@ -490,6 +489,7 @@ pub fn threshold_steps_columns() -> Vec<Column> {
     ]
 }
 
+/// `thresholds.csv`. `group_axis_keys` as in [`runs_columns`].
 pub fn thresholds_columns(group_axis_keys: Option<&[String]>) -> Vec<Column> {
     let mut c = vec![
         col(
