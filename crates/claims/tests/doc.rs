@@ -96,3 +96,80 @@ fn tempdir() -> PathBuf {
     std::fs::create_dir_all(&d).unwrap();
     d
 }
+
+/// The column names of each `## <file>.csv` table in an export's SCHEMA.md.
+fn documented_columns(schema: &str) -> Vec<(String, Vec<String>)> {
+    schema
+        .split("\n## ")
+        .filter_map(|section| {
+            let (title, body) = section.split_once('\n')?;
+            let file = title.trim();
+            file.ends_with(".csv").then(|| {
+                let columns = body
+                    .lines()
+                    .filter_map(|line| line.strip_prefix("| `")?.split_once('`'))
+                    .map(|(name, _)| name.to_string())
+                    .collect();
+                (file.to_string(), columns)
+            })
+        })
+        .collect()
+}
+
+/// A CSV file's header, read through gzip when the file was shipped compressed.
+fn header(path: &Path) -> Option<Vec<String>> {
+    let gz = path.with_extension("csv.gz");
+    let reader: Box<dyn std::io::Read> = if path.exists() {
+        Box::new(std::fs::File::open(path).unwrap())
+    } else if gz.exists() {
+        Box::new(flate2::read::GzDecoder::new(
+            std::fs::File::open(gz).unwrap(),
+        ))
+    } else {
+        return None;
+    };
+    let mut csv = csv::Reader::from_reader(reader);
+    Some(csv.headers().unwrap().iter().map(str::to_string).collect())
+}
+
+#[test]
+fn every_shipped_csv_has_the_columns_its_schema_documents() {
+    // A reader opens results/<name>/SCHEMA.md beside the CSVs: each file's columns must be the
+    // ones it documents, in both directions (`axis_<key>` stands for the swept keys).
+    let mut checked = 0;
+    for entry in std::fs::read_dir(root().join("results")).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue; // .gitkeep, export locks
+        }
+        let schema = std::fs::read_to_string(dir.join("SCHEMA.md"))
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.join("SCHEMA.md").display()));
+        let documented = documented_columns(&schema);
+        assert!(
+            documented.iter().any(|(file, _)| file == "runs.csv"),
+            "{}: no runs.csv table",
+            dir.display()
+        );
+        for (file, columns) in documented {
+            let Some(header) = header(&dir.join(&file)) else {
+                continue;
+            };
+            let place = format!("{}/{file}", dir.display());
+            let axes = columns.iter().any(|c| c == "axis_<key>");
+            for name in &header {
+                assert!(
+                    columns.contains(name) || (axes && name.starts_with("axis_")),
+                    "{place}: column `{name}` is not in its SCHEMA.md"
+                );
+            }
+            for name in columns.iter().filter(|c| *c != "axis_<key>") {
+                assert!(
+                    header.contains(name),
+                    "{place}: SCHEMA.md documents `{name}`, the file has no such column"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8, "only {checked} shipped CSV files checked");
+}
