@@ -45,6 +45,11 @@ impl Table {
         })
     }
 
+    /// The column names, in file order.
+    pub fn headers(&self) -> &[String] {
+        &self.headers
+    }
+
     pub fn rows(&self) -> impl Iterator<Item = Row<'_>> {
         self.rows.iter().map(|cells| Row { table: self, cells })
     }
