@@ -291,9 +291,16 @@ mod tests {
         };
         write(&lease, &live).unwrap();
         assert!(lock_with_lease(&lock, &lease).is_err());
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead_pid = child.id();
-        child.wait().unwrap();
+        // No pid is ever pid_max or above, so this one is dead. Not a spawned child's pid: a
+        // fork copies every open descriptor of this test binary, and while the child execs it
+        // holds the flocks of the tests running beside this one (it made
+        // `a_fresh_lease_of_another_node_refuses` see its released lock still held).
+        let dead_pid: u32 = std::fs::read_to_string("/proc/sys/kernel/pid_max")
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(!pid_alive(dead_pid));
         write(
             &lease,
             &LeaseRecord {
