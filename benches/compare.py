@@ -53,7 +53,11 @@ def instruction_set():
         for k in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
         if os.environ.get(k)
     ]
-    return isa + (f"; PyTorch run with {' '.join(held)}" if held else "")
+    if not held:
+        return isa
+    # `just bench-compare ... avx2` runs torch.compile without ATEN_CPU_CAPABILITY (justfile).
+    compiled = ", torch.compile without it" if os.environ.get("ATEN_CPU_CAPABILITY") else ""
+    return f"{isa}; PyTorch run with {' '.join(held)}{compiled}"
 
 
 def cpu_model():
