@@ -74,7 +74,7 @@ bench-compare steps="10" rungs="10k 100k 1M 3M 10M nanda" repeats="1" isa="nativ
             cargo run -q -p elab "${features[@]}" -- bench --backend cpu --rungs "$rung" --steps {{steps}} --json >> "$out/elab.jsonl"
             {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} --modes eager,answer >> "$out/torch.jsonl"
             # Inductor's code under ATEN_CPU_CAPABILITY=avx2 diverged on an AVX-512 Xeon
-            # (docs/performance.md, "The AVX-512 path"): torch.compile is held by MKL's only.
+            # (docs/performance.md, "The AVX-512 path"): torch.compile is held in MKL only.
             env -u ATEN_CPU_CAPABILITY {{python}} benches/torch_twin.py --rungs "$rung" --steps {{steps}} --modes compile >> "$out/torch.jsonl"
         done
     done
