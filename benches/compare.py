@@ -7,7 +7,8 @@ peak_rss_mib, device, ...; the twin's also a `mode`). A rung (and mode) measured
 counts its fastest run, on each side: on a machine whose speed drifts from minute to minute
 (shared cloud cores), the best of runs alternated between the two sides is the fairest
 estimate of what each can do, as `timeit` reports the best of its repeats. Prints a section
-headed by the date, CPU, its instruction set (and what the run was held to) and torch version,
+headed by the date, CPU, its instruction set (and what each twin mode was held to, from its rows)
+and torch version,
 then one row per rung with a speed column per twin mode: torch ms / elab ms (above 1: elab is
 faster); "RSS ratio" is elab / torch peak RSS. A rung in only one file gets "-" in the other's columns. --append-to
 also appends the section to that file (atomically). `just bench-compare` runs all of this.
@@ -35,9 +36,10 @@ MODES = {
 }
 
 
-def instruction_set():
-    """The widest vector extension this CPU has, and what the run was held to (the environment
-    variables that hold PyTorch's kernels to AVX2 on an AVX-512 machine)."""
+def instruction_set(torch_rows):
+    """The widest vector extension this CPU has, and what the twin was held to: the environment
+    variables each of its rows ran under (benches/torch_twin.py `held`), per mode where the
+    modes differ (`just bench-compare ... avx2` runs torch.compile without ATEN_CPU_CAPABILITY)."""
     flags = set()
     try:
         with open("/proc/cpuinfo") as f:
@@ -48,16 +50,21 @@ def instruction_set():
     except OSError:
         pass
     isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
-    held = [
-        f"{k}={os.environ[k]}"
-        for k in ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
-        if os.environ.get(k)
-    ]
-    if not held:
+    by_mode = {}
+    for r in torch_rows:
+        holds = by_mode.setdefault(r.get("mode", "eager"), [])
+        setting = " ".join(r.get("held", [])) or "not held"
+        if setting not in holds:
+            holds.append(setting)
+    settings = {}
+    for mode in [m for m in MODES if m in by_mode] + [m for m in by_mode if m not in MODES]:
+        settings.setdefault(" or ".join(by_mode[mode]), []).append(mode)
+    if list(settings) in ([], ["not held"]):
         return isa
-    # `just bench-compare ... avx2` runs torch.compile without ATEN_CPU_CAPABILITY (justfile).
-    compiled = ", torch.compile without it" if os.environ.get("ATEN_CPU_CAPABILITY") else ""
-    return f"{isa}; PyTorch run with {' '.join(held)}{compiled}"
+    if len(settings) == 1:
+        return f"{isa}; PyTorch run with {next(iter(settings))}"
+    parts = [f"{s} ({', '.join(modes)})" for s, modes in settings.items()]
+    return f"{isa}; PyTorch run with {'; '.join(parts)}"
 
 
 def cpu_model():
@@ -103,7 +110,7 @@ def section(elab_rows, torch_rows):
     version = next((p.split()[1] for p in torch_device.split(", ") if p.startswith("torch ")), "-")
     date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
-        f"### elab vs PyTorch: {date}, {cpu_model()} ({instruction_set()}), "
+        f"### elab vs PyTorch: {date}, {cpu_model()} ({instruction_set(torch_rows)}), "
         f"{os.cpu_count()} cores, torch {version}"
         + (f", best of {repeats} alternated runs" if repeats > 1 else ""),
         "",

@@ -25,6 +25,7 @@ import ctypes
 import gc
 import json
 import math
+import os
 import sys
 import time
 
@@ -126,6 +127,17 @@ class Gpt(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
+# The variables that hold PyTorch's CPU kernels below the machine's widest instructions
+# (`just bench-compare ... avx2`).
+HOLDS = ("ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+
+
+def held():
+    """Which of HOLDS this process ran under, as `NAME=value` (each row carries them, so that
+    benches/compare.py reads what every mode was held to from the data)."""
+    return [f"{k}={os.environ[k]}" for k in HOLDS if os.environ.get(k)]
+
+
 def device_label(device, mode):
     """What the rows ran on, e.g. `cpu, torch 2.15.0, 2 threads` (benches/compare.py reads the
     `torch X` part)."""
@@ -218,6 +230,7 @@ def bench_rung(name, steps, max_params, device, mode):
         backend="torch",
         mode=mode,
         device=device_label(device, mode),
+        held=held(),
         n_layer=n_layer,
         d_model=d,
         params=params,
