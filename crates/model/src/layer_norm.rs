@@ -22,11 +22,13 @@ impl LayerNorm {
 }
 
 fn layer_norm(x: Tensor<3>, gamma: Tensor<3>, beta: Tensor<3>) -> Tensor<3> {
-    let mean = x.clone().mean_dim(2);
     if !on_flex(&x) {
+        let mean = x.clone().mean_dim(2);
         return composite(x, mean, gamma, beta);
     }
-    // On the CPU: the same arithmetic as one operation (flex.rs), bit for bit.
+    // On the CPU: the same arithmetic as two operations (flex.rs), bit for bit.
+    let mean = <Dispatch as LayerNormBackend>::row_mean(x.clone().into_dispatch());
+    let mean = Tensor::<3>::from_dispatch(mean);
     let y = <Dispatch as LayerNormBackend>::centred_layer_norm(
         x.into_dispatch(),
         mean.into_dispatch(),

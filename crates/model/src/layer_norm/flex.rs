@@ -9,9 +9,10 @@
 //! backward, plus the row reductions, which are Flex's own (`sum_dim`, `mean_dim`) on the same
 //! intermediate tensors so that their summation order is unchanged.
 //!
-//! What stays outside: the row mean `x.mean_dim(2)` is an input, an ordinary autodiff op, so that
-//! the gradient reaching `x` arrives in the same two parts, in the same order, as before
-//! (floating-point addition is not associative, and `x` has other consumers: the residual).
+//! The row mean is an operation of its own ([`LayerNormBackend::row_mean`]), a node where the
+//! composite's `x.mean_dim(2)` was, so that the gradient reaching `x` arrives in the same two
+//! parts, in the same order, as before (floating-point addition is not associative, and `x` has
+//! other consumers: the residual); its backward writes in one pass what burn's writes in three.
 
 use std::mem::MaybeUninit;
 
@@ -27,9 +28,13 @@ use rayon::prelude::*;
 
 type FloatTensor<B> = burn::backend::tensor::FloatTensor<B>;
 
-/// The LayerNorm of [`super::composite`] as one backend operation.
+/// The LayerNorm of [`super::composite`] as one backend operation, and the row mean it takes.
 #[backend_extension(Flex, Autodiff)]
 pub trait LayerNormBackend: Backend {
+    /// `x.mean_dim(2)` of `x` `[models, rows, d]`, with a backward that writes its gradient in
+    /// one pass (burn's fills a tensor of ones, scales it, then multiplies).
+    fn row_mean(x: FloatTensor<Self>) -> FloatTensor<Self>;
+
     /// `((x - mean) * (1 / sqrt(var + 1e-5))) * gamma + beta` over the last axis of `x`
     /// `[models, rows, d]`, with `mean = x.mean_dim(2)` `[models, rows, 1]` and `var` the mean
     /// of the squared deviations; `gamma`, `beta`: `[models, 1, d]`.
@@ -42,6 +47,10 @@ pub trait LayerNormBackend: Backend {
 }
 
 impl LayerNormBackend for Flex {
+    fn row_mean(x: FlexTensor) -> FlexTensor {
+        Flex::float_mean_dim(x, 2)
+    }
+
     fn centred_layer_norm(
         x: FlexTensor,
         mean: FlexTensor,
@@ -53,6 +62,19 @@ impl LayerNormBackend for Flex {
 }
 
 impl<C: CheckpointStrategy> LayerNormBackend for Autodiff<Flex, C> {
+    fn row_mean(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let prep = RowMeanBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful();
+        let x = Self::inner(x);
+        let d = dims(&x)[2];
+        match prep {
+            OpsKind::Tracked(prep) => prep.finish(d, Flex::float_mean_dim(x, 2)),
+            OpsKind::UnTracked(prep) => prep.finish(Flex::float_mean_dim(x, 2)),
+        }
+    }
+
     fn centred_layer_norm(
         x: FloatTensor<Self>,
         mean: FloatTensor<Self>,
@@ -225,6 +247,53 @@ impl Backward<Flex, 4> for LayerNormBackward {
         }
         if let Some(node) = beta_node {
             grads.register::<Flex>(node.id, Flex::float_sum_dim(grad, 1));
+        }
+    }
+}
+
+#[derive(Debug)]
+struct RowMeanBackward;
+
+impl Backward<Flex, 1> for RowMeanBackward {
+    /// The row length `d`.
+    type State = usize;
+
+    fn backward(self, ops: Ops<usize, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let d = ops.state;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let [node] = ops.parents;
+        let Some(node) = node else { return };
+        // burn's `MeanDim` backward: `(ones * (1/d)) * sum_dim(grad, 2)`, whose elements are
+        // `(1/d as f32) * row` with `row` the sum over the one-element axis, as here.
+        let rows = contiguous(Flex::float_sum_dim(grad, 2));
+        let [m, n, _] = dims(&rows);
+        let scale = (1_f64 / d as f64) as f32;
+        let mut out = Fresh::new(m * n * d);
+        pass(
+            &Spread {
+                rows: f32s(&rows),
+                scale,
+            },
+            [out.slice()],
+            d,
+        );
+        // SAFETY: every element written.
+        grads.register::<Flex>(node.id, unsafe { out.into_tensor([m, n, d]) });
+    }
+}
+
+/// Each row's value times `scale`, over the row.
+struct Spread<'a> {
+    rows: &'a [f32],
+    scale: f32,
+}
+
+impl RowPass<1> for Spread<'_> {
+    #[inline(always)]
+    fn row(&self, r: usize, [out]: [Row; 1]) {
+        let v = self.scale * self.rows[r];
+        for o in out.iter_mut() {
+            o.write(v);
         }
     }
 }
