@@ -14,7 +14,9 @@ pub fn elab() -> Command {
 }
 
 pub fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // At run time, not `env!`: CI's persistent target dir reuses test binaries built in a clone
+    // at another path (.ci/run).
+    Path::new(&std::env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo test"))
         .join("../..")
         .join(rel)
 }
