@@ -61,11 +61,8 @@ fn on_flex(x: &Tensor<3>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::values;
     use burn::tensor::Distribution;
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
-    }
 
     #[test]
     fn layer_norm_matches_its_definition_per_model() {

@@ -496,7 +496,8 @@ mod tests {
         assert!(close(tripled, 3.0 * base), "{base} -> {tripled}");
     }
 
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    /// A tensor's elements, for the crate's tests.
+    pub(crate) fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 

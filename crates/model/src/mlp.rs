@@ -105,6 +105,7 @@ impl LanguageModel for MlpNet {
 mod tests {
     use super::*;
     use crate::pack;
+    use crate::tests::values;
     use elab_job::{Arch, param_counts};
 
     fn spec(n_layer: usize, d: usize) -> ModelSpec {
@@ -115,10 +116,6 @@ mod tests {
             n_head: 1,
             ..ModelSpec::default()
         }
-    }
-
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data().try_to_vec::<f32>().unwrap()
     }
 
     #[test]
