@@ -2,10 +2,12 @@
 
 mod flex;
 
-use burn::backend::{Dispatch, DispatchDevice};
+use burn::backend::Dispatch;
 use burn::module::Param;
 use burn::prelude::*;
 use flex::LayerNormBackend;
+
+use crate::cpu::on_flex;
 
 /// LayerNorm over the last axis (eps 1e-5, as PyTorch), with per-model gain and shift.
 #[derive(Module, Debug)]
@@ -48,14 +50,6 @@ fn composite(x: Tensor<3>, mean: Tensor<3>, gamma: Tensor<3>, beta: Tensor<3>) -
     let var = centred.clone().square().mean_dim(2);
     let inv_std = (var + 1e-5).sqrt().recip();
     centred * inv_std * gamma + beta
-}
-
-/// Whether `x` lives on the CPU backend (Flex), with or without autodiff.
-fn on_flex(x: &Tensor<3>) -> bool {
-    matches!(
-        x.device().without_autodiff().as_dispatch(),
-        DispatchDevice::Flex(_)
-    )
 }
 
 #[cfg(test)]

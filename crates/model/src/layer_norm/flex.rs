@@ -14,17 +14,16 @@
 //! parts, in the same order, as before (floating-point addition is not associative, and `x` has
 //! other consumers: the residual); its backward writes in one pass what burn's writes in three.
 
-use std::mem::MaybeUninit;
-
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::ops::FloatTensorOps;
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
-use burn::tensor::{Bytes, DType, Scalar, Shape};
-use burn_flex::{FlexTensor, Layout};
-use rayon::prelude::*;
+use burn::tensor::{DType, Scalar, Shape};
+use burn_flex::FlexTensor;
+
+use crate::cpu::{Fresh, Row, RowPass, contiguous, dims, f32s, pass};
 
 type FloatTensor<B> = burn::backend::tensor::FloatTensor<B>;
 
@@ -384,153 +383,5 @@ impl RowPass<1> for CentredGrad<'_> {
             let t = s * c;
             o.write(t + (t + v));
         }
-    }
-}
-
-type Row<'a> = &'a mut [MaybeUninit<f32>];
-
-/// One pass over the rows, writing `K` outputs of `d` elements per row.
-trait RowPass<const K: usize>: Sync {
-    /// Writes every element of row `r` of each output.
-    fn row(&self, r: usize, out: [Row<'_>; K]);
-}
-
-/// Rows per piece of work: a piece of a few thousand elements pays for rayon's split.
-const ROWS: usize = 32;
-
-/// `kernel.row` for every row of `outs`, in pieces of [`ROWS`] rows on rayon's threads.
-fn pass<const K: usize>(kernel: &impl RowPass<K>, outs: [&mut [MaybeUninit<f32>]; K], d: usize) {
-    let n_pieces = outs[0].len().div_ceil(d * ROWS);
-    let mut chunks = outs.map(|o| o.chunks_mut(d * ROWS));
-    let pieces: Vec<[Row; K]> = (0..n_pieces)
-        .map(|_| std::array::from_fn(|k| chunks[k].next().expect("equal outputs")))
-        .collect();
-    pieces
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(p, piece)| wide(kernel, p * ROWS, piece, d));
-}
-
-/// [`rows`] compiled for the widest vectors this CPU has. The crate is built for baseline
-/// x86-64 (SSE2), while Flex's own kernels pick AVX2 or AVX-512 at run time; these loops are
-/// only as fast as theirs when compiled for the same. The arithmetic is the same IEEE float32
-/// operations at any width (and no fused multiply-adds: Rust never contracts `a * b + c`), so
-/// the results are too.
-fn wide<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], d: usize) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<const K: usize>(k: &impl RowPass<K>, first: usize, p: [Row; K], d: usize) {
-            rows(k, first, p, d)
-        }
-        #[target_feature(enable = "avx2")]
-        fn avx2<const K: usize>(k: &impl RowPass<K>, first: usize, p: [Row; K], d: usize) {
-            rows(k, first, p, d)
-        }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            return unsafe { avx512(kernel, first, piece, d) };
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above).
-            return unsafe { avx2(kernel, first, piece, d) };
-        }
-    }
-    rows(kernel, first, piece, d)
-}
-
-/// `kernel.row` for the rows of one piece, the first of them row `first`.
-#[inline(always)]
-fn rows<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], d: usize) {
-    let n_rows = piece[0].len() / d;
-    let mut rows = piece.map(|o| o.chunks_mut(d));
-    for r in first..first + n_rows {
-        kernel.row(
-            r,
-            std::array::from_fn(|k| rows[k].next().expect("whole rows")),
-        );
-    }
-}
-
-fn contiguous(t: FlexTensor) -> FlexTensor {
-    if t.is_contiguous() && t.layout().start_offset() == 0 {
-        t
-    } else {
-        t.to_contiguous()
-    }
-}
-
-fn dims(t: &FlexTensor) -> [usize; 3] {
-    let shape = t.layout().shape();
-    assert_eq!(shape.num_dims(), 3, "LayerNorm takes [models, rows, d]");
-    [shape[0], shape[1], shape[2]]
-}
-
-fn f32s(t: &FlexTensor) -> &[f32] {
-    assert_eq!(t.dtype(), DType::F32, "the fused LayerNorm is float32 only");
-    t.storage::<f32>()
-}
-
-/// A float32 buffer that is not zeroed first: each element is written once by a pass above.
-/// Kept in 16-byte words, which Flex's `Bytes` takes as aligned without a copy (the reason for
-/// the vendored `FlexTensor::empty` patch, vendor/README.md); a length that is not a whole
-/// number of words falls back to a zeroed vector.
-enum Fresh {
-    Words(Vec<MaybeUninit<u128>>, usize),
-    Zeroed(Vec<f32>),
-}
-
-impl Fresh {
-    fn new(len: usize) -> Self {
-        if !len.is_multiple_of(4) {
-            return Fresh::Zeroed(vec![0.0; len]);
-        }
-        let mut words = Vec::with_capacity(len / 4);
-        // SAFETY: `MaybeUninit` needs no initialization.
-        unsafe { words.set_len(len / 4) };
-        Fresh::Words(words, len)
-    }
-
-    fn slice(&mut self) -> &mut [MaybeUninit<f32>] {
-        match self {
-            // SAFETY: the words hold exactly `len` f32s (4 per word; alignment 16 >= 4).
-            Fresh::Words(words, len) => unsafe {
-                std::slice::from_raw_parts_mut(words.as_mut_ptr().cast(), *len)
-            },
-            // SAFETY: an initialized f32 is a valid `MaybeUninit<f32>`; same layout.
-            Fresh::Zeroed(v) => unsafe {
-                std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), v.len())
-            },
-        }
-    }
-
-    /// # Safety
-    /// Every element has been written.
-    unsafe fn into_tensor(self, shape: [usize; 3]) -> FlexTensor {
-        let bytes = match self {
-            Fresh::Words(words, len) => {
-                assert_eq!(shape.iter().product::<usize>(), len);
-                let mut words = std::mem::ManuallyDrop::new(words);
-                // SAFETY: every element is written (the caller's contract), so every byte is
-                // initialized; same allocation, length and capacity.
-                let words = unsafe {
-                    Vec::from_raw_parts(
-                        words.as_mut_ptr().cast::<u128>(),
-                        words.len(),
-                        words.capacity(),
-                    )
-                };
-                Bytes::from_elems(words)
-            }
-            Fresh::Zeroed(v) => {
-                assert_eq!(shape.iter().product::<usize>(), v.len());
-                Bytes::from_elems(v)
-            }
-        };
-        FlexTensor::new(
-            bytes,
-            Layout::contiguous(Shape::from(shape.to_vec())),
-            DType::F32,
-        )
     }
 }
