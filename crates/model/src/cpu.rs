@@ -20,7 +20,9 @@ pub(crate) fn on_flex(x: &Tensor<3>) -> bool {
 
 pub(crate) type Row<'a> = &'a mut [MaybeUninit<f32>];
 
-/// One pass over the rows, writing `K` outputs of `d` elements per row.
+/// One pass over the rows, writing `K` outputs, each with its own number of elements per row
+/// (a LayerNorm's row is `d` elements of each output; attention's is one example's
+/// positions).
 pub(crate) trait RowPass<const K: usize>: Sync {
     /// Writes every element of row `r` of each output.
     fn row(&self, r: usize, out: [Row<'_>; K]);
@@ -29,62 +31,80 @@ pub(crate) trait RowPass<const K: usize>: Sync {
 /// Rows per piece of work: a piece of a few thousand elements pays for rayon's split.
 const ROWS: usize = 32;
 
-/// `kernel.row` for every row of `outs`, in pieces of [`ROWS`] rows on rayon's threads.
+/// `kernel.row` for every row of `outs` (output `k` has `widths[k]` elements per row), in
+/// pieces of [`ROWS`] rows on rayon's threads.
 pub(crate) fn pass<const K: usize>(
     kernel: &impl RowPass<K>,
     outs: [&mut [MaybeUninit<f32>]; K],
-    d: usize,
+    widths: [usize; K],
 ) {
-    let n_pieces = outs[0].len().div_ceil(d * ROWS);
-    let mut chunks = outs.map(|o| o.chunks_mut(d * ROWS));
+    let n_rows = outs[0].len() / widths[0];
+    for (out, width) in outs.iter().zip(widths) {
+        assert_eq!(out.len(), n_rows * width, "outputs of unequal rows");
+    }
+    let n_pieces = n_rows.div_ceil(ROWS);
+    let mut width = widths.into_iter();
+    let mut chunks = outs.map(|o| o.chunks_mut(width.next().expect("a width") * ROWS));
     let pieces: Vec<[Row; K]> = (0..n_pieces)
-        .map(|_| std::array::from_fn(|k| chunks[k].next().expect("equal outputs")))
+        .map(|_| std::array::from_fn(|k| chunks[k].next().expect("equal rows")))
         .collect();
     pieces
         .into_par_iter()
         .enumerate()
-        .for_each(|(p, piece)| wide(kernel, p * ROWS, piece, d));
+        .for_each(|(p, piece)| wide(kernel, p * ROWS, piece, widths));
 }
 
 /// [`rows`] compiled for the widest vectors this CPU has. The crate is built for baseline
 /// x86-64 (SSE2), while Flex's own kernels pick AVX2 or AVX-512 at run time; these loops are
 /// only as fast as theirs when compiled for the same. The arithmetic is the same IEEE float32
-/// operations at any width (and no fused multiply-adds: Rust never contracts `a * b + c`), so
-/// the results are too.
-fn wide<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], d: usize) {
+/// operations at any width, so the results are too: Rust never contracts `a * b + c` into a
+/// fused multiply-add, and `mul_add` is fused (one rounding) with or without the FMA unit.
+fn wide<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], w: [usize; K]) {
     #[cfg(target_arch = "x86_64")]
     {
-        #[target_feature(enable = "avx512f")]
-        fn avx512<const K: usize>(k: &impl RowPass<K>, first: usize, p: [Row; K], d: usize) {
-            rows(k, first, p, d)
+        #[target_feature(enable = "avx512f,fma")]
+        fn avx512<const K: usize>(k: &impl RowPass<K>, r: usize, p: [Row; K], w: [usize; K]) {
+            rows(k, r, p, w)
         }
-        #[target_feature(enable = "avx2")]
-        fn avx2<const K: usize>(k: &impl RowPass<K>, first: usize, p: [Row; K], d: usize) {
-            rows(k, first, p, d)
+        #[target_feature(enable = "avx2,fma")]
+        fn avx2<const K: usize>(k: &impl RowPass<K>, r: usize, p: [Row; K], w: [usize; K]) {
+            rows(k, r, p, w)
         }
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU has AVX-512F (checked above).
-            return unsafe { avx512(kernel, first, piece, d) };
+        let fma = std::arch::is_x86_feature_detected!("fma");
+        if fma && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F and FMA (checked above).
+            return unsafe { avx512(kernel, first, piece, w) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU has AVX2 (checked above).
-            return unsafe { avx2(kernel, first, piece, d) };
+        if fma && std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 and FMA (checked above).
+            return unsafe { avx2(kernel, first, piece, w) };
         }
     }
-    rows(kernel, first, piece, d)
+    rows(kernel, first, piece, w)
 }
 
 /// `kernel.row` for the rows of one piece, the first of them row `first`.
 #[inline(always)]
-fn rows<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], d: usize) {
-    let n_rows = piece[0].len() / d;
-    let mut rows = piece.map(|o| o.chunks_mut(d));
+fn rows<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], w: [usize; K]) {
+    let n_rows = piece[0].len() / w[0];
+    let mut width = w.into_iter();
+    let mut rows = piece.map(|o| o.chunks_mut(width.next().expect("a width")));
     for r in first..first + n_rows {
         kernel.row(
             r,
             std::array::from_fn(|k| rows[k].next().expect("whole rows")),
         );
     }
+}
+
+/// The elements of `row`, each set to zero: for outputs that a pass accumulates into.
+#[inline(always)]
+pub(crate) fn zeroed(row: Row<'_>) -> &mut [f32] {
+    for x in row.iter_mut() {
+        x.write(0.0);
+    }
+    // SAFETY: every element was just written; `MaybeUninit<f32>` has `f32`'s layout.
+    unsafe { &mut *(row as *mut [MaybeUninit<f32>] as *mut [f32]) }
 }
 
 pub(crate) fn contiguous(t: FlexTensor) -> FlexTensor {

@@ -243,16 +243,8 @@ pub struct Block {
 
 impl Block {
     /// The block's output at positions `first..` (earlier positions still serve as keys).
-    pub fn forward(
-        &self,
-        x: Tensor<3>,
-        batch: usize,
-        first: usize,
-        future: Tensor<2, Bool>,
-    ) -> Tensor<3> {
-        let attn = self
-            .attn
-            .forward(norm(&self.ln_1, x.clone()), batch, first, future);
+    pub fn forward(&self, x: Tensor<3>, batch: usize, first: usize) -> Tensor<3> {
+        let attn = self.attn.forward(norm(&self.ln_1, x.clone()), batch, first);
         let x = positions_from(x, batch, first) + attn;
         x.clone() + self.mlp.forward(norm(&self.ln_2, x))
     }
@@ -319,13 +311,11 @@ impl LanguageModel for Gpt {
     /// The last block computes its queries, MLP and head at positions `first..` only.
     fn forward(&self, idx: Tensor<3, Int>, first: usize) -> Tensor<4> {
         let [m, b, t] = idx.dims();
-        let device = idx.device();
         let vocab = self.wte.dims()[1];
         let mut x = self.embed(idx);
-        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &device);
         let last = self.blocks.len() - 1; // n_layer >= 1 (validated in the spec)
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(x, b, if i == last { first } else { 0 }, future.clone());
+            x = block.forward(x, b, if i == last { first } else { 0 });
         }
         let x = norm(&self.ln_f, x);
         let logits = match &self.lm_head {
@@ -345,16 +335,13 @@ impl LanguageModel for Gpt {
 
     fn attention_patterns(&self, idx: Tensor<3, Int>) -> Vec<Tensor<5>> {
         let [m, b, t] = idx.dims();
-        let future = Tensor::<2, Bool>::tril_mask([t, t], 0, &idx.device());
         let mut x = self.embed(idx);
         let mut patterns = Vec::new();
         for block in &self.blocks {
-            let pattern = block
-                .attn
-                .pattern(norm(&block.ln_1, x.clone()), b, future.clone());
+            let pattern = block.attn.pattern(norm(&block.ln_1, x.clone()), b);
             let h = pattern.dims()[1];
             patterns.push(pattern.reshape([m, b, h, t, t]));
-            x = block.forward(x, b, 0, future.clone());
+            x = block.forward(x, b, 0);
         }
         patterns
     }

@@ -128,7 +128,7 @@ fn forward(
     pass(
         &Centre { xs, means, d },
         [centred.slice(), squares.slice()],
-        d,
+        [d; 2],
     );
     // SAFETY (both): `pass` visits every row and `Centre` writes every element of each.
     let centred = unsafe { centred.into_tensor([m, n, d]) };
@@ -152,7 +152,7 @@ fn forward(
         n,
         d,
     };
-    pass(&scale, [y.slice()], d);
+    pass(&scale, [y.slice()], [d]);
     // SAFETY: every element written.
     let y = unsafe { y.into_tensor([m, n, d]) };
     let saved = Saved {
@@ -198,7 +198,7 @@ impl Backward<Flex, 4> for LayerNormBackward {
             d,
         };
         let outs = [for_gamma.slice(), for_inv_std.slice(), via_p.slice()];
-        pass(&products, outs, d);
+        pass(&products, outs, [d; 3]);
         // SAFETY (all three): every element written.
         let for_gamma = unsafe { for_gamma.into_tensor([m, n, d]) };
         let for_inv_std = unsafe { for_inv_std.into_tensor([m, n, d]) };
@@ -227,7 +227,7 @@ impl Backward<Flex, 4> for LayerNormBackward {
         let (vp, ps) = (f32s(&via_p), f32s(&per_square));
         let mut grad_centred = Fresh::new(m * n * d);
         let sum = CentredGrad { vp, cs, ps, d };
-        pass(&sum, [grad_centred.slice()], d);
+        pass(&sum, [grad_centred.slice()], [d]);
         // SAFETY: every element written.
         let grad_centred = unsafe { grad_centred.into_tensor([m, n, d]) };
 
@@ -274,7 +274,7 @@ impl Backward<Flex, 1> for RowMeanBackward {
                 scale,
             },
             [out.slice()],
-            d,
+            [d],
         );
         // SAFETY: every element written.
         grads.register::<Flex>(node.id, unsafe { out.into_tensor([m, n, d]) });
