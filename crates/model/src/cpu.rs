@@ -29,7 +29,7 @@ pub(crate) trait RowPass<const K: usize>: Sync {
 }
 
 /// Rows per piece of work: a piece of a few thousand elements pays for rayon's split.
-const ROWS: usize = 32;
+pub(crate) const ROWS: usize = 32;
 
 /// `kernel.row` for every row of `outs` (output `k` has `widths[k]` elements per row), in
 /// pieces of [`ROWS`] rows on rayon's threads.
@@ -42,58 +42,145 @@ pub(crate) fn pass<const K: usize>(
     for (out, width) in outs.iter().zip(widths) {
         assert_eq!(out.len(), n_rows * width, "outputs of unequal rows");
     }
-    let n_pieces = n_rows.div_ceil(ROWS);
     let mut width = widths.into_iter();
     let mut chunks = outs.map(|o| o.chunks_mut(width.next().expect("a width") * ROWS));
-    let pieces: Vec<[Row; K]> = (0..n_pieces)
+    let pieces: Vec<[Row; K]> = (0..n_rows.div_ceil(ROWS))
         .map(|_| std::array::from_fn(|k| chunks[k].next().expect("equal rows")))
         .collect();
-    pieces
-        .into_par_iter()
-        .enumerate()
-        .for_each(|(p, piece)| wide(kernel, p * ROWS, piece, widths));
+    pieces.into_par_iter().enumerate().for_each(|(p, piece)| {
+        wide(Rows {
+            kernel,
+            first: p * ROWS,
+            piece,
+            widths,
+        })
+    });
 }
 
-/// [`rows`] compiled for the widest vectors this CPU has. The crate is built for baseline
+/// The rows of one piece of a [`pass`], the first of them row `first`.
+struct Rows<'a, 'k, P, const K: usize> {
+    kernel: &'k P,
+    first: usize,
+    piece: [Row<'a>; K],
+    widths: [usize; K],
+}
+
+impl<P: RowPass<K>, const K: usize> Wide for Rows<'_, '_, P, K> {
+    #[inline(always)]
+    fn run(self) {
+        let n_rows = self.piece[0].len() / self.widths[0];
+        let mut width = self.widths.into_iter();
+        let mut rows = self
+            .piece
+            .map(|o| o.chunks_mut(width.next().expect("a width")));
+        for r in self.first..self.first + n_rows {
+            self.kernel.row(
+                r,
+                std::array::from_fn(|k| rows[k].next().expect("whole rows")),
+            );
+        }
+    }
+}
+
+/// Work to compile for the widest vectors the CPU has ([`wide`]). `run` must be
+/// `#[inline(always)]`, and so must what it calls, for the loops to be compiled inside
+/// [`wide`]'s target features (a closure would not be: the reason for a trait).
+pub(crate) trait Wide {
+    fn run(self);
+}
+
+/// `work.run()` compiled for the widest vectors this CPU has. The crate is built for baseline
 /// x86-64 (SSE2), while Flex's own kernels pick AVX2 or AVX-512 at run time; these loops are
 /// only as fast as theirs when compiled for the same. The arithmetic is the same IEEE float32
 /// operations at any width, so the results are too: Rust never contracts `a * b + c` into a
 /// fused multiply-add, and `mul_add` is fused (one rounding) with or without the FMA unit.
-fn wide<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], w: [usize; K]) {
+pub(crate) fn wide(work: impl Wide) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,fma")]
-        fn avx512<const K: usize>(k: &impl RowPass<K>, r: usize, p: [Row; K], w: [usize; K]) {
-            rows(k, r, p, w)
+        fn avx512(work: impl Wide) {
+            work.run()
         }
         #[target_feature(enable = "avx2,fma")]
-        fn avx2<const K: usize>(k: &impl RowPass<K>, r: usize, p: [Row; K], w: [usize; K]) {
-            rows(k, r, p, w)
+        fn avx2(work: impl Wide) {
+            work.run()
         }
         let fma = std::arch::is_x86_feature_detected!("fma");
         if fma && std::arch::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has AVX-512F and FMA (checked above).
-            return unsafe { avx512(kernel, first, piece, w) };
+            return unsafe { avx512(work) };
         }
         if fma && std::arch::is_x86_feature_detected!("avx2") {
             // SAFETY: the CPU has AVX2 and FMA (checked above).
-            return unsafe { avx2(kernel, first, piece, w) };
+            return unsafe { avx2(work) };
         }
     }
-    rows(kernel, first, piece, w)
+    work.run()
 }
 
-/// `kernel.row` for the rows of one piece, the first of them row `first`.
+/// `a . b` in eight lanes (one AVX2 vector), summed pairwise, then the leftover elements: a
+/// fixed order, the same at any vector width.
 #[inline(always)]
-fn rows<const K: usize>(kernel: &impl RowPass<K>, first: usize, piece: [Row; K], w: [usize; K]) {
-    let n_rows = piece[0].len() / w[0];
-    let mut width = w.into_iter();
-    let mut rows = piece.map(|o| o.chunks_mut(width.next().expect("a width")));
-    for r in first..first + n_rows {
-        kernel.row(
-            r,
-            std::array::from_fn(|k| rows[k].next().expect("whole rows")),
-        );
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const L: usize = 8;
+    let whole = a.len() / L * L;
+    let mut lanes = [0.0f32; L];
+    for (x, y) in a[..whole].chunks_exact(L).zip(b[..whole].chunks_exact(L)) {
+        for l in 0..L {
+            lanes[l] = x[l].mul_add(y[l], lanes[l]);
+        }
+    }
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
+    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+    for (x, y) in a[whole..].iter().zip(&b[whole..]) {
+        sum = x.mul_add(*y, sum);
+    }
+    sum
+}
+
+/// `a . (b - shift)`, summed as [`dot`].
+#[inline(always)]
+pub(crate) fn dot_centred(a: &[f32], b: &[f32], shift: f32) -> f32 {
+    const L: usize = 8;
+    let whole = a.len() / L * L;
+    let mut lanes = [0.0f32; L];
+    for (x, y) in a[..whole].chunks_exact(L).zip(b[..whole].chunks_exact(L)) {
+        for l in 0..L {
+            lanes[l] = x[l].mul_add(y[l] - shift, lanes[l]);
+        }
+    }
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
+    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+    for (x, y) in a[whole..].iter().zip(&b[whole..]) {
+        sum = x.mul_add(y - shift, sum);
+    }
+    sum
+}
+
+/// `a`'s sum in eight lanes, summed pairwise, then the leftover elements (as [`dot`]).
+#[inline(always)]
+pub(crate) fn sum(a: &[f32]) -> f32 {
+    const L: usize = 8;
+    let whole = a.len() / L * L;
+    let mut lanes = [0.0f32; L];
+    for x in a[..whole].chunks_exact(L) {
+        for l in 0..L {
+            lanes[l] += x[l];
+        }
+    }
+    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
+    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+    for x in &a[whole..] {
+        sum += x;
+    }
+    sum
+}
+
+/// `y += a * x`.
+#[inline(always)]
+pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    for (y, x) in y.iter_mut().zip(x) {
+        *y = a.mul_add(*x, *y);
     }
 }
 

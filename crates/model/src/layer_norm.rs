@@ -25,28 +25,24 @@ impl LayerNorm {
 
 fn layer_norm(x: Tensor<3>, gamma: Tensor<3>, beta: Tensor<3>) -> Tensor<3> {
     if !on_flex(&x) {
-        let mean = x.clone().mean_dim(2);
-        return composite(x, mean, gamma, beta);
+        return composite(x, gamma, beta);
     }
-    // On the CPU: the same arithmetic as two operations (flex.rs), bit for bit.
-    let mean = <Dispatch as LayerNormBackend>::row_mean(x.clone().into_dispatch());
-    let mean = Tensor::<3>::from_dispatch(mean);
-    let y = <Dispatch as LayerNormBackend>::centred_layer_norm(
+    // On the CPU: one operation (flex.rs).
+    let y = <Dispatch as LayerNormBackend>::layer_norm(
         x.into_dispatch(),
-        mean.into_dispatch(),
         gamma.into_dispatch(),
         beta.into_dispatch(),
     );
     Tensor::from_dispatch(y)
 }
 
-/// LayerNorm composed of tensor ops, given the row means of `x`: what the GPU runs, and the
-/// definition that the CPU's fused operation reproduces.
-fn composite(x: Tensor<3>, mean: Tensor<3>, gamma: Tensor<3>, beta: Tensor<3>) -> Tensor<3> {
+/// LayerNorm composed of tensor ops: what the GPU runs, and the definition that the CPU's
+/// operation is tested against.
+fn composite(x: Tensor<3>, gamma: Tensor<3>, beta: Tensor<3>) -> Tensor<3> {
     // Centred once and scaled by a reciprocal: `var_mean_bias` would centre `x` a second
     // time, and a division by a per-row tensor costs the backward two more passes over
     // the whole activation than a product does (the reciprocal is one value per row).
-    let centred = x - mean;
+    let centred = x.clone() - x.mean_dim(2);
     let var = centred.clone().square().mean_dim(2);
     let inv_std = (var + 1e-5).sqrt().recip();
     centred * inv_std * gamma + beta
@@ -94,50 +90,52 @@ mod tests {
         }
     }
 
-    /// The fused CPU operation against the composite it replaces: the output and the gradients
-    /// of the input, gain and shift, bit for bit. The input has a second consumer (as in the
-    /// last block, where the residual takes the rows of the read positions), so that the order
-    /// in which its two gradients add up is tested too.
+    /// The CPU operation against the composite it replaces: the output and the gradients of
+    /// the input, gain and shift agree to float32 rounding (the sums run in another order). The
+    /// input has a second consumer (as in the last block, where the residual takes the rows of
+    /// the read positions), and rows far from zero mean, where a careless variance cancels.
     #[test]
-    fn the_fused_cpu_layer_norm_is_the_composite_bit_for_bit() {
+    fn the_cpu_layer_norm_matches_the_composite() {
         let device = Device::flex().autodiff();
         device.seed(7);
-        let (m, batch, t, d) = (2, 40, 5, 24); // 200 rows: several pieces of parallel work
+        let (m, batch, t, d) = (2, 40, 5, 36); // 200 rows: several pieces of parallel work
         let n = batch * t;
         let random = |shape, dist| Tensor::<3>::random(shape, dist, &device);
-        let x0 = random([m, n, d], Distribution::Normal(0.5, 2.0));
+        let x0 = random([m, n, d], Distribution::Normal(30.0, 2.0));
         let gamma0 = random([m, 1, d], Distribution::Uniform(0.5, 2.0));
         let beta0 = random([m, 1, d], Distribution::Uniform(-1.0, 1.0));
         let w = random([m, n, d], Distribution::Normal(0.0, 1.0));
         let w_rest = random([m, batch * (t - 2), d], Distribution::Normal(0.0, 1.0));
-        let bits = |t: Tensor<3>| -> Vec<u32> { values(t).iter().map(|v| v.to_bits()).collect() };
         let run = |fused: bool| {
             let x = x0.clone().require_grad();
             let gamma = gamma0.clone().require_grad();
             let beta = beta0.clone().require_grad();
+            let (a, g, b) = (x.clone(), gamma.clone(), beta.clone());
             let y = if fused {
-                layer_norm(x.clone(), gamma.clone(), beta.clone())
+                layer_norm(a, g, b)
             } else {
-                composite(
-                    x.clone(),
-                    x.clone().mean_dim(2),
-                    gamma.clone(),
-                    beta.clone(),
-                )
+                composite(a, g, b)
             };
             let rest = crate::positions_from(x.clone(), batch, 2);
             let loss = (y.clone() * w.clone()).sum() + (rest * w_rest.clone()).sum();
             let grads = loss.backward();
-            let grad = |p: &Tensor<3>| bits(p.grad(&grads).expect("a gradient"));
-            [bits(y), grad(&x), grad(&gamma), grad(&beta)]
+            let grad = |p: &Tensor<3>| values(p.grad(&grads).expect("a gradient"));
+            [values(y), grad(&x), grad(&gamma), grad(&beta)]
         };
         let (fused, composed) = (run(true), run(false));
         for (what, (a, b)) in ["output", "d input", "d gamma", "d beta"]
             .iter()
             .zip(fused.iter().zip(&composed))
         {
-            let differ = a.iter().zip(b).filter(|(a, b)| a != b).count();
-            assert_eq!(differ, 0, "{what}: {differ} of {} values differ", a.len());
+            assert_eq!(a.len(), b.len());
+            // Relative to the tensor's scale: the gain's gradient sums 200 rows.
+            let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs() / scale)
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{what}: off by {worst} of {scale}");
         }
     }
 }

@@ -22,7 +22,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
 use burn_flex::FlexTensor;
 
-use crate::cpu::{Fresh, Row, RowPass, contiguous, dims, f32s, pass, zeroed};
+use crate::cpu::{Fresh, Row, RowPass, axpy, contiguous, dims, dot, f32s, pass, zeroed};
 
 type FloatTensor<B> = burn::backend::tensor::FloatTensor<B>;
 
@@ -279,32 +279,5 @@ impl RowPass<3> for Gradient<'_> {
                 }
             }
         }
-    }
-}
-
-/// `a . b` in eight lanes (one AVX2 vector), summed pairwise, then the leftover elements.
-#[inline(always)]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    const L: usize = 8;
-    let whole = a.len() / L * L;
-    let mut lanes = [0.0f32; L];
-    for (x, y) in a[..whole].chunks_exact(L).zip(b[..whole].chunks_exact(L)) {
-        for l in 0..L {
-            lanes[l] = x[l].mul_add(y[l], lanes[l]);
-        }
-    }
-    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
-    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
-    for (x, y) in a[whole..].iter().zip(&b[whole..]) {
-        sum = x.mul_add(*y, sum);
-    }
-    sum
-}
-
-/// `y += a * x`.
-#[inline(always)]
-fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
-    for (y, x) in y.iter_mut().zip(x) {
-        *y = a.mul_add(*x, *y);
     }
 }
