@@ -24,7 +24,7 @@ use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, AutodiffBackend, Backend, Flex, backend_extension};
 use burn_flex::FlexTensor;
 
-use crate::cpu::{Fresh, Row, RowPass, axpy, contiguous, dims, dot, f32s, pass, zeroed};
+use crate::cpu::{Fresh, Row, RowPass, axpy, contiguous, dims, dot, dot4, f32s, pass, zeroed};
 
 type FloatTensor<B> = burn::backend::tensor::FloatTensor<B>;
 
@@ -207,6 +207,23 @@ impl Geometry {
         &kvs[(e * self.t + j) * stride + offset + h * self.hd..][..self.hd]
     }
 
+    /// `out[j] = a . (head h at position j of example e)` of the keys or values (`at`), for
+    /// positions `0..out.len()`: four at a time.
+    #[inline(always)]
+    fn dots(&self, a: &[f32], kvs: &[f32], at: Columns, e: usize, h: usize, out: &mut [f32]) {
+        let Columns { stride, offset } = at;
+        let row = |j: usize| &kvs[(e * self.t + j) * stride + offset + h * self.hd..][..self.hd];
+        let mut fours = out.chunks_exact_mut(4);
+        for (n, out) in (&mut fours).enumerate() {
+            let j = 4 * n;
+            out.copy_from_slice(&dot4(a, [row(j), row(j + 1), row(j + 2), row(j + 3)]));
+        }
+        let done = out.len() / 4 * 4;
+        for (j, out) in out.iter_mut().enumerate().skip(done) {
+            *out = dot(a, row(j));
+        }
+    }
+
     /// Head `h` of the output (or its gradient) at query `i` of example `e`, `[.., tq, d]`.
     #[inline(always)]
     fn output<'a>(&self, ys: &'a [f32], e: usize, i: usize, h: usize) -> &'a [f32] {
@@ -268,9 +285,10 @@ impl RowPass<2> for Forward<'_> {
                 let q = g.query(self.qs, e, i, h);
                 // The keys up to the query's own position; the rest keep weight 0.
                 let p = &mut p[(h * g.tq + i) * g.t..][..g.first + i + 1];
+                g.dots(q, self.kvs, g.k, e, h, p);
                 let mut max = f32::NEG_INFINITY;
-                for (j, s) in p.iter_mut().enumerate() {
-                    *s = dot(q, g.key(self.kvs, e, j, h)) / g.scale;
+                for s in p.iter_mut() {
+                    *s /= g.scale;
                     max = max.max(*s);
                 }
                 let mut sum = 0.0;
@@ -420,15 +438,16 @@ impl Gradient<'_> {
                 let keys = g.first + i + 1;
                 let p = &self.p[((e * g.n_head + h) * g.tq + i) * g.t..][..keys];
                 let dy = g.output(self.dy, e, i, h);
+                let dp = &mut dp[..keys];
+                g.dots(dy, self.kvs, g.v, e, h, dp);
                 let mut through = 0.0;
-                for (j, (&p, dp)) in p.iter().zip(&mut dp).enumerate() {
+                for (j, (&p, &dp)) in p.iter().zip(&*dp).enumerate() {
                     axpy(p, dy, g.head(dv[j], h));
-                    *dp = dot(dy, g.value(self.kvs, e, j, h));
-                    through = p.mul_add(*dp, through);
+                    through = p.mul_add(dp, through);
                 }
                 let q = g.query(self.qs, e, i, h);
                 let dq = g.head(dq, h);
-                for (j, (&p, &dp)) in p.iter().zip(&dp).enumerate() {
+                for (j, (&p, &dp)) in p.iter().zip(&*dp).enumerate() {
                     let ds = p * (dp - through) / g.scale;
                     axpy(ds, g.key(self.kvs, e, j, h), dq);
                     axpy(ds, q, g.head(dk[j], h));
