@@ -8,12 +8,16 @@
 //! job's optimizer state is cut out of the pack, saved and stacked back exactly like its
 //! weights (`elab_model::pack`).
 
+mod flex;
+
+use burn::backend::{Dispatch, DispatchDevice};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use elab_job::{DecayOn, TrainSpec};
 use elab_model::LanguageModel;
 use elab_model::pack::flat;
+use flex::AdamBackend;
 
 /// The first and second moments of AdamW, one module shaped as the model each.
 #[derive(Module, Debug)]
@@ -71,11 +75,15 @@ impl<M: LanguageModel> PackedAdamW<M> {
             DecayOn::All => 1.0 - s.lr_at(step) * s.weight_decay,
             DecayOn::Matrices => 1.0,
         });
-        let step_size = col(&|s| s.lr_at(step) / (1.0 - s.beta1.powi(t)));
-        let inv_sqrt_bias2 = col(&|s| 1.0 / (1.0 - s.beta2.powi(t)).sqrt());
-        let (b1, b2) = (col(&|s| s.beta1), col(&|s| s.beta2));
-        let (c1, c2) = (col(&|s| 1.0 - s.beta1), col(&|s| 1.0 - s.beta2));
-        let eps = col(&|s| s.eps);
+        let hyper = Hyper {
+            b1: col(&|s| s.beta1),
+            c1: col(&|s| 1.0 - s.beta1),
+            b2: col(&|s| s.beta2),
+            c2: col(&|s| 1.0 - s.beta2),
+            inv_sqrt_bias2: col(&|s| 1.0 / (1.0 - s.beta2.powi(t)).sqrt()),
+            eps: col(&|s| s.eps),
+            step_size: col(&|s| s.lr_at(step) / (1.0 - s.beta1.powi(t))),
+        };
 
         let params = params_of(&model);
         let mut g: Vec<Tensor<2>> = params
@@ -106,14 +114,21 @@ impl<M: LanguageModel> PackedAdamW<M> {
         }
         let first = values(&self.moments.first);
         let second = values(&self.moments.second);
-        let mut new_params = Vec::with_capacity(g.len());
-        let (mut new_first, mut new_second) = (Vec::new(), Vec::new());
-        for (((g, m), v), (_, _, matrix)) in g.into_iter().zip(first).zip(second).zip(&params) {
-            let m = m * b1.clone() + g.clone() * c1.clone();
-            let v = v * b2.clone() + g.powf_scalar(2.0) * c2.clone();
-            let denom = v.clone().sqrt() * inv_sqrt_bias2.clone() + eps.clone();
+        let current = values(&model).into_iter().map(|p| p.inner());
+        let on_cpu = matches!(
+            device.clone().without_autodiff().as_dispatch(),
+            DispatchDevice::Flex(_)
+        );
+        let (mut new_params, mut new_first, mut new_second) = (Vec::new(), Vec::new(), Vec::new());
+        let moments = first.into_iter().zip(second);
+        for (((g, (m, v)), p), (_, _, matrix)) in
+            g.into_iter().zip(moments).zip(current).zip(&params)
+        {
             let decay = if *matrix { &decay_all } else { &decay_others };
-            new_params.push((m.clone() / denom * step_size.clone(), decay.clone()));
+            // On the CPU one pass per parameter (flex.rs), bit for bit the composite.
+            let update = if on_cpu { fused } else { composite };
+            let [p, m, v] = update(p, g, m, v, &hyper, decay);
+            new_params.push(p);
             new_first.push(m);
             new_second.push(v);
         }
@@ -123,15 +138,77 @@ impl<M: LanguageModel> PackedAdamW<M> {
     }
 }
 
-/// `param * decay - delta` for each parameter in visiting order, as new trainable leaves.
+/// One step's hyperparameters, each model's in a `[models, 1]` column.
+struct Hyper {
+    b1: Tensor<2>,
+    /// `1 - beta1`
+    c1: Tensor<2>,
+    b2: Tensor<2>,
+    /// `1 - beta2`
+    c2: Tensor<2>,
+    /// `1 / sqrt(1 - beta2^t)`: the second moment's bias correction, on its root.
+    inv_sqrt_bias2: Tensor<2>,
+    eps: Tensor<2>,
+    /// `lr / (1 - beta1^t)`: the learning rate with the first moment's bias correction.
+    step_size: Tensor<2>,
+}
+
+/// One parameter's value and moments after the step, `[models, n]` each, composed of tensor
+/// ops (the GPU's path): PyTorch's AdamW with `decay` = `1 - lr * weight_decay` (or 1).
+fn composite(
+    p: Tensor<2>,
+    g: Tensor<2>,
+    m: Tensor<2>,
+    v: Tensor<2>,
+    h: &Hyper,
+    decay: &Tensor<2>,
+) -> [Tensor<2>; 3] {
+    let m = m * h.b1.clone() + g.clone() * h.c1.clone();
+    let v = v * h.b2.clone() + g.powf_scalar(2.0) * h.c2.clone();
+    let denom = v.clone().sqrt() * h.inv_sqrt_bias2.clone() + h.eps.clone();
+    let p = p * decay.clone() - m.clone() / denom * h.step_size.clone();
+    [p, m, v]
+}
+
+/// [`composite`] as one operation on the CPU (flex.rs): one pass over the parameter.
+fn fused(
+    p: Tensor<2>,
+    g: Tensor<2>,
+    m: Tensor<2>,
+    v: Tensor<2>,
+    h: &Hyper,
+    decay: &Tensor<2>,
+) -> [Tensor<2>; 3] {
+    let [models, n] = p.dims();
+    let hyper = [
+        &h.b1,
+        &h.c1,
+        &h.b2,
+        &h.c2,
+        &h.inv_sqrt_bias2,
+        &h.eps,
+        &h.step_size,
+        decay,
+    ];
+    let hyper = Tensor::cat(hyper.into_iter().cloned().collect(), 1);
+    let all = <Dispatch as AdamBackend>::adamw(
+        p.into_dispatch(),
+        g.into_dispatch(),
+        m.into_dispatch(),
+        v.into_dispatch(),
+        hyper.into_dispatch(),
+    );
+    let all = Tensor::<3>::from_dispatch(all);
+    std::array::from_fn(|i| all.clone().narrow(0, i, 1).reshape([models, n]))
+}
+
+/// Each parameter's new value (flattened) in visiting order, as new trainable leaves.
 struct Update<I>(I);
-impl<I: Iterator<Item = (Tensor<2>, Tensor<2>)>> ModuleMapper for Update<I> {
+impl<I: Iterator<Item = Tensor<2>>> ModuleMapper for Update<I> {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
-        let (delta, decay) = self.0.next().expect("one update per parameter");
+        let updated = self.0.next().expect("one update per parameter");
         let (id, tensor, mapper) = param.consume();
-        let dims = tensor.dims();
-        let updated = flat(tensor.inner()) * decay - delta;
-        let updated = Tensor::from_inner(updated.reshape(dims)).require_grad();
+        let updated = Tensor::from_inner(updated.reshape(tensor.dims())).require_grad();
         Param::from_mapped_value(id, updated, mapper)
     }
 }
@@ -194,6 +271,50 @@ mod tests {
     use super::*;
     use elab_job::ModelSpec;
     use elab_model::{Gpt, GptConfig};
+
+    /// The CPU's one-pass update against the composite: parameter and moments bit for bit,
+    /// two models with their own hyperparameters, 70k elements each (several parallel pieces
+    /// of unequal size), moments as views into an earlier step's output (as they are after
+    /// the first step).
+    #[test]
+    fn the_cpu_adamw_update_is_the_composite_bit_for_bit() {
+        use burn::tensor::Distribution;
+        let device = Device::flex();
+        device.seed(4);
+        let (models, n) = (2, 70_000);
+        let random = |dist| Tensor::<2>::random([models, n], dist, &device);
+        let p = random(Distribution::Normal(0.0, 0.2));
+        let g = random(Distribution::Normal(0.0, 1e-2));
+        let col = |a: f64, b: f64| column([a, b].into_iter(), &device);
+        let h = Hyper {
+            b1: col(0.9, 0.8),
+            c1: col(0.1, 0.2),
+            b2: col(0.999, 0.98),
+            c2: col(0.001, 0.02),
+            inv_sqrt_bias2: col(1.3, 2.1),
+            eps: col(1e-8, 1e-6),
+            step_size: col(1e-3, 3e-4),
+        };
+        let decay = col(0.9999, 1.0);
+        // Moments from a first step of each kind: the fused one's are views at offsets.
+        let zero = Tensor::<2>::zeros([models, n], &device);
+        let [_, m0, v0] = fused(p.clone(), g.clone(), zero.clone(), zero, &h, &decay);
+        let g = random(Distribution::Normal(0.0, 1e-2));
+        let bits = |t: Tensor<2>| -> Vec<u32> {
+            let v = t.into_data().try_to_vec::<f32>().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        let a = fused(p.clone(), g.clone(), m0.clone(), v0.clone(), &h, &decay);
+        let b = composite(p, g, m0, v0, &h, &decay);
+        for (what, (a, b)) in ["param", "first", "second"]
+            .iter()
+            .zip(a.into_iter().zip(b))
+        {
+            let (a, b) = (bits(a), bits(b));
+            let differ = a.iter().zip(&b).filter(|(a, b)| a != b).count();
+            assert_eq!(differ, 0, "{what}: {differ} of {} differ", a.len());
+        }
+    }
 
     #[test]
     fn only_linear_matrices_count_as_matrices() {
