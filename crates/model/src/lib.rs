@@ -431,6 +431,23 @@ mod tests {
         t.into_data().try_to_vec::<f32>().unwrap()
     }
 
+    /// Panics unless each of the lab's CPU operation's tensors (`ours`) is within 1e-5 of the
+    /// composite's (`theirs`), relative to the largest magnitude of the composite's tensor (a
+    /// gradient that sums many rows is compared at its own scale). `what` names the tensors.
+    pub(crate) fn assert_close(what: &[&str], ours: &[Vec<f32>], theirs: &[Vec<f32>]) {
+        for ((what, a), b) in what.iter().zip(ours).zip(theirs) {
+            assert_eq!(a.len(), b.len(), "{what}");
+            let scale = b.iter().fold(0.0f32, |s, v| s.max(v.abs()));
+            assert!(scale > 0.0, "{what}: all zero");
+            let worst = a
+                .iter()
+                .zip(b)
+                .map(|(a, b)| (a - b).abs() / scale)
+                .fold(0.0f32, f32::max);
+            assert!(worst < 1e-5, "{what}: off by {worst} of {scale}");
+        }
+    }
+
     /// Attention splits the heads out of a chunk of the fused QKV projection: a view whose rows
     /// are contiguous at a larger stride, which the vendored Flex copies a row at a time
     /// (vendor/README.md). Small and large (Flex's parallel threshold is 1M elements).

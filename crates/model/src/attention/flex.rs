@@ -251,6 +251,20 @@ struct Saved {
     g: Geometry,
 }
 
+impl Saved {
+    /// The backward's kernel, for the output's gradient `dy`.
+    fn gradient<'a>(&'a self, dy: &'a FlexTensor) -> Gradient<'a> {
+        let (qs, kvs) = self.inputs.slices();
+        Gradient {
+            dy: f32s(dy),
+            qs,
+            kvs,
+            p: f32s(&self.p),
+            g: self.g,
+        }
+    }
+}
+
 fn forward(inputs: Inputs, n_head: usize, batch: usize) -> (FlexTensor, Saved) {
     let g = Geometry::new(&inputs, n_head, batch);
     let m = match &inputs {
@@ -314,19 +328,12 @@ impl Backward<Flex, 1> for AttentionBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let Saved { inputs, p, g } = ops.state;
-        let Inputs::Fused(qkv) = &inputs else {
+        let saved = ops.state;
+        let Inputs::Fused(qkv) = &saved.inputs else {
             unreachable!("the one-product attention saves one input")
         };
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let (qs, kvs) = inputs.slices();
-        let kernel = Gradient {
-            dy: f32s(&grad),
-            qs,
-            kvs,
-            p: f32s(&p),
-            g,
-        };
+        let (kernel, g) = (saved.gradient(&grad), saved.g);
         let [m, rows, width] = dims(qkv);
         let mut dqkv = Fresh::new(m * rows * width);
         pass(&kernel, [dqkv.slice()], [g.t * width]);
@@ -347,19 +354,12 @@ impl Backward<Flex, 2> for AttentionAtBackward {
     type State = Saved;
 
     fn backward(self, ops: Ops<Saved, 2>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let Saved { inputs, p, g } = ops.state;
-        let Inputs::Split(q, kv) = &inputs else {
+        let saved = ops.state;
+        let Inputs::Split(q, kv) = &saved.inputs else {
             unreachable!("the two-product attention saves two inputs")
         };
         let grad = contiguous(grads.consume::<Flex>(&ops.node));
-        let (qs, kvs) = inputs.slices();
-        let kernel = Gradient {
-            dy: f32s(&grad),
-            qs,
-            kvs,
-            p: f32s(&p),
-            g,
-        };
+        let (kernel, g) = (saved.gradient(&grad), saved.g);
         let ([m, rows_q, d], [_, rows, width]) = (dims(q), dims(kv));
         let mut dq = Fresh::new(m * rows_q * d);
         let mut dkv = Fresh::new(m * rows * width);
