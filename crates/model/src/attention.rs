@@ -74,17 +74,11 @@ impl CausalSelfAttention {
     /// The attention pattern `[models * batch, heads, time, time]` (query, key) of every
     /// position of `x` `[models, batch * time, d]`: what [`Self::forward`] weighs the values by.
     pub fn pattern(&self, x: Tensor<3>, batch: usize) -> Tensor<4> {
-        let [m, n, d] = x.dims();
-        let (b, t) = (m * batch, n / batch);
-        let (h, hd) = (self.n_head, d / self.n_head);
-        let heads = |x: Tensor<3>| x.reshape([b, t, h, hd]).swap_dims(1, 2);
-        let future = future(t, &x.device()).unsqueeze::<4>().expand([b, h, t, t]);
         let mut qkv = self.c_attn.forward(x).chunk(3, 2);
         qkv.pop();
-        let k = heads(qkv.pop().unwrap());
-        let q = heads(qkv.pop().unwrap());
-        let att = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-        softmax(att.mask_fill(future, -1e9), 3)
+        let k = qkv.pop().expect("keys");
+        let q = qkv.pop().expect("queries");
+        weights(q, k, self.n_head, batch)
     }
 }
 
@@ -94,6 +88,15 @@ impl CausalSelfAttention {
 /// `[models, batch * t, d]` at all of them.
 fn composite(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, n_head: usize, batch: usize) -> Tensor<3> {
     let [m, rows_q, d] = q.dims();
+    let (b, t) = (m * batch, v.dims()[1] / batch);
+    let v = v.reshape([b, t, n_head, d / n_head]).swap_dims(1, 2);
+    let att = weights(q, k, n_head, batch);
+    att.matmul(v).swap_dims(1, 2).reshape([m, rows_q, d])
+}
+
+/// The attention weights of [`composite`], `[models * batch, heads, tq, t]` (query, key).
+fn weights(q: Tensor<3>, k: Tensor<3>, n_head: usize, batch: usize) -> Tensor<4> {
+    let [m, rows_q, d] = q.dims();
     let (b, t, tq) = (m * batch, k.dims()[1] / batch, rows_q / batch);
     let (h, hd) = (n_head, d / n_head);
     let heads = |x: Tensor<3>, t| x.reshape([b, t, h, hd]).swap_dims(1, 2);
@@ -101,10 +104,8 @@ fn composite(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, n_head: usize, batch: usi
         .narrow(0, t - tq, tq)
         .unsqueeze::<4>()
         .expand([b, h, tq, t]);
-    let (q, k, v) = (heads(q, tq), heads(k, t), heads(v, t));
-    let att = q.matmul(k.swap_dims(2, 3)) / (hd as f64).sqrt();
-    let att = softmax(att.mask_fill(mask, -1e9), 3);
-    att.matmul(v).swap_dims(1, 2).reshape([m, rows_q, d])
+    let att = heads(q, tq).matmul(heads(k, t).swap_dims(2, 3)) / (hd as f64).sqrt();
+    softmax(att.mask_fill(mask, -1e9), 3)
 }
 
 /// The `[time, time]` mask of the keys each query may not see: true above the diagonal.

@@ -130,8 +130,7 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
             lanes[l] = x[l].mul_add(y[l], lanes[l]);
         }
     }
-    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
-    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+    let mut sum = pairwise(lanes);
     for (x, y) in a[whole..].iter().zip(&b[whole..]) {
         sum = x.mul_add(*y, sum);
     }
@@ -158,8 +157,7 @@ pub(crate) fn dot4(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
     }
     let mut sums = [0.0f32; 4];
     for ((sum, lanes), b) in sums.iter_mut().zip(lanes).zip(&b) {
-        let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
-        *sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+        *sum = pairwise(lanes);
         for (x, y) in a[whole..].iter().zip(&b[whole..]) {
             *sum = x.mul_add(*y, *sum);
         }
@@ -178,8 +176,7 @@ pub(crate) fn dot_centred(a: &[f32], b: &[f32], shift: f32) -> f32 {
             lanes[l] = x[l].mul_add(y[l] - shift, lanes[l]);
         }
     }
-    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
-    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+    let mut sum = pairwise(lanes);
     for (x, y) in a[whole..].iter().zip(&b[whole..]) {
         sum = x.mul_add(y - shift, sum);
     }
@@ -197,12 +194,17 @@ pub(crate) fn sum(a: &[f32]) -> f32 {
             lanes[l] += x[l];
         }
     }
-    let [l0, l1, l2, l3, l4, l5, l6, l7] = lanes;
-    let mut sum = ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7));
+    let mut sum = pairwise(lanes);
     for x in &a[whole..] {
         sum += x;
     }
     sum
+}
+
+/// The eight lanes of [`dot`], [`dot4`], [`dot_centred`] and [`sum`] added pairwise.
+#[inline(always)]
+fn pairwise([l0, l1, l2, l3, l4, l5, l6, l7]: [f32; 8]) -> f32 {
+    ((l0 + l4) + (l1 + l5)) + ((l2 + l6) + (l3 + l7))
 }
 
 /// `y += a * x`.

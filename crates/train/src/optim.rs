@@ -119,6 +119,8 @@ impl<M: LanguageModel> PackedAdamW<M> {
             device.clone().without_autodiff().as_dispatch(),
             DispatchDevice::Flex(_)
         );
+        // The CPU's update takes each model's hyperparameters as one row, built once a step.
+        let packed = on_cpu.then(|| [hyper.packed(&decay_all), hyper.packed(&decay_others)]);
         let (mut new_params, mut new_first, mut new_second) = (Vec::new(), Vec::new(), Vec::new());
         let moments = first.into_iter().zip(second);
         for (((g, (m, v)), p), (_, _, matrix)) in
@@ -126,8 +128,10 @@ impl<M: LanguageModel> PackedAdamW<M> {
         {
             let decay = if *matrix { &decay_all } else { &decay_others };
             // On the CPU one pass per parameter (flex.rs), bit for bit the composite.
-            let update = if on_cpu { fused } else { composite };
-            let [p, m, v] = update(p, g, m, v, &hyper, decay);
+            let [p, m, v] = match &packed {
+                Some([all, others]) => fused(p, g, m, v, if *matrix { all } else { others }),
+                None => composite(p, g, m, v, &hyper, decay),
+            };
             new_params.push(p);
             new_first.push(m);
             new_second.push(v);
@@ -170,36 +174,43 @@ fn composite(
     [p, m, v]
 }
 
-/// [`composite`] as one operation on the CPU (flex.rs): one pass over the parameter.
+/// [`composite`] as one operation on the CPU (flex.rs): one pass over the parameter, with the
+/// hyperparameters and decay as [`Hyper::packed`] rows.
 fn fused(
     p: Tensor<2>,
     g: Tensor<2>,
     m: Tensor<2>,
     v: Tensor<2>,
-    h: &Hyper,
-    decay: &Tensor<2>,
+    hyper: &Tensor<2>,
 ) -> [Tensor<2>; 3] {
     let [models, n] = p.dims();
-    let hyper = [
-        &h.b1,
-        &h.c1,
-        &h.b2,
-        &h.c2,
-        &h.inv_sqrt_bias2,
-        &h.eps,
-        &h.step_size,
-        decay,
-    ];
-    let hyper = Tensor::cat(hyper.into_iter().cloned().collect(), 1);
     let all = <Dispatch as AdamBackend>::adamw(
         p.into_dispatch(),
         g.into_dispatch(),
         m.into_dispatch(),
         v.into_dispatch(),
-        hyper.into_dispatch(),
+        hyper.clone().into_dispatch(),
     );
     let all = Tensor::<3>::from_dispatch(all);
     std::array::from_fn(|i| all.clone().narrow(0, i, 1).reshape([models, n]))
+}
+
+impl Hyper {
+    /// Each model's hyperparameters and `decay` as one row `[models, HYPER]`, in the order
+    /// flex.rs reads them.
+    fn packed(&self, decay: &Tensor<2>) -> Tensor<2> {
+        let columns = [
+            &self.b1,
+            &self.c1,
+            &self.b2,
+            &self.c2,
+            &self.inv_sqrt_bias2,
+            &self.eps,
+            &self.step_size,
+            decay,
+        ];
+        Tensor::cat(columns.into_iter().cloned().collect(), 1)
+    }
 }
 
 /// Each parameter's new value (flattened) in visiting order, as new trainable leaves.
@@ -298,13 +309,14 @@ mod tests {
         let decay = col(0.9999, 1.0);
         // Moments from a first step of each kind: the fused one's are views at offsets.
         let zero = Tensor::<2>::zeros([models, n], &device);
-        let [_, m0, v0] = fused(p.clone(), g.clone(), zero.clone(), zero, &h, &decay);
+        let packed = h.packed(&decay);
+        let [_, m0, v0] = fused(p.clone(), g.clone(), zero.clone(), zero, &packed);
         let g = random(Distribution::Normal(0.0, 1e-2));
         let bits = |t: Tensor<2>| -> Vec<u32> {
             let v = t.into_data().try_to_vec::<f32>().unwrap();
             v.iter().map(|x| x.to_bits()).collect()
         };
-        let a = fused(p.clone(), g.clone(), m0.clone(), v0.clone(), &h, &decay);
+        let a = fused(p.clone(), g.clone(), m0.clone(), v0.clone(), &packed);
         let b = composite(p, g, m0, v0, &h, &decay);
         for (what, (a, b)) in ["param", "first", "second"]
             .iter()

@@ -26,7 +26,7 @@ use burn_flex::{FlexTensor, Layout};
 use rayon::prelude::*;
 
 use crate::cpu::{
-    Fresh, ROWS, Row, RowPass, Wide, contiguous, dims, dot_centred, f32s, pass, sum, wide,
+    Fresh, ROWS, Row, RowPass, Wide, contiguous, dims, dot, dot_centred, f32s, pass, sum, wide,
 };
 
 type FloatTensor<B> = burn::backend::tensor::FloatTensor<B>;
@@ -125,7 +125,7 @@ impl RowPass<2> for Normalize<'_> {
         for (y, &x) in y.iter_mut().zip(x) {
             *y = x - mean;
         }
-        let inv_std = 1.0 / (dot_centred(y, y, 0.0) / d as f32 + EPS).sqrt();
+        let inv_std = 1.0 / (dot(y, y) / d as f32 + EPS).sqrt();
         for ((y, &g), &b) in y.iter_mut().zip(g).zip(b) {
             *y = (*y * inv_std).mul_add(g, b);
         }
