@@ -25,7 +25,7 @@ pub use mlp::MlpNet;
 use burn::module::{ModuleDisplay, Param};
 use burn::prelude::*;
 use burn::tensor::Distribution;
-use burn::tensor::activation::{gelu, relu};
+use burn::tensor::activation::gelu;
 use elab_job::{Activation, Init, ModelSpec};
 
 /// Everything needed to build a [`Gpt`]: the job's model section plus the task's vocabulary
@@ -199,8 +199,11 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.c_fc.forward(x);
-        let h = if self.gelu { gelu(h) } else { relu(h) };
+        let h = if self.gelu {
+            gelu(self.c_fc.forward(x))
+        } else {
+            self.c_fc.forward_relu(x)
+        };
         self.c_proj.forward(h)
     }
 }

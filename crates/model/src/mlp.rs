@@ -87,7 +87,11 @@ impl LanguageModel for MlpNet {
         }
         let mut x = self.activation(x);
         for layer in &self.hidden {
-            x = self.activation(layer.forward(x));
+            x = if self.gelu {
+                gelu(layer.forward(x))
+            } else {
+                layer.forward_relu(x)
+            };
         }
         self.head.forward(x).reshape([m, b, t - first, self.vocab])
     }
