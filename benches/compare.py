@@ -6,7 +6,8 @@ Both inputs are JSON lines, one object per rung (rung, params, ms_per_step, toke
 peak_rss_mib, device, ...; the twin's also a `mode`). A rung (and mode) measured more than once
 counts its fastest run, on each side: on a machine whose speed drifts from minute to minute
 (shared cloud cores), the best of runs alternated between the two sides is the fairest
-estimate of what each can do, as `timeit` reports the best of its repeats. Prints a section
+estimate of what each can do, as `timeit` reports the best of its repeats; with repeats, a
+second table gives each repeat's own ratio (median, lowest, highest). Prints a section
 headed by the date, CPU, its instruction set (and what each twin mode was held to, from its rows)
 and torch version,
 then one row per rung with a speed column per twin mode: torch ms / elab ms (above 1: elab is
@@ -101,6 +102,34 @@ def fastest(rows, key):
     return best, runs
 
 
+def paired(elab_rows, torch_rows):
+    """Per (rung, mode): the speed ratio of each repeat, the k-th elab run of the rung against
+    the k-th twin run of it in that mode (back to back in `just bench-compare`), as many as
+    both sides have."""
+    runs = {}
+    for r in elab_rows:
+        runs.setdefault(("elab", r["rung"]), []).append(r.get("ms_per_step"))
+    for r in torch_rows:
+        runs.setdefault((r.get("mode", "eager"), r["rung"]), []).append(r.get("ms_per_step"))
+    ratios = {}
+    for (mode, rung), ms in runs.items():
+        if mode == "elab":
+            continue
+        pairs = zip(runs.get(("elab", rung), []), ms)
+        ratios[(rung, mode)] = [v for v in (ratio(t, e) for e, t in pairs) if v is not None]
+    return ratios
+
+
+def spread(values):
+    """`median (lowest-highest)` of a list of ratios."""
+    if not values:
+        return "-"
+    v = sorted(values)
+    mid = len(v) // 2
+    median = v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
+    return f"{median:.2f} ({v[0]:.2f}-{v[-1]:.2f})"
+
+
 def section(elab_rows, torch_rows):
     elab, elab_runs = fastest(elab_rows, lambda r: r["rung"])
     torch, torch_runs = fastest(torch_rows, lambda r: (r["rung"], r.get("mode", "eager")))
@@ -155,6 +184,21 @@ def section(elab_rows, torch_rows):
         "the same machine (`elab bench`: the best of 5 products of 2048 x 2048 matrices)."
     )
     lines += ["", note]
+    if repeats > 1:
+        # The fastest runs of the two sides may come from different minutes; each repeat's
+        # ratio compares runs seconds apart, so its median shrugs off a side's lucky minute.
+        ratios = paired(elab_rows, torch_rows)
+        lines += [
+            "",
+            "Each repeat on its own (torch ms / elab ms of the runs made back to back): median "
+            "(lowest-highest).",
+            "",
+            "| " + " | ".join(["rung"] + [f"speed per repeat ({MODES[m]})" for m in modes]) + " |",
+            "|---|" + "---|" * len(modes),
+        ]
+        for rung in rungs:
+            cells = [rung] + [spread(ratios.get((rung, m), [])) for m in modes]
+            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
