@@ -4,7 +4,8 @@
 //! Why: composed of tensor ops, `relu(x @ w + b)` is the product, then a broadcast add and a
 //! ReLU that each read the whole output and write a new one; backward, ReLU's mask writes one
 //! more and the bias's gradient (a sum over rows) reads it again on one thread. On the 1M rung
-//! (an AVX-512 Xeon, docs/performance.md) those four passes were about 9% of the step. Here the
+//! (an AVX-512 Xeon, docs/performance.md) those passes, with the residual adds that share the
+//! broadcast add's code, were about 9% of the step. Here the
 //! forward adds the bias and applies the ReLU in place, in the product's output, and the
 //! backward masks the gradient in place and sums it over rows in the same pass.
 //!
