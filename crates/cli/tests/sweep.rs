@@ -237,11 +237,17 @@ fn a_hang_up_checkpoints_every_job_and_nohup_ignores_it() {
     // as a hung-up terminal does (EIO).
     let sweeps = tmp.path().join("hup");
     let (terminal, stderr) = std::io::pipe().unwrap();
-    let mut child = sweep_cmd(&config, &sweeps)
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    let mut cmd = sweep_cmd(&config, &sweeps);
+    // A hang-up that is not ignored, even where the tests themselves run under `nohup` (the
+    // sweep would inherit the ignored SIGHUP and rightly go on, the case tested below).
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    let mut child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
     let jobs = sweeps.join("smoke/jobs");
     assert!(wait_for(Duration::from_secs(120), || {
         checkpointed_past_zero(&jobs) >= 2
