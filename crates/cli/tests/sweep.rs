@@ -6,7 +6,7 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -240,13 +240,7 @@ fn a_hang_up_checkpoints_every_job_and_nohup_ignores_it() {
     let mut cmd = sweep_cmd(&config, &sweeps);
     // A hang-up that is not ignored, even where the tests themselves run under `nohup` (the
     // sweep would inherit the ignored SIGHUP and rightly go on, the case tested below).
-    // SAFETY: signal(2) is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGHUP, libc::SIG_DFL);
-            Ok(())
-        });
-    }
+    on_sighup(&mut cmd, libc::SIG_DFL);
     let mut child = cmd.stdout(Stdio::null()).stderr(stderr).spawn().unwrap();
     let jobs = sweeps.join("smoke/jobs");
     assert!(wait_for(Duration::from_secs(120), || {
@@ -281,13 +275,7 @@ fn a_hang_up_checkpoints_every_job_and_nohup_ignores_it() {
     // Under nohup (SIGHUP ignored, and so for the workers too), a hang-up changes nothing.
     let sweeps = tmp.path().join("nohup");
     let mut cmd = sweep_cmd(&config, &sweeps);
-    // SAFETY: signal(2) is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::signal(libc::SIGHUP, libc::SIG_IGN);
-            Ok(())
-        });
-    }
+    on_sighup(&mut cmd, libc::SIG_IGN);
     let mut child = spawn_quiet(&mut cmd);
     let jobs = sweeps.join("smoke/jobs");
     assert!(wait_for(Duration::from_secs(120), || {
@@ -302,6 +290,17 @@ fn a_hang_up_checkpoints_every_job_and_nohup_ignores_it() {
         let tried = attempts(&jobs.join(id));
         assert!(jobs.join(id).join("summary.json").exists(), "{id}");
         assert!(tried.iter().all(|a| a["exit"] == 0), "{id}: {tried:?}");
+    }
+}
+
+/// `cmd` starts with SIGHUP's disposition set to `action` (`SIG_DFL` or `SIG_IGN`).
+fn on_sighup(cmd: &mut Command, action: libc::sighandler_t) {
+    // SAFETY: signal(2) is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            libc::signal(libc::SIGHUP, action);
+            Ok(())
+        });
     }
 }
 
