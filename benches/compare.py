@@ -19,8 +19,10 @@ import argparse
 import datetime
 import json
 import os
+import statistics
 import sys
 import tempfile
+from collections import defaultdict
 
 
 def load(path):
@@ -106,28 +108,22 @@ def paired(elab_rows, torch_rows):
     """Per (rung, mode): the speed ratio of each repeat, the k-th elab run of the rung against
     the k-th twin run of it in that mode (back to back in `just bench-compare`), as many as
     both sides have."""
-    runs = {}
+    elab_ms, torch_ms = defaultdict(list), defaultdict(list)
     for r in elab_rows:
-        runs.setdefault(("elab", r["rung"]), []).append(r.get("ms_per_step"))
+        elab_ms[r["rung"]].append(r.get("ms_per_step"))
     for r in torch_rows:
-        runs.setdefault((r.get("mode", "eager"), r["rung"]), []).append(r.get("ms_per_step"))
-    ratios = {}
-    for (mode, rung), ms in runs.items():
-        if mode == "elab":
-            continue
-        pairs = zip(runs.get(("elab", rung), []), ms)
-        ratios[(rung, mode)] = [v for v in (ratio(t, e) for e, t in pairs) if v is not None]
-    return ratios
+        torch_ms[(r["rung"], r.get("mode", "eager"))].append(r.get("ms_per_step"))
+    return {
+        (rung, mode): [v for e, t in zip(elab_ms[rung], ms) if (v := ratio(t, e)) is not None]
+        for (rung, mode), ms in torch_ms.items()
+    }
 
 
 def spread(values):
     """`median (lowest-highest)` of a list of ratios."""
     if not values:
         return "-"
-    v = sorted(values)
-    mid = len(v) // 2
-    median = v[mid] if len(v) % 2 else (v[mid - 1] + v[mid]) / 2
-    return f"{median:.2f} ({v[0]:.2f}-{v[-1]:.2f})"
+    return f"{statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
 
 
 def section(elab_rows, torch_rows):
