@@ -1,23 +1,20 @@
-"""The products of gemm-shapes (src/main.rs) in PyTorch: torch.mm, best of 15, in GFLOP/s.
+"""The products of gemm-shapes (shapes.txt, as src/main.rs times them) in PyTorch:
+torch.mm, best of 15, in GFLOP/s.
 
     python3 benches/gemm-shapes/torch_mm.py
     ATEN_CPU_CAPABILITY=avx2 MKL_ENABLE_INSTRUCTIONS=AVX2 python3 benches/gemm-shapes/torch_mm.py
 """
 
+import pathlib
 import time
 
 import torch
 
-# (m, k, n, what): the 1M rung's products (2816 rows = 256 examples x 11 positions).
+# (m, k, n, what): the 1M rung's products, the list src/main.rs reads too.
 SHAPES = [
-    (2816, 144, 432, "qkv fwd"),
-    (2816, 144, 144, "attn proj fwd"),
-    (2816, 144, 576, "fc fwd"),
-    (2816, 576, 144, "mlp proj fwd"),
-    (144, 2816, 432, "qkv dW (x^T dy)"),
-    (576, 2816, 144, "mlp proj dW"),
-    (2816, 432, 144, "qkv dx (dy W^T)"),
-    (2048, 2048, 2048, "peak 2048"),
+    (*map(int, line.split(maxsplit=3)[:3]), line.split(maxsplit=3)[3])
+    for line in (pathlib.Path(__file__).parent / "shapes.txt").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
 ]
 
 for m, k, n, what in SHAPES:

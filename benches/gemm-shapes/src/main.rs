@@ -2,7 +2,7 @@
 //! 11 positions, d 144, d_mlp 576), timed in `gemm` 0.19 on rayon's threads as Flex calls it and
 //! in `matrixmultiply` 0.3 (threads from MATMUL_NUM_THREADS), best of 15 each. The weight
 //! gradients are timed with a row-major left operand, not the transposed view training passes.
-//! `torch_mm.py` times the same shapes in PyTorch.
+//! The shapes are in shapes.txt; `torch_mm.py` times the same ones in PyTorch.
 //!
 //! ```text
 //! cargo run --release --features v4   # gemm's AVX-512 kernels (elab's default build)
@@ -14,18 +14,21 @@
 
 use std::time::Instant;
 
+/// `(m, k, n, what)` from shapes.txt, the list torch_mm.py reads too.
+fn shapes() -> Vec<(usize, usize, usize, &'static str)> {
+    include_str!("../shapes.txt")
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.splitn(4, ' ');
+            let mut dim = || f.next().and_then(|x| x.parse().ok()).expect("m k n what");
+            (dim(), dim(), dim(), f.next().expect("what"))
+        })
+        .collect()
+}
+
 fn main() {
-    let shapes: &[(usize, usize, usize, &str)] = &[
-        (2816, 144, 432, "qkv fwd"),
-        (2816, 144, 144, "attn proj fwd"),
-        (2816, 144, 576, "fc fwd"),
-        (2816, 576, 144, "mlp proj fwd"),
-        (144, 2816, 432, "qkv dW (x^T dy)"),
-        (576, 2816, 144, "mlp proj dW"),
-        (2816, 432, 144, "qkv dx (dy W^T)"),
-        (2048, 2048, 2048, "peak 2048"),
-    ];
-    for &(m, k, n, what) in shapes {
+    for (m, k, n, what) in shapes() {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7 % 13) as f32) * 0.01).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 5 % 11) as f32) * 0.01).collect();
         let mut c = vec![0.0f32; m * n];
